@@ -1,0 +1,44 @@
+# lienthong — the commands in the README.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+export LIENTHONG_AMQP_URL       ?= amqp://guest:guest@127.0.0.1:5672/lienthong
+export LIENTHONG_DATABASE_URL   ?= postgresql://postgres@127.0.0.1:5432/lienthong
+export LIENTHONG_MANAGEMENT_URL ?= http://guest:guest@127.0.0.1:15672
+
+.PHONY: setup services demo test test-unit test-integration lint bench bench-codec clean
+
+setup: $(STAMP) services ## venv, packages, RabbitMQ + management plugin, PostgreSQL
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+services:
+	@bash deploy/local/ensure-services.sh
+
+demo: setup ## migrate, load the demo directory, route documents between gateways
+	$(BIN)/lienthong demo
+
+test: setup ## unit, integration and chaos tests against the real services
+	$(BIN)/pytest
+
+test-unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+bench: setup ## router throughput vs the raw relay limit of this machine
+	$(BIN)/lienthong bench
+
+bench-codec: $(STAMP) ## parse + validate time per package size
+	$(BIN)/pytest tests/bench --benchmark-only -q -p no:randomly
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks

@@ -1,0 +1,377 @@
+"""The gateway SDK: what a ministry or province developer uses to connect to lienthong.
+
+::
+
+    from adapters import GatewayClient
+
+    async with GatewayClient("amqp://vpcp:SECRET@axis.example:5672/lienthong") as gw:
+        receipt = await gw.send(package_bytes)          # waits for the hub's receipt
+        print(receipt.type, receipt.hub_id)             # accepted / duplicate / rejected
+        async for msg in gw.inbox():                    # documents and status packages
+            async with msg.process():                   # ack on success, retry on error
+                store(msg.package, msg.body)
+
+Copies the hub delivers twice (after a crash somewhere) carry the same ``message_id``;
+the client drops the second one and counts it in ``duplicates_dropped``. The filter lives
+in memory: a gateway that restarts should also check its own store by copy id.
+
+Run one client per gateway: clients of the same gateway share its receipts queue, so a
+receipt could reach a client other than the one whose ``send()`` waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import unquote, urlsplit
+
+import aio_pika
+import aiormq
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+
+from schemas import (
+    EdocPackage,
+    Organization,
+    ParsedPackage,
+    ResponseFor,
+    StatusCode,
+    StatusPackage,
+    build_package,
+    parse_package,
+)
+from schemas.agency_code import normalize
+from schemas.receipt import Receipt
+
+__all__ = ["GatewayClient", "InboxMessage", "SeenCopies"]
+
+SUBMIT = "lt.submit"
+
+_CONNECTION_ERRORS = (
+    aiormq.exceptions.AMQPConnectionError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    ConnectionError,
+)
+
+
+def inbox_queue(gateway_id: str) -> str:
+    return f"lt.gw.{gateway_id}.inbox"
+
+
+def receipts_queue(gateway_id: str) -> str:
+    return f"lt.gw.{gateway_id}.receipts"
+
+
+class SeenCopies:
+    """Remembers the copy ids already handled (bounded, oldest forgotten first).
+
+    Gateways that must survive restarts without re-processing should check their own
+    store as well: the hub's ``message_id`` (copy id) is stable across re-deliveries.
+    """
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._capacity = capacity
+
+    def __contains__(self, copy_id: object) -> bool:
+        return copy_id in self._ids
+
+    def add(self, copy_id: str) -> None:
+        self._ids[copy_id] = None
+        self._ids.move_to_end(copy_id)
+        while len(self._ids) > self._capacity:
+            self._ids.popitem(last=False)
+
+
+class InboxMessage:
+    """A document or status package the hub delivered to this gateway."""
+
+    def __init__(self, message: AbstractIncomingMessage, seen: SeenCopies) -> None:
+        self._message = message
+        self._seen = seen
+        self._parsed: ParsedPackage | None = None
+        headers = message.headers or {}
+        self.copy_id: str = message.message_id or ""
+        self.kind: str = message.type or str(headers.get("lt-kind", ""))
+        self.hub_id: str = str(headers.get("lt-hub-id", ""))
+        self.sender: str = str(headers.get("lt-sender", ""))
+        self.document_id: str | None = _opt_str(headers.get("lt-document-id"))
+        self.status_code: str | None = _opt_str(headers.get("lt-status-code"))
+        self.recipients: list[str] = [_s(x) for x in _list(headers.get("lt-recipients"))]
+        self.delivery_ids: list[str] = [_s(x) for x in _list(headers.get("lt-delivery-ids"))]
+
+    @property
+    def body(self) -> bytes:
+        """The package exactly as the sender signed and sent it."""
+        return self._message.body
+
+    @property
+    def parsed(self) -> ParsedPackage:
+        if self._parsed is None:
+            self._parsed = parse_package(self._message.body)
+        return self._parsed
+
+    @property
+    def package(self) -> EdocPackage | StatusPackage:
+        return self.parsed.package
+
+    async def ack(self) -> None:
+        """Done with it. Remembered as handled first: if the connection drops before the
+        broker hears the ack, the copy comes again and is dropped as a duplicate."""
+        self._seen.add(self.copy_id)
+        with contextlib.suppress(*_CONNECTION_ERRORS):
+            await self._message.ack()
+
+    async def retry(self) -> None:
+        """Give it back to the hub; it comes again (up to the inbox's delivery limit,
+        after which it is parked for operators, never dropped)."""
+        with contextlib.suppress(*_CONNECTION_ERRORS):  # a lost channel gives it back too
+            await self._message.nack(requeue=True)
+
+    async def refuse(self) -> None:
+        """Refuse it for good: the hub parks it with the reason for operators."""
+        await self._message.reject(requeue=False)
+
+    @contextlib.asynccontextmanager
+    async def process(self, *, requeue: bool = True) -> AsyncIterator[Self]:
+        """Ack when the block succeeds; on an exception retry it (``requeue``) or park it."""
+        try:
+            yield self
+        except BaseException:
+            if requeue:
+                await self.retry()
+            else:
+                await self.refuse()
+            raise
+        else:
+            await self.ack()
+
+
+def _s(x: Any) -> str:
+    return x.decode() if isinstance(x, bytes) else str(x)
+
+
+def _opt_str(x: Any) -> str | None:
+    return None if x is None else _s(x)
+
+
+def _list(x: Any) -> list[Any]:
+    return list(x) if isinstance(x, list | tuple) else []
+
+
+class GatewayClient:
+    """An async connection of one gateway to the axis (robust: it reconnects by itself)."""
+
+    def __init__(
+        self,
+        amqp_url: str,
+        *,
+        gateway_id: str | None = None,
+        receipt_timeout: float = 30.0,
+        seen: SeenCopies | None = None,
+        sign: Callable[[bytes], bytes] | None = None,
+    ) -> None:
+        """``sign``: applied to every package before it is sent, e.g.
+        ``functools.partial(schemas.signature.sign_package, key_pem=…, cert_pem=…)``."""
+        self._sign = sign
+        parts = urlsplit(amqp_url)
+        self.user = unquote(parts.username or "guest")
+        self.gateway_id = gateway_id or self.user
+        self.amqp_url = amqp_url
+        self.receipt_timeout = receipt_timeout
+        self.seen = seen or SeenCopies()
+        self.duplicates_dropped = 0
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._submit: AbstractExchange | None = None
+        self._pending: dict[str, asyncio.Future[Receipt]] = {}
+        self._other_receipts: asyncio.Queue[Receipt] = asyncio.Queue()
+        self._receipt_tag: str | None = None
+        self._receipt_queue: AbstractQueue | None = None
+        self._seen_receipts = SeenCopies(50_000)
+        self._inbox_tag: str | None = None
+        self._inbox_buffer: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        self._connection = await aio_pika.connect_robust(self.amqp_url)
+        self._channel = await self._connection.channel(publisher_confirms=True)
+        await self._channel.set_qos(prefetch_count=100)
+        self._submit = await self._channel.get_exchange(SUBMIT, ensure=False)
+        # a passive declare (no configure right needed) registers the queue with the robust
+        # channel, so the consumer comes back by itself after a reconnect
+        self._receipt_queue = await self._channel.declare_queue(
+            receipts_queue(self.gateway_id), passive=True
+        )
+        self._receipt_tag = await self._receipt_queue.consume(self._on_receipt)
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+    # sending -------------------------------------------------------------------------
+    async def send(
+        self,
+        package: bytes | EdocPackage | StatusPackage,
+        *,
+        message_id: str | None = None,
+        wait: bool = True,
+        validate: bool = True,
+        sender_code: str | None = None,
+        kind: str | None = None,
+    ) -> Receipt | None:
+        """Submit a package. With ``wait`` returns the hub's receipt (accepted, duplicate
+        or rejected); raises TimeoutError when none comes in ``receipt_timeout``.
+
+        Bytes are parsed first (raising PackageRejected locally, before anything is sent)
+        unless ``validate`` is False; then ``sender_code`` (the routing key) is required
+        and the hub does all the checking.
+        """
+        assert self._submit is not None, "connect() first"
+        if isinstance(package, bytes):
+            body = package
+            if validate:
+                pkg = parse_package(body).package
+                sender_code = sender_code or pkg.sender.organ_id
+                kind = kind or pkg.kind
+        else:
+            body = build_package(package)
+            sender_code = sender_code or package.sender.organ_id
+            kind = kind or package.kind
+        if not sender_code:
+            raise ValueError("sender_code is required when the package is not validated")
+        if self._sign is not None:
+            body = self._sign(body)
+        message_id = message_id or str(uuid.uuid4())
+        fut: asyncio.Future[Receipt] | None = None
+        if wait:
+            fut = asyncio.get_running_loop().create_future()
+            self._pending[message_id] = fut
+        await self._submit.publish(
+            aio_pika.Message(
+                body,
+                message_id=message_id,
+                user_id=self.user,
+                type=kind,
+                headers={"lt-sent-at": time.time()},
+                content_type="application/xml",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=normalize(sender_code),
+        )
+        if fut is None:
+            return None
+        try:
+            return await asyncio.wait_for(fut, self.receipt_timeout)
+        finally:
+            self._pending.pop(message_id, None)
+
+    async def send_status(
+        self,
+        *,
+        sender: Organization,
+        about: EdocPackage | InboxMessage,
+        code: StatusCode | str,
+        description: str | None = None,
+        to: str | None = None,
+        wait: bool = True,
+    ) -> Receipt | None:
+        """Answer a document with a status (01 arrived, 03 accepted, 06 done, ...).
+
+        The status goes to the document's sender, or to ``to`` (a recall, 13, goes from
+        the sender to a recipient).
+        """
+        doc = about.package if isinstance(about, InboxMessage) else about
+        assert isinstance(doc, EdocPackage), "a status answers a document"
+        from datetime import datetime, timedelta, timezone
+
+        status = StatusPackage(
+            sender=sender,
+            response_for=ResponseFor(
+                organ_id=to or doc.sender.organ_id,
+                code=str(doc.code) or None,
+                promulgation_date=doc.promulgation.promulgation_date,
+                document_id=doc.document_id,
+            ),
+            status_code=StatusCode(code),
+            description=description,
+            timestamp=datetime.now(timezone(timedelta(hours=7))).replace(
+                tzinfo=None, microsecond=0
+            ),
+        )
+        return await self.send(status, wait=wait)
+
+    async def _on_receipt(self, message: AbstractIncomingMessage) -> None:
+        try:
+            receipt: Receipt | None = Receipt.from_json(message.body)
+        except (ValueError, KeyError, TypeError):
+            receipt = None  # not a receipt: nothing a gateway can do with it
+        if receipt is not None:
+            fut = self._pending.get(receipt.message_id or "")
+            if fut is not None and not fut.done() and receipt.type != "delivery":
+                # a send waiting for it: even a receipt seen before (a re-sent message
+                # gets the same receipt again) answers it
+                fut.set_result(receipt)
+                self._seen_receipts.add(receipt.receipt_id)
+            elif receipt.receipt_id not in self._seen_receipts:
+                self._seen_receipts.add(receipt.receipt_id)
+                self._other_receipts.put_nowait(receipt)
+        with contextlib.suppress(*_CONNECTION_ERRORS):
+            await message.ack()
+
+    async def receipts(self) -> AsyncIterator[Receipt]:
+        """Receipts no ``send`` is waiting for: delivery events (a recipient's state
+        changed) and receipts of packages sent with ``wait=False``."""
+        while True:
+            yield await self._other_receipts.get()
+
+    # receiving -------------------------------------------------------------------------
+    async def inbox(
+        self, *, timeout: float | None = None  # noqa: ASYNC109 - an idle time, not a deadline
+    ) -> AsyncIterator[InboxMessage]:
+        """Documents and status packages for this gateway, each once.
+
+        Stops after ``timeout`` seconds without a message (never, when None). One consumer
+        serves the client's whole life (started on first use); it survives reconnections.
+        """
+        assert self._channel is not None, "connect() first"
+        if self._inbox_tag is None:
+            queue = await self._channel.declare_queue(inbox_queue(self.gateway_id), passive=True)
+            self._inbox_tag = await queue.consume(self._on_inbox)
+        while True:
+            try:
+                message = await asyncio.wait_for(self._inbox_buffer.get(), timeout)
+            except TimeoutError:
+                return
+            if message.message_id and message.message_id in self.seen:
+                self.duplicates_dropped += 1
+                with contextlib.suppress(*_CONNECTION_ERRORS):
+                    await message.ack()
+                continue
+            yield InboxMessage(message, self.seen)
+
+    async def _on_inbox(self, message: AbstractIncomingMessage) -> None:
+        self._inbox_buffer.put_nowait(message)

@@ -1,0 +1,120 @@
+"""The raw relay: the ceiling any Python router can reach on this broker and machine.
+
+A plain aio-pika loop over ``lt.router.in`` with the router's batching and none of its
+work: it takes up to ``batch`` persistent messages, publishes for each the K copies its
+``lt-bench-to`` header names (persistent, ``mandatory``, to ``lt.deliver``) plus one small
+receipt to the sender (``lt-bench-from``, to ``lt.receipts``) and, for a status package,
+one delivery event to the document's sender (``lt-bench-notify``) — the same AMQP messages
+the router sends — awaits all publisher confirms together and acks the batch with
+``multiple=True``. No parsing, no validation, no database.
+
+Run as its own process, like a router: ``python -m router.bench_relay`` with
+``LIENTHONG_AMQP_URL`` set; stops on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Awaitable
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+
+from router import topology
+
+__all__ = ["relay"]
+
+HEADER_TO = "lt-bench-to"
+HEADER_FROM = "lt-bench-from"
+HEADER_NOTIFY = "lt-bench-notify"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def relay(amqp_url: str, stop: asyncio.Event, *, batch_size: int = 200,
+                batch_wait_ms: int = 20) -> int:
+    """Relay until ``stop`` is set; returns the number of messages relayed."""
+    connection = await aio_pika.connect(amqp_url, timeout=30)
+    relayed = 0
+    async with connection:
+        consume = await connection.channel()
+        await consume.set_qos(prefetch_count=batch_size * 2)
+        publish = await connection.channel(publisher_confirms=True)
+        deliver = await publish.get_exchange(topology.DELIVER)
+        receipts = await publish.get_exchange(topology.RECEIPTS)
+        inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            inbox.put_nowait(message)
+
+        queue = await consume.get_queue(topology.ROUTER_IN)
+        await queue.consume(on_message)
+        while not stop.is_set():
+            try:
+                first = await asyncio.wait_for(inbox.get(), timeout=0.5)
+            except TimeoutError:
+                continue
+            batch = [first]
+            deadline = time.monotonic() + batch_wait_ms / 1000
+            while len(batch) < batch_size:
+                remaining = deadline - time.monotonic()
+                if inbox.empty() and remaining <= 0:
+                    break
+                try:
+                    batch.append(inbox.get_nowait() if not inbox.empty()
+                                 else await asyncio.wait_for(inbox.get(), remaining))
+                except TimeoutError:
+                    break
+            pending: list[Awaitable[Any]] = []
+            for m in batch:
+                headers = m.headers or {}
+                targets = headers.get(HEADER_TO) or []
+                assert isinstance(targets, list | tuple)
+                for gateway in targets:
+                    pending.append(deliver.publish(
+                        aio_pika.Message(m.body, message_id=str(uuid.uuid4()), type=m.type,
+                                         content_type="application/xml",
+                                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                        _text(gateway), mandatory=True))
+                notify = headers.get(HEADER_NOTIFY)
+                for gateway, kind in ((headers.get(HEADER_FROM), "accepted"),
+                                      (notify, "delivery")):
+                    if not gateway:
+                        continue
+                    receipt = json.dumps({"type": kind, "message_id": m.message_id,
+                                          "receipt_id": str(uuid.uuid4())}).encode()
+                    pending.append(receipts.publish(
+                        aio_pika.Message(receipt, content_type="application/json",
+                                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                        _text(gateway)))
+            await asyncio.gather(*pending)
+            await batch[-1].ack(multiple=True)
+            relayed += len(batch)
+    return relayed
+
+
+async def _main() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await relay(
+        os.environ["LIENTHONG_AMQP_URL"],
+        stop,
+        batch_size=int(os.environ.get("LIENTHONG_BATCH_SIZE") or 200),
+        batch_wait_ms=int(os.environ.get("LIENTHONG_BATCH_WAIT_MS") or 20),
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(_main())

@@ -1,0 +1,126 @@
+"""The benchmark's results for people: rich tables from the JSON that ``router.bench`` makes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console, Group
+from rich.table import Table
+
+__all__ = ["render"]
+
+
+def _num(value: Any, fmt: str = "{:,.0f}") -> str:
+    return "—" if value is None else fmt.format(value)
+
+
+def _mark(ok: bool | None) -> str:
+    if ok is None:
+        return ""
+    return "[green]✓[/]" if ok else "[red]✗[/]"
+
+
+def _met(targets: dict[str, Any], run: dict[str, Any], key: str) -> str:
+    met: dict[str, bool] = targets.get(f"routers_{run['routers']}", {})
+    return _mark(met.get(key))
+
+
+def _results_table(result: dict[str, Any]) -> Table:
+    targets = result.get("targets", {})
+    table = Table(title="lienthong bench — router vs raw relay (same broker, same run)",
+                  title_justify="left")
+    table.add_column("metric")
+    for run in result["runs"]:
+        table.add_column(f"{run['routers']} router{'s' if run['routers'] > 1 else ''}",
+                         justify="right")
+    table.add_column("target", justify="right")
+
+    def row(label: str, values: list[str], target: str = "") -> None:
+        table.add_row(label, *values, target)
+
+    runs = result["runs"]
+    row("raw relay: documents/s", [_num(r["raw_relay"]["edoc"]["packages_per_s"]) for r in runs])
+    row("raw relay: status packages/s",
+        [_num(r["raw_relay"]["status"]["packages_per_s"]) for r in runs])
+    row("raw relay: packages/s (all)",
+        [_num(r["raw_relay"]["total"]["packages_per_s"]) for r in runs])
+    row("router: documents/s", [_num(r["router"]["edoc"]["packages_per_s"]) for r in runs])
+    row("router: copies/s", [_num(r["router"]["edoc"]["copies_per_s"]) for r in runs])
+    row("router: status packages/s", [_num(r["router"]["status"]["packages_per_s"]) for r in runs])
+    row("router: packages/s (all)", [_num(r["router"]["total"]["packages_per_s"]) for r in runs])
+    row("router CPU ms per document / status",
+        [f"{_num(r['router']['edoc']['cpu_ms_per_package'], '{:.1f}')} / "
+         f"{_num(r['router']['status']['cpu_ms_per_package'], '{:.1f}')}" for r in runs])
+    row("router CPU busy (1 = one core each)",
+        [f"{_num(r['router']['edoc']['cpu_busy'], '{:.2f}')} / "
+         f"{_num(r['router']['status']['cpu_busy'], '{:.2f}')}" for r in runs])
+    row("raw relay CPU ms per document / status",
+        [f"{_num(r['raw_relay']['edoc']['cpu_ms_per_package'], '{:.1f}')} / "
+         f"{_num(r['raw_relay']['status']['cpu_ms_per_package'], '{:.1f}')}" for r in runs])
+    row("ratio router ÷ raw (documents)", [_num(r["ratio_edoc"], "{:.2f}") for r in runs])
+    row("ratio router ÷ raw (all)",
+        [f"{_num(r['ratio'], '{:.2f}')} {_met(targets, r, 'ratio')}" for r in runs],
+        f"≥ {targets.get('ratio_min', 0.6)}")
+    row("latency: offered → achieved /s",
+        [f"{_num(r['latency']['offered_rate'])} → {_num(r['latency']['achieved_rate'])}"
+         for r in runs])
+    for p in ("p50", "p95", "p99"):
+        row(f"latency submit→inbox {p} (ms)",
+            [(_num(r["latency"][f"{p}_ms"], "{:.1f}")
+              + (f" {_met(targets, r, 'p99')}" if p == "p99" else ""))
+             for r in runs],
+            f"≤ {targets.get('p99_ms_max', 50):.0f}" if p == "p99" else "")
+    row("latency max (ms)", [_num(r["latency"]["max_ms"], "{:.1f}") for r in runs])
+    row("  documents p99 / status p99 (ms)",
+        [f"{_num(r['latency']['by_kind']['edoc']['p99_ms'], '{:.1f}')} / "
+         f"{_num(r['latency']['by_kind']['status']['p99_ms'], '{:.1f}')}" for r in runs])
+    row("router RSS peak, per process (MB)",
+        [f"{_num(r['memory']['max_peak_mb'], '{:.0f}')} "
+         f"{_met(targets, r, 'rss')}" for r in runs],
+        f"≤ {targets.get('rss_mb_max', 150):.0f}")
+    row("raw relay RSS peak (MB)", [_num(r["relay_memory"]["max_peak_mb"], "{:.0f}") for r in runs])
+    row("every package delivered", [_mark(r["delivered_ok"]) for r in runs])
+    return table
+
+
+def _workload_line(result: dict[str, Any]) -> str:
+    w = result["workload"]
+    c = result["config"]
+    m = result.get("machine", {})
+    return (
+        f"{w['gateways']} gateways · {c['packages']:,} documents per drain, "
+        f"{w['edoc_bytes_min']:,}–{w['edoc_bytes_max']:,} B (mean {w['edoc_bytes_mean']:,}), "
+        f"fan-out mean {w['fanout_mean']} · one 01/03/06 answer per copy · "
+        f"{'shared samples' if w['from_samples'] else 'built packages'} · "
+        f"{m.get('cpus')} CPUs, RabbitMQ {m.get('rabbitmq', '?')}, "
+        f"PostgreSQL {m.get('postgresql', '?')}"
+    )
+
+
+def _profile_table(profile: dict[str, Any], top: int = 20) -> Table:
+    table = Table(title=f"router profile (py-spy, {profile.get('samples', 0):,} samples of "
+                        f"busy time) — top functions by cumulative share",
+                  title_justify="left")
+    table.add_column("cumulative", justify="right")
+    table.add_column("function")
+    for r in profile.get("cumulative", [])[:top]:
+        table.add_row(f"{r['share'] * 100:.1f}%", r["function"])
+    return table
+
+
+def render(result: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console()
+    parts: list[Any] = [_results_table(result), _workload_line(result)]
+    problems = [p for r in result["runs"]
+                for section in (r["raw_relay"]["edoc"], r["raw_relay"]["status"],
+                                r["router"]["edoc"], r["router"]["status"], r["latency"])
+                for p in section.get("problems", [])]
+    if problems:
+        parts.append("[red]problems:[/] " + "; ".join(problems[:10]))
+    profile = result.get("profile")
+    if profile and profile.get("cumulative"):
+        parts.append(_profile_table(profile))
+        parts.append(f"collapsed stacks: {profile['collapsed_stacks']}")
+    elif profile:
+        parts.append(f"profile: {profile.get('errors') or profile.get('error')}")
+    console.print(Group(*parts))

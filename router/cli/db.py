@@ -1,0 +1,72 @@
+"""``lienthong db``: create the ledger database and apply migrations."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import click
+
+from router import migrate as migrations
+from router.cli._services import connect_db, run_async
+from router.config import Settings
+
+
+async def ensure_database(database_url: str) -> bool:
+    """Create the database named in the URL if it does not exist. True when created."""
+    parts = urlsplit(database_url)
+    name = parts.path.lstrip("/")
+    admin_url = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
+    conn = await asyncpg.connect(admin_url)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if exists:
+            return False
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        return True
+    finally:
+        await conn.close()
+
+
+@click.group()
+def db() -> None:
+    """The ledger database."""
+
+
+@db.command("migrate")
+@click.option("--create/--no-create", default=True, show_default=True,
+              help="Create the database first when it does not exist.")
+def migrate_cmd(create: bool) -> None:
+    """Apply pending migrations (recorded; running it again is harmless)."""
+
+    async def go(settings: Settings) -> None:
+        if create and await ensure_database(settings.database_url):
+            click.echo(f"created database {urlsplit(settings.database_url).path.lstrip('/')}")
+        conn = await connect_db(settings)
+        try:
+            applied = await migrations.migrate(conn)
+        finally:
+            await conn.close()
+        for m in applied:
+            click.echo(f"applied {m.version}_{m.name}")
+        if not applied:
+            click.echo("ledger is up to date")
+
+    run_async(go)
+
+
+@db.command("status")
+def status_cmd() -> None:
+    """List migrations and whether each is applied."""
+
+    async def go(settings: Settings) -> None:
+        conn = await connect_db(settings)
+        try:
+            done = await migrations.applied_versions(conn)
+        finally:
+            await conn.close()
+        for m in migrations.available():
+            mark = "applied" if m.version in done else "pending"
+            click.echo(f"{m.version}_{m.name}: {mark}")
+
+    run_async(go)

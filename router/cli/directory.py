@@ -1,0 +1,185 @@
+"""``lienthong agencies`` and ``lienthong gateways``: the directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from router import directory, topology
+from router.broker_admin import BrokerAdmin
+from router.cli._services import connect_db, fail, run_async
+from router.config import Settings
+from router.provision import ensure_core, provision_gateway
+from schemas.reasons import LienthongError
+
+
+@click.group()
+def agencies() -> None:
+    """Agencies (cơ quan) and their codes."""
+
+
+@agencies.command("import")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def import_cmd(csv_file: Path) -> None:
+    """Import agencies from CSV with columns code,name,parent,aliases,gateway
+    (aliases separated by '|'). Re-importing updates; nothing is deleted."""
+
+    async def go(settings: Settings) -> None:
+        try:
+            rows = directory.read_agencies_csv(csv_file)
+        except ValueError as exc:
+            fail(str(exc), 2)
+        conn = await connect_db(settings)
+        try:
+            result = await directory.import_agencies(conn, rows)
+            gateways = [r["id"] for r in await conn.fetch("SELECT id FROM gateways")]
+            async with BrokerAdmin(settings.management_url) as admin:
+                for gid in gateways:
+                    await directory.sync_gateway_permissions(conn, admin, settings.vhost, gid)
+        except LienthongError as exc:
+            fail(f"{exc.reason.name}: {exc.reason.message_en} / {exc.reason.message_vi}"
+                 f" ({exc.detail})", 2)
+        finally:
+            await conn.close()
+        click.echo(
+            f"{result.created} created, {result.updated} updated, {result.aliases} codes "
+            f"and aliases"
+        )
+        if result.unassigned:
+            click.echo(f"{len(result.unassigned)} agencies have no gateway yet: "
+                       + ", ".join(result.unassigned[:10])
+                       + (" ..." if len(result.unassigned) > 10 else ""))
+
+    run_async(go)
+
+
+@agencies.command("show")
+@click.argument("code")
+def show_agency(code: str) -> None:
+    """Resolve a code or alias to its agency."""
+    from schemas.agency_code import normalize
+
+    async def go(settings: Settings) -> None:
+        conn = await connect_db(settings)
+        try:
+            row = await conn.fetchrow(
+                """SELECT a.*, array(SELECT alias FROM agency_aliases x WHERE x.agency_id = a.id
+                                     ORDER BY alias) AS aliases
+                   FROM agency_aliases al JOIN agencies a ON a.id = al.agency_id
+                   WHERE al.alias = $1""",
+                normalize(code),
+            )
+        finally:
+            await conn.close()
+        if row is None:
+            fail(f"no agency is known by {code}", 2)
+            return
+        click.echo(f"{row['code']}  {row['name']}")
+        click.echo(f"  aliases: {', '.join(row['aliases'])}")
+        click.echo(f"  parent:  {row['parent_code'] or '-'}")
+        click.echo(f"  gateway: {row['gateway_id'] or '-'}   status: {row['status']}")
+
+    run_async(go)
+
+
+@click.group()
+def gateways() -> None:
+    """Gateways (hệ thống kết nối): AMQP accounts and their queues."""
+
+
+@gateways.command("add")
+@click.argument("gateway_id")
+@click.option("--name", required=True, help="Display name, e.g. 'Văn phòng Chính phủ'.")
+@click.option("--kind", default="agency", show_default=True,
+              type=click.Choice(["ministry", "province-platform", "agency", "enterprise"]))
+@click.option("--serves", "serves", multiple=True, metavar="CODE_OR_PATTERN",
+              help="Agency code or pattern (#.H47 = the whole tree of H47). Repeatable.")
+@click.option("--password", envvar="LIENTHONG_GATEWAY_PASSWORD", default=None,
+              help="Set this password instead of generating one.")
+def add_gateway(gateway_id: str, name: str, kind: str, serves: tuple[str, ...],
+                password: str | None) -> None:
+    """Register a gateway, create its AMQP user and queues; prints its password once."""
+
+    async def go(settings: Settings) -> None:
+        conn = await connect_db(settings)
+        try:
+            async with BrokerAdmin(settings.management_url) as admin:
+                await ensure_core(settings, admin)
+                creds = await provision_gateway(
+                    settings, conn, admin, gateway_id, name=name, kind=kind, serves=serves,
+                    password=password,
+                )
+        except ValueError as exc:
+            fail(str(exc), 2)
+            return
+        finally:
+            await conn.close()
+        click.echo(f"gateway {creds.gateway_id} ready")
+        click.echo(f"  AMQP user:     {creds.user}")
+        click.echo(f"  AMQP password: {creds.password}   (shown once: store it now)")
+        click.echo(f"  publish to:    exchange {topology.SUBMIT}, routing key = sender code")
+        click.echo(f"  consume:       {topology.inbox_queue(gateway_id)}, "
+                   f"{topology.receipts_queue(gateway_id)}")
+
+    run_async(go)
+
+
+def _status_command(name: str, status: str, help_text: str) -> None:
+    @gateways.command(name, help=help_text)
+    @click.argument("gateway_id")
+    def cmd(gateway_id: str) -> None:
+        async def go(settings: Settings) -> None:
+            conn = await connect_db(settings)
+            try:
+                async with BrokerAdmin(settings.management_url) as admin:
+                    await directory.set_gateway_status(
+                        conn, admin, settings.vhost, gateway_id, status
+                    )
+            except LienthongError as exc:
+                fail(f"{exc.reason.name}: {exc.detail}", 2)
+            finally:
+                await conn.close()
+            click.echo(f"gateway {gateway_id}: {status}")
+
+        run_async(go)
+
+
+_status_command("suspend", "suspended",
+                "Suspend a gateway: its AMQP permissions are removed, connections closed.")
+_status_command("resume", "active", "Resume a suspended gateway.")
+
+
+@gateways.command("list")
+def list_gateways() -> None:
+    """Gateways with the number of agencies each serves."""
+
+    async def go(settings: Settings) -> None:
+        conn = await connect_db(settings)
+        try:
+            rows = await conn.fetch(
+                """SELECT g.id, g.name, g.kind, g.status, g.serves,
+                          count(a.id) AS agencies
+                   FROM gateways g LEFT JOIN agencies a ON a.gateway_id = g.id
+                   GROUP BY g.id ORDER BY g.id"""
+            )
+        finally:
+            await conn.close()
+        table = Table("id", "name", "kind", "status", "serves", "agencies")
+        for r in rows:
+            table.add_row(r["id"], r["name"], r["kind"], r["status"], " ".join(r["serves"]),
+                          str(r["agencies"]))
+        Console().print(table)
+
+    run_async(go)
+
+
+def _attach_rotation() -> None:
+    from router.cli.security import rotate_credentials_cmd
+
+    gateways.add_command(rotate_credentials_cmd, "rotate-credentials")
+
+
+_attach_rotation()

@@ -1,0 +1,105 @@
+"""``lienthong send`` and ``lienthong inbox``: a gateway at a terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import IO
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import click
+
+from adapters import GatewayClient
+from router.cli._services import fail
+from router.config import Settings
+from schemas import EdocPackage, PackageRejected
+
+
+def gateway_url(settings: Settings, gateway_id: str, password: str) -> str:
+    parts = urlsplit(settings.amqp_url)
+    host = parts.hostname or "127.0.0.1"
+    netloc = f"{quote(gateway_id, safe='')}:{quote(password, safe='')}@{host}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+
+
+_gateway = click.option("--gateway", "gateway_id", required=True, help="Your gateway id.")
+_password = click.option("--password", envvar="LIENTHONG_GATEWAY_PASSWORD", required=True,
+                         help="Your gateway's AMQP password (or LIENTHONG_GATEWAY_PASSWORD).")
+
+
+@click.command("send")
+@click.argument("file", type=click.File("rb"))
+@_gateway
+@_password
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the receipt.")
+def send(file: IO[bytes], gateway_id: str, password: str, timeout: float) -> None:
+    """Submit an edXML package and print the hub's receipt (exit 2 when rejected)."""
+    body = file.read()
+
+    async def go() -> dict[str, object]:
+        url = gateway_url(Settings.from_env(), gateway_id, password)
+        async with GatewayClient(url, gateway_id=gateway_id, receipt_timeout=timeout) as gw:
+            receipt = await gw.send(body)
+            assert receipt is not None
+            return receipt.as_dict()
+
+    try:
+        receipt = asyncio.run(go())
+    except PackageRejected as exc:
+        click.echo(json.dumps({"error": exc.as_dict()}, ensure_ascii=False, indent=2))
+        raise SystemExit(2) from exc
+    except TimeoutError:
+        fail(f"no receipt within {timeout} s: is a router running?", 1)
+        return
+    click.echo(json.dumps(receipt, ensure_ascii=False, indent=2))
+    if receipt["type"] == "rejected":
+        raise SystemExit(2)
+
+
+@click.command("inbox")
+@_gateway
+@_password
+@click.option("--save", "save_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write each package to this folder as <hub id>.edxml.")
+@click.option("--timeout", default=None, type=float,
+              help="Stop after this many idle seconds (default: run until Ctrl-C).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per package.")
+def inbox(gateway_id: str, password: str, save_dir: Path | None, timeout: float | None,
+          as_json: bool) -> None:
+    """Take documents and status packages from your inbox (each acknowledged once shown)."""
+
+    async def go() -> None:
+        url = gateway_url(Settings.from_env(), gateway_id, password)
+        async with GatewayClient(url, gateway_id=gateway_id) as gw:
+            async for msg in gw.inbox(timeout=timeout):
+                async with msg.process():
+                    if save_dir:
+                        save_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - tiny
+                        (save_dir / f"{msg.hub_id}.edxml").write_bytes(msg.body)
+                    pkg = msg.package
+                    info = {
+                        "kind": msg.kind,
+                        "hub_id": msg.hub_id,
+                        "from": msg.sender,
+                        "to": msg.recipients,
+                        "document_id": msg.document_id,
+                        "status_code": msg.status_code,
+                        "subject": pkg.subject if isinstance(pkg, EdocPackage) else
+                        pkg.description,
+                    }
+                    if as_json:
+                        click.echo(json.dumps(info, ensure_ascii=False))
+                    else:
+                        what = (f"status {msg.status_code}" if msg.kind == "status"
+                                else "document")
+                        click.echo(f"{what} {msg.hub_id} from {msg.sender} to "
+                                   f"{', '.join(msg.recipients)}: {info['subject']}")
+                    sys.stdout.flush()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(go())

@@ -1,0 +1,311 @@
+"""``make demo``: documents travel between ministries and provinces on a fresh hub.
+
+The demo uses its own vhost (``lienthong-demo``) and database (``lienthong_demo``),
+recreated at every run, so it never touches the data of a real installation. It loads the
+demo directory (``agencies.csv``, ``gateways.csv`` beside this file), applies the topology,
+starts two router processes and lets the gateways exchange documents built from the shared
+samples, answering with status packages the way document software does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import dataclasses
+import os
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import asyncpg
+
+from adapters import GatewayClient, InboxMessage
+from router import migrate
+from router.broker_admin import BrokerAdmin
+from router.config import Settings
+from router.directory import GatewayCredentials, import_agencies, read_agencies_csv
+from router.processes import RouterProcesses
+from router.provision import GatewaySpec, ensure_core, provision_gateways
+from schemas import (
+    Business,
+    BusinessDocType,
+    EdocPackage,
+    Organization,
+    StatusCode,
+    build_package,
+    new_attachment,
+    parse_package,
+)
+from schemas.receipt import Receipt
+
+__all__ = ["DEMO_DATABASE", "DEMO_VHOST", "DemoResult", "run_demo"]
+
+HERE = Path(__file__).resolve().parent
+DEMO_VHOST = "lienthong-demo"
+DEMO_DATABASE = "lienthong_demo"
+
+
+def samples_dir() -> Path:
+    env = os.environ.get("LIENTHONG_SAMPLES")
+    if env:
+        return Path(env)
+    return HERE.parents[2] / "shared" / "edxml-samples"
+
+
+@dataclass
+class DemoResult:
+    documents: list[tuple[str, str]] = field(default_factory=list)  # (label, hub id)
+    receipts: list[Receipt] = field(default_factory=list)
+    rejected: list[tuple[str, Receipt]] = field(default_factory=list)
+
+
+def demo_settings(base: Settings) -> Settings:
+    amqp = urlsplit(base.amqp_url)
+    db = urlsplit(base.database_url)
+    return dataclasses.replace(
+        base,
+        amqp_url=urlunsplit((amqp.scheme, amqp.netloc, "/" + quote(DEMO_VHOST, safe=""), "", "")),
+        database_url=urlunsplit((db.scheme, db.netloc, "/" + DEMO_DATABASE, db.query, "")),
+        amqp_user_prefix="demo.",
+        batch_wait_ms=10,
+    )
+
+
+async def _fresh_database(settings: Settings) -> None:
+    parts = urlsplit(settings.database_url)
+    admin_url = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{DEMO_DATABASE}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{DEMO_DATABASE}"')
+    finally:
+        await conn.close()
+
+
+def _gateway_rows() -> list[dict[str, str]]:
+    with (HERE / "gateways.csv").open(encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+Say = Callable[[str], None]
+
+
+async def run_demo(base: Settings, say: Say) -> DemoResult:
+    settings = demo_settings(base)
+    result = DemoResult()
+    t0 = time.monotonic()
+
+    say("1/6 ledger: fresh database, migrations")
+    await _fresh_database(settings)
+    conn = await asyncpg.connect(settings.database_url)
+    admin = BrokerAdmin(settings.management_url)
+    routers: RouterProcesses | None = None
+    try:
+        applied = await migrate.migrate(conn)
+        say(f"    applied {len(applied)} migration(s) to {DEMO_DATABASE}")
+
+        say("2/6 topology and gateways: vhost, exchanges, queues, least-privilege AMQP users")
+        await admin.delete_vhost(DEMO_VHOST)
+        await admin.put_vhost(DEMO_VHOST)
+        user = urlsplit(settings.amqp_url).username or "guest"
+        await admin.set_permissions(DEMO_VHOST, user, configure=".*", write=".*", read=".*")
+        await ensure_core(settings, admin)
+        pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=8)
+        try:
+            creds = await provision_gateways(
+                settings, pool, admin,
+                [GatewaySpec(g["id"], g["name"], g["kind"]) for g in _gateway_rows()],
+            )
+        finally:
+            await pool.close()
+        say(f"    {len(creds)} gateways provisioned")
+
+        say("3/6 directory: the 95 top-level nodes, two provincial trees, the samples' agencies")
+        rows = read_agencies_csv(HERE / "agencies.csv")
+        imported = await import_agencies(conn, rows)
+        from router.directory import sync_gateway_permissions
+
+        for gid in creds:
+            await sync_gateway_permissions(conn, admin, DEMO_VHOST, gid)
+        say(f"    {imported.created} agencies, {imported.aliases} codes and aliases")
+
+        routers = RouterProcesses(
+            settings, 2, log_path=Path(tempfile.gettempdir()) / "lienthong-demo-routers.log"
+        )
+        say(f"4/6 two router processes (their logs: {routers.log_path})")
+        await asyncio.sleep(1.0)
+
+        say("5/6 gateways exchange documents and answer with status packages")
+        await _exchange(settings, creds, result, say)
+        say(f"    done in {time.monotonic() - t0:.1f} s since the start")
+    finally:
+        if routers is not None:
+            routers.stop()
+        await conn.close()
+        await admin.close()
+    return result
+
+
+def _url(settings: Settings, c: GatewayCredentials) -> str:
+    parts = urlsplit(settings.amqp_url)
+    host = parts.hostname or "127.0.0.1"
+    port = f":{parts.port}" if parts.port else ""
+    netloc = f"{quote(c.user, safe='')}:{quote(c.password, safe='')}@{host}{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+# Each gateway's document software: answers 01 at once, then 03 and 06, per recipient.
+_ANSWERS = (StatusCode.ARRIVED, StatusCode.ACCEPTED, StatusCode.DONE)
+
+
+async def _software(
+    gw: GatewayClient,
+    names: dict[str, str],
+    stop: asyncio.Event,
+    scripted: dict[str, Callable[[InboxMessage], Awaitable[None]]],
+) -> None:
+    """Take the inbox; answer every document for every recipient agency."""
+    while not stop.is_set():
+        async for msg in gw.inbox(timeout=0.5):
+            async with msg.process():
+                if msg.kind != "edoc":
+                    continue
+                hook = scripted.get(msg.document_id or "")
+                if hook is not None:
+                    await hook(msg)
+                    continue
+                for agency in msg.recipients:
+                    for code in _ANSWERS:  # one after the other, as document software does
+                        await gw.send_status(
+                            sender=Organization(agency, names.get(agency, agency)),
+                            about=msg,
+                            code=code,
+                            description=f"Văn thư: {code.name.lower()}",
+                        )
+
+
+async def _exchange(
+    settings: Settings, creds: dict[str, GatewayCredentials], result: DemoResult, say: Say
+) -> None:
+    samples = samples_dir()
+    directory = read_agencies_csv(HERE / "agencies.csv")
+    names = {r.code: r.name for r in directory}
+    serving = {r.code: r.gateway for r in directory}
+    involved = ["000.00.00.G22", "000.00.00.H41", "000.00.00.H14", "000.00.00.G17",
+                "000.00.00.H47", "000.00.00.G12", "020100107370", "000.00.00.A80", "28.22.H17"]
+    active = sorted({g for c in involved if (g := serving.get(c)) and g in creds})
+    clients = {gid: GatewayClient(_url(settings, creds[gid]), gateway_id=gid) for gid in active}
+    for c in clients.values():
+        await c.connect()
+    stop = asyncio.Event()
+
+    # Nghệ An's software answers the sample document with the verbatim sample statuses
+    async def nghean_answers(msg: InboxMessage) -> None:
+        for name in ("status_inbox_01.edxml", "status_acceptance_03.edxml",
+                     "status_finish_06.edxml"):
+            await clients["lgsp-nghean"].send((samples / name).read_bytes())
+
+    sample_doc_id = "000.00.00.G22,2015/09/30,7816/VPCP-TTĐT"
+    tasks = [
+        asyncio.create_task(
+            _software(c, names, stop,
+                      {sample_doc_id: nghean_answers} if gid == "lgsp-nghean" else {})
+        )
+        for gid, c in clients.items()
+    ]
+    try:
+        # A. VPCP's document to Nghệ An, Cao Bằng and a ministry: the SDK sample
+        #    (edoc_update), sent as a new document
+        upd = parse_package((samples / "edoc_update.derived.edxml").read_bytes()).package
+        assert isinstance(upd, EdocPackage)
+        doc_a = dataclasses.replace(upd, business=Business(doc_type=BusinessDocType.NEW,
+                                                           reason="Văn bản điện tử mới"))
+        await _send(clients["vpcp"], build_package(doc_a), "A  VPCP → Nghệ An, Cao Bằng, G17",
+                    result, say)
+
+        # B. VPCP → Quảng Nam province, two of its cities (one LGSP copy) and Bộ Tài chính
+        pdf = b"%PDF-1.4\n% lienthong demo attachment\n%%EOF\n"
+        doc_b = dataclasses.replace(
+            doc_a,
+            recipients=tuple(Organization(c, names[c]) for c in (
+                "000.00.00.H47", "000.00.01.H47", "000.00.02.H47", "000.00.00.G12")),
+            document_id="000.00.00.G22,2026/11/21,1021/VPCP-KSTT",
+            code=dataclasses.replace(doc_a.code, code_number="1021",
+                                     code_notation="VPCP-KSTT"),
+            subject="V/v triển khai trục liên thông văn bản quốc gia lienthong",
+            attachments=(new_attachment("1021-VPCP-KSTT.pdf", pdf,
+                                        content_type="application/pdf"),),
+        )
+        await _send(clients["vpcp"], build_package(doc_b),
+                    "B  VPCP → Quảng Nam (LGSP: tỉnh, Tam Kỳ, Hội An) + Bộ Tài chính",
+                    result, say)
+
+        # C. The real 2025 package: an enterprise to Bộ Tài chính by old and new code
+        real = (samples / "real_vdxp_received_2025-10-13.derived.edxml").read_bytes()
+        await _send(clients["petrolimex"], real,
+                    "C  Petrolimex → Bộ Tài chính (G12 + 000.00.00.G12: one delivery)",
+                    result, say)
+
+        # D. The SDK's new-document sample to a commune of Đà Nẵng (three-level code)
+        await _send(clients["sdk-demo"], (samples / "edoc_new.derived.edxml").read_bytes(),
+                    "D  SDK sample → xã Hòa Sơn (28.22.H17)", result, say)
+
+        # E. Bad input: an unknown recipient is refused with a reason, nothing delivered
+        bad = dataclasses.replace(
+            doc_b, recipients=(Organization("000.00.99.H47", "Không tồn tại"),),
+            document_id="000.00.00.G22,2026/11/21,1022/VPCP-KSTT")
+        await _send(clients["vpcp"], build_package(bad), "E  VPCP → unknown agency",
+                    result, say)
+
+        # let the recipients' software answer
+        await _wait_settled(settings, result, seconds=20)
+        # F. a refusal after completion is illegal: refused with a reason
+        late = (samples / "status_rejection_02.edxml").read_bytes()
+        r = await clients["lgsp-nghean"].send(late)
+        assert r is not None
+        if r.type == "rejected":
+            result.rejected.append(("F  Nghệ An: 02 after 06", r))
+            say(f"    F  Nghệ An sends 02 after 06 → rejected: {r.reason and r.reason['reason']}")
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for c in clients.values():
+            await c.close()
+
+
+async def _send(gw: GatewayClient, body: bytes, label: str, result: DemoResult, say: Say) -> None:
+    receipt = await gw.send(body)
+    assert receipt is not None
+    result.receipts.append(receipt)
+    if receipt.type == "rejected":
+        result.rejected.append((label, receipt))
+        reason = receipt.reason or {}
+        say(f"    {label}: rejected {reason.get('reason')} ({reason.get('code')}) — "
+            f"{reason.get('message_vi')} / {reason.get('message_en')}")
+        return
+    result.documents.append((label, receipt.hub_id or ""))
+    states = ", ".join(f"{r.agency}→{r.gateway}:{r.state}" for r in receipt.recipients)
+    say(f"    {label}: {receipt.type} hub id {receipt.hub_id}  [{states}]")
+
+
+async def _wait_settled(settings: Settings, result: DemoResult, *, seconds: float) -> None:
+    """Wait until every delivery of the demo documents is done (06) or time runs out."""
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        hubs = [h for _, h in result.documents]
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            open_ = await conn.fetchval(
+                "SELECT count(*) FROM deliveries WHERE hub_id = ANY($1::uuid[]) "
+                "AND state <> 'done'",
+                hubs,
+            )
+            if open_ == 0:
+                return
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+

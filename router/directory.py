@@ -1,0 +1,292 @@
+"""The directory: gateways, the agencies they serve, and every alias an agency is known by.
+
+A gateway's ``serves`` list holds agency codes and AMQP-topic-style patterns over the
+dot-separated code (``*`` one part, ``#`` any number of parts): ``#.H47`` is the whole
+Quảng Nam tree. Agencies are assigned to gateways explicitly (the ``gateway`` column of an
+import) or by the first gateway whose pattern matches.
+
+Provisioning a gateway creates its AMQP user with least privilege: no configure rights,
+write only to ``lt.submit`` with the routing key restricted (topic permission) to the codes
+it serves, read only its own two queues.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from router.broker_admin import BrokerAdmin
+from router.ledger import Conn
+from router.topology import SUBMIT, inbox_queue, receipts_queue
+from schemas.agency_code import normalize
+from schemas.reasons import LienthongError, Reason
+
+__all__ = [
+    "AgencyRow",
+    "GatewayCredentials",
+    "ImportResult",
+    "add_gateway",
+    "gateway_topic_regex",
+    "import_agencies",
+    "pattern_matches",
+    "read_agencies_csv",
+    "set_gateway_status",
+    "sync_gateway_permissions",
+]
+
+_GATEWAY_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+@dataclass(frozen=True, slots=True)
+class AgencyRow:
+    code: str
+    name: str
+    parent: str | None = None
+    aliases: tuple[str, ...] = ()
+    gateway: str | None = None
+
+
+@dataclass(slots=True)
+class ImportResult:
+    created: int = 0
+    updated: int = 0
+    aliases: int = 0
+    unassigned: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayCredentials:
+    gateway_id: str
+    user: str
+    password: str
+
+
+def read_agencies_csv(path: Path) -> list[AgencyRow]:
+    """Read ``code,name,parent,aliases,gateway`` (aliases separated by ``|``)."""
+    rows: list[AgencyRow] = []
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"code", "name"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+        for n, rec in enumerate(reader, start=2):
+            code = (rec.get("code") or "").strip()
+            name = (rec.get("name") or "").strip()
+            if not code or not name:
+                raise ValueError(f"{path}:{n}: code and name are required")
+            aliases = tuple(a.strip() for a in (rec.get("aliases") or "").split("|") if a.strip())
+            rows.append(
+                AgencyRow(
+                    code=code,
+                    name=name,
+                    parent=(rec.get("parent") or "").strip() or None,
+                    aliases=aliases,
+                    gateway=(rec.get("gateway") or "").strip() or None,
+                )
+            )
+    return rows
+
+
+@lru_cache(maxsize=4096)
+def _pattern_regex(pattern: str) -> str:
+    """Translate a topic pattern over agency codes into an anchored regex."""
+    parts = normalize(pattern).split(".")
+    if parts == ["#"]:
+        return "^.*$"
+    out = ""
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if part == "#":
+            # "#" stands for zero or more parts together with their dots
+            out = out[:-2] + r"(?:\.[^.]+)*" if last else out + r"(?:[^.]+\.)*"
+            continue
+        out += ("[^.]+" if part == "*" else re.escape(part)) + ("" if last else r"\.")
+    return f"^{out}$"
+
+
+def pattern_matches(pattern: str, code: str) -> bool:
+    """``pattern_matches("#.H47", "001.00.00.H47")`` is True."""
+    return re.match(_pattern_regex(pattern), normalize(code)) is not None
+
+
+def gateway_topic_regex(serves: Iterable[str], codes: Iterable[str]) -> str:
+    """The routing-key regex for a gateway's topic permission on ``lt.submit``."""
+    patterns = [p for p in serves if "*" in p or "#" in p]
+    alts = [_pattern_regex(p)[1:-1] for p in patterns]
+    explicit = sorted({normalize(c) for c in (*serves, *codes) if "*" not in c and "#" not in c})
+    alts += [re.escape(c) for c in explicit if not any(pattern_matches(p, c) for p in patterns)]
+    if not alts:
+        return "^$"  # serves nothing: may publish nothing
+    return "^(?:" + "|".join(alts) + ")$"
+
+
+async def _gateway_serves(conn: Conn) -> list[tuple[str, list[str]]]:
+    rows = await conn.fetch("SELECT id, serves FROM gateways ORDER BY created_at, id")
+    return [(r["id"], list(r["serves"])) for r in rows]
+
+
+async def import_agencies(conn: Conn, rows: Sequence[AgencyRow]) -> ImportResult:
+    """Upsert agencies and their aliases in one transaction. Re-importing is harmless.
+
+    Raises LienthongError(GATEWAY_UNKNOWN) naming gateways that do not exist, and
+    LienthongError(BAD_AGENCY_CODE) when one alias would name two agencies.
+    """
+    result = ImportResult()
+    async with conn.transaction():
+        serves = await _gateway_serves(conn)
+        known_gateways = {gid for gid, _ in serves}
+        unknown = sorted({r.gateway for r in rows if r.gateway and r.gateway not in known_gateways})
+        if unknown:
+            raise LienthongError(Reason.GATEWAY_UNKNOWN, ", ".join(unknown))
+        owner: dict[str, str] = {}
+        for r in rows:
+            code = normalize(r.code)
+            for alias in (code, *(normalize(a) for a in r.aliases)):
+                if owner.setdefault(alias, code) != code:
+                    raise LienthongError(
+                        Reason.BAD_AGENCY_CODE,
+                        f"alias {alias} names both {owner[alias]} and {code}",
+                    )
+        for r in rows:
+            code = normalize(r.code)
+            gateway = r.gateway or next(
+                (gid for gid, pats in serves if any(pattern_matches(p, code) for p in pats)),
+                None,
+            )
+            if gateway is None:
+                result.unassigned.append(code)
+            rec = await conn.fetchrow(
+                """INSERT INTO agencies (code, name, parent_code, gateway_id)
+                   VALUES ($1, $2, $3, $4)
+                   ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name,
+                       parent_code = EXCLUDED.parent_code,
+                       gateway_id = COALESCE(EXCLUDED.gateway_id, agencies.gateway_id),
+                       updated_at = now()
+                   RETURNING id, (xmax = 0) AS inserted""",
+                code,
+                r.name,
+                normalize(r.parent) if r.parent else None,
+                gateway,
+            )
+            assert rec is not None
+            if rec["inserted"]:
+                result.created += 1
+            else:
+                result.updated += 1
+            aliases = sorted({code, *(normalize(a) for a in r.aliases)})
+            await conn.execute(
+                """INSERT INTO agency_aliases (alias, agency_id)
+                   SELECT unnest($1::text[]), $2
+                   ON CONFLICT (alias) DO UPDATE SET agency_id = EXCLUDED.agency_id""",
+                aliases,
+                rec["id"],
+            )
+            result.aliases += len(aliases)
+    return result
+
+
+async def _assigned_codes(conn: Conn, gateway_id: str) -> list[str]:
+    rows = await conn.fetch(
+        """SELECT al.alias FROM agency_aliases al JOIN agencies a ON a.id = al.agency_id
+           WHERE a.gateway_id = $1""",
+        gateway_id,
+    )
+    return [r["alias"] for r in rows]
+
+
+async def sync_gateway_permissions(
+    conn: Conn, admin: BrokerAdmin, vhost: str, gateway_id: str
+) -> None:
+    """Make the gateway's RabbitMQ permissions match the ledger (status, served codes)."""
+    rec = await conn.fetchrow(
+        "SELECT amqp_user, status, serves FROM gateways WHERE id = $1", gateway_id
+    )
+    if rec is None:
+        raise LienthongError(Reason.GATEWAY_UNKNOWN, gateway_id)
+    user = rec["amqp_user"]
+    if rec["status"] != "active":
+        await admin.clear_permissions(vhost, user)
+        await admin.clear_topic_permissions(vhost, user)
+        await admin.close_user_connections(user)
+        return
+    queues = "|".join(re.escape(q) for q in (inbox_queue(gateway_id), receipts_queue(gateway_id)))
+    await admin.set_permissions(
+        vhost, user, configure="^$", write=f"^{re.escape(SUBMIT)}$", read=f"^(?:{queues})$"
+    )
+    codes = await _assigned_codes(conn, gateway_id)
+    await admin.set_topic_permissions(
+        vhost,
+        user,
+        exchange=SUBMIT,
+        write=gateway_topic_regex(rec["serves"], codes),
+        read=".*",
+    )
+
+
+async def add_gateway(
+    conn: Conn,
+    admin: BrokerAdmin,
+    vhost: str,
+    gateway_id: str,
+    *,
+    name: str,
+    kind: str = "agency",
+    serves: Sequence[str] = (),
+    password: str | None = None,
+    user_prefix: str = "",
+) -> GatewayCredentials:
+    """Register a gateway, assign the agencies it serves, create its AMQP user.
+
+    Queues are declared by the caller (``topology.declare_gateway``), which holds an AMQP
+    connection with configure rights. Returns the credentials; they are shown once.
+    """
+    if not _GATEWAY_ID.match(gateway_id):
+        raise ValueError(
+            f"gateway id {gateway_id!r}: use lowercase letters, digits and '-' (max 63)"
+        )
+    serves_n = [normalize(s) for s in serves]
+    user = f"{user_prefix}{gateway_id}"
+    password = password or secrets.token_urlsafe(24)
+    async with conn.transaction():
+        await conn.execute(
+            """INSERT INTO gateways (id, name, kind, amqp_user, serves)
+               VALUES ($1, $2, $3, $5, $4)
+               ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+                   serves = EXCLUDED.serves, amqp_user = EXCLUDED.amqp_user,
+                   updated_at = now()""",
+            gateway_id,
+            name,
+            kind,
+            serves_n,
+            user,
+        )
+        if serves_n:
+            rows = await conn.fetch("SELECT id, code FROM agencies")
+            ids = [
+                r["id"] for r in rows if any(pattern_matches(p, r["code"]) for p in serves_n)
+            ]
+            await conn.execute(
+                "UPDATE agencies SET gateway_id = $1, updated_at = now() WHERE id = ANY($2)",
+                gateway_id,
+                ids,
+            )
+    await admin.put_user(user, password)
+    await sync_gateway_permissions(conn, admin, vhost, gateway_id)
+    return GatewayCredentials(gateway_id=gateway_id, user=user, password=password)
+
+
+async def set_gateway_status(
+    conn: Conn, admin: BrokerAdmin, vhost: str, gateway_id: str, status: str
+) -> None:
+    """Suspend (``suspended``) or resume (``active``) a gateway in the ledger and RabbitMQ."""
+    done = await conn.execute(
+        "UPDATE gateways SET status = $2, updated_at = now() WHERE id = $1", gateway_id, status
+    )
+    if done.endswith(" 0"):
+        raise LienthongError(Reason.GATEWAY_UNKNOWN, gateway_id)
+    await sync_gateway_permissions(conn, admin, vhost, gateway_id)

@@ -1,0 +1,189 @@
+"""Prometheus metrics of the axis: module-level ``prometheus_client`` objects.
+
+Router processes count what they route (:func:`record_batch`, called once per batch) and can
+serve them with :func:`serve_metrics` (env ``LIENTHONG_METRICS_PORT``, off by default). The
+ops process (``lienthong ops``) serves the same registry at ``/metrics`` and refreshes the
+gauges that describe the ledger and the broker (:mod:`router.gauges`).
+
+Label values are bounded: kinds, outcomes, states and reason names are closed sets, and the
+only open label is the gateway id (~1,000), never an agency or a document.
+
+==========================================  =========  =====================================
+metric                                      type       labels / meaning
+==========================================  =========  =====================================
+lienthong_packages_total                    counter    kind (edoc|status|unknown), outcome
+                                                       (accepted|duplicate|rejected|parked)
+lienthong_rejections_total                  counter    reason (``Reason.name``)
+lienthong_routing_seconds                   histogram  submit -> copies queued, per package
+lienthong_batch_size                        histogram  packages per router batch
+lienthong_copies_total                      counter    outcome (queued|undeliverable)
+lienthong_deliveries                        gauge      state: deliveries in the ledger
+lienthong_gateway_queue_depth               gauge      gateway, queue (inbox|receipts): msgs
+lienthong_gateway_consumers                 gauge      gateway: consumers on the inbox
+lienthong_gateway_oldest_seconds            gauge      gateway: age of the oldest package
+                                                       still waiting in the inbox (0 if none)
+lienthong_not_arrived                       gauge      deliveries flagged "not arrived"
+lienthong_overdue                           gauge      deliveries flagged "overdue"
+lienthong_parked                            gauge      messages waiting in parking
+lienthong_redeliveries_total                counter    outcome (queued|undeliverable|failed)
+lienthong_certificate_days_to_expiry        gauge      gateway: days left on its nearest
+                                                       certificate (negative: expired)
+lienthong_gauges_refreshed_timestamp        gauge      when the ops process last refreshed
+                                                       the ledger/broker gauges (unix time)
+==========================================  =========  =====================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+__all__ = [
+    "BATCH_SIZE",
+    "CERT_DAYS",
+    "COPIES",
+    "DELIVERIES",
+    "GATEWAY_CONSUMERS",
+    "GATEWAY_OLDEST",
+    "GATEWAY_QUEUE_DEPTH",
+    "GAUGES_REFRESHED",
+    "NOT_ARRIVED",
+    "OVERDUE",
+    "PACKAGES",
+    "PACKAGE_OUTCOMES",
+    "PARKED",
+    "REDELIVERIES",
+    "REJECTIONS",
+    "ROUTING_SECONDS",
+    "record_batch",
+    "serve_metrics",
+    "serve_metrics_from_env",
+]
+
+PACKAGE_OUTCOMES = ("accepted", "duplicate", "rejected", "parked")
+PACKAGE_KINDS = ("edoc", "status", "unknown")
+COPY_OUTCOMES = ("queued", "undeliverable")
+
+PACKAGES = Counter(
+    "lienthong_packages_total",
+    "Packages handled by the routers, by kind and outcome",
+    ["kind", "outcome"],
+)
+REJECTIONS = Counter(
+    "lienthong_rejections_total",
+    "Packages and statuses refused by the routers, by reason code name",
+    ["reason"],
+)
+ROUTING_SECONDS = Histogram(
+    "lienthong_routing_seconds",
+    "Time from a package's submission to its copies being queued",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+BATCH_SIZE = Histogram(
+    "lienthong_batch_size",
+    "Packages per router batch",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+)
+COPIES = Counter(
+    "lienthong_copies_total",
+    "Copies published to recipient gateways' inboxes, by outcome",
+    ["outcome"],
+)
+DELIVERIES = Gauge(
+    "lienthong_deliveries",
+    "Deliveries in the ledger by state (refreshed by the ops process)",
+    ["state"],
+)
+GATEWAY_QUEUE_DEPTH = Gauge(
+    "lienthong_gateway_queue_depth",
+    "Messages in a gateway's queue (ready + unacknowledged)",
+    ["gateway", "queue"],
+)
+GATEWAY_CONSUMERS = Gauge(
+    "lienthong_gateway_consumers",
+    "Consumers connected to a gateway's inbox",
+    ["gateway"],
+)
+GATEWAY_OLDEST = Gauge(
+    "lienthong_gateway_oldest_seconds",
+    "Age of the oldest package still waiting in a gateway's inbox (0 when empty)",
+    ["gateway"],
+)
+NOT_ARRIVED = Gauge(
+    "lienthong_not_arrived",
+    "Deliveries queued past the arrival deadline without a 01 status",
+)
+OVERDUE = Gauge(
+    "lienthong_overdue",
+    "Deliveries past the document's due date without a 06 status",
+)
+PARKED = Gauge(
+    "lienthong_parked",
+    "Messages in parking waiting for an operator",
+)
+REDELIVERIES = Counter(
+    "lienthong_redeliveries_total",
+    "Deliveries re-sent by operators, by outcome",
+    ["outcome"],
+)
+CERT_DAYS = Gauge(
+    "lienthong_certificate_days_to_expiry",
+    "Days until a gateway's nearest certificate expires (negative: expired)",
+    ["gateway"],
+)
+GAUGES_REFRESHED = Gauge(
+    "lienthong_gauges_refreshed_timestamp",
+    "Unix time of the ops process's last successful gauge refresh",
+)
+
+# Pre-create the bounded label sets so rates exist (at 0) before the first event.
+for _kind in PACKAGE_KINDS:
+    for _outcome in PACKAGE_OUTCOMES:
+        PACKAGES.labels(_kind, _outcome)
+for _outcome in COPY_OUTCOMES:
+    COPIES.labels(_outcome)
+
+
+def record_batch(
+    plan_outcomes: list[str],
+    kinds: list[str],
+    routing_seconds: list[float],
+    copies_queued: int,
+    copies_undeliverable: int,
+    rejection_reasons: list[str],
+) -> None:
+    """Count one router batch. ``plan_outcomes`` and ``kinds`` are parallel, one per package
+    (a package whose kind could not be parsed is ``unknown``); ``routing_seconds`` has one
+    entry per package that was queued; ``rejection_reasons`` one ``Reason.name`` per refusal.
+    """
+    if len(plan_outcomes) != len(kinds):
+        raise ValueError("plan_outcomes and kinds must be parallel lists")
+    BATCH_SIZE.observe(len(plan_outcomes))
+    for outcome, kind in zip(plan_outcomes, kinds, strict=True):
+        PACKAGES.labels(kind if kind in PACKAGE_KINDS else "unknown", outcome).inc()
+    for seconds in routing_seconds:
+        ROUTING_SECONDS.observe(max(seconds, 0.0))
+    if copies_queued:
+        COPIES.labels("queued").inc(copies_queued)
+    if copies_undeliverable:
+        COPIES.labels("undeliverable").inc(copies_undeliverable)
+    for reason in rejection_reasons:
+        REJECTIONS.labels(reason).inc()
+
+
+def serve_metrics(port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104 - scraped remotely
+    """Serve ``/metrics`` from a background thread (router processes)."""
+    start_http_server(port, addr=addr)
+
+
+def serve_metrics_from_env(env: Sequence[tuple[str, str]] | None = None) -> int | None:
+    """Start the exporter when ``LIENTHONG_METRICS_PORT`` is set; return the port or None."""
+    values = dict(env) if env is not None else os.environ
+    raw = values.get("LIENTHONG_METRICS_PORT", "").strip()
+    if not raw or raw in {"0", "off"}:
+        return None
+    port = int(raw)
+    serve_metrics(port)
+    return port

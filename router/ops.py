@@ -1,0 +1,199 @@
+"""The ops service (``lienthong ops``): health probes, Prometheus metrics, the JSON API and
+the dashboard, in one aiohttp application.
+
+=====================  ======  ===============================================================
+path                   auth    what
+=====================  ======  ===============================================================
+/healthz               none    the process is alive
+/readyz                none    PostgreSQL + migrations current, AMQP, management API reachable
+/metrics               none    Prometheus text (the gauges are refreshed in the background)
+/ and /static/...      none    the dashboard (it asks for a token, kept in sessionStorage)
+/api/openapi.json      none    the API description
+/api/...               token   see :mod:`router.ops_api`
+=====================  ======  ===============================================================
+
+Every request gets a request id (``X-Request-Id``, taken from the request when it carries a
+sane one), bound into the structlog context of everything logged while handling it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import asyncpg
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from router import migrate
+from router.broker_admin import BrokerAdmin, BrokerAdminError
+from router.config import Settings
+from router.gauges import GaugeRefresher
+from router.ops_api import add_api_routes
+from router.ops_auth import PRINCIPAL, TokenStore, auth_middleware, error_response
+from router.ops_context import CTX, OpsContext, thresholds_from_env
+
+__all__ = ["STATIC_DIR", "create_app", "serve"]
+
+log = structlog.get_logger("lienthong.ops")
+
+STATIC_DIR = Path(__file__).with_name("static")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    incoming = request.headers.get("X-Request-Id", "")
+    request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    status = 500
+    try:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            status = exc.status
+            exc.headers["X-Request-Id"] = request_id
+            raise
+        except (OSError, asyncpg.PostgresError, BrokerAdminError, TimeoutError) as exc:
+            log.warning("request.dependency_unavailable", error=repr(exc)[:300])
+            response = error_response(
+                503,
+                "unavailable",
+                "Không kết nối được PostgreSQL hoặc RabbitMQ, hãy thử lại",
+                "PostgreSQL or RabbitMQ is unreachable, try again",
+            )
+        except Exception:
+            log.exception("request.failed")
+            response = error_response(500, "internal", "Lỗi nội bộ", "Internal error")
+        status = response.status
+        response.headers["X-Request-Id"] = request_id
+        return response
+    finally:
+        if request.path not in ("/healthz", "/metrics", "/readyz"):
+            principal = request.get(PRINCIPAL)
+            log.info(
+                "request",
+                method=request.method,
+                path=request.path,
+                status=status,
+                ms=round((time.perf_counter() - started) * 1000, 1),
+                actor=principal.name if principal else None,
+            )
+        structlog.contextvars.clear_contextvars()
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    checks: dict[str, str] = {}
+
+    async def postgres() -> None:
+        async with ctx.conn() as conn:
+            missing = await migrate.pending(conn)
+        if missing:
+            raise RuntimeError(
+                "pending migrations: " + ", ".join(f"{m.version}_{m.name}" for m in missing)
+            )
+
+    async def amqp() -> None:
+        await ctx.channel(connect_timeout=3)
+
+    async def management() -> None:
+        await ctx.admin.overview()
+
+    for name, check in (("postgresql", postgres), ("rabbitmq", amqp), ("management", management)):
+        try:
+            await asyncio.wait_for(check(), 5)
+            checks[name] = "ok"
+        except Exception as exc:
+            checks[name] = f"fail: {exc!r}"[:300]
+    ready = all(v == "ok" for v in checks.values())
+    return web.json_response(
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status=200 if ready else 503,
+    )
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    body = generate_latest(REGISTRY)
+    resp = web.Response(body=body)
+    resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return resp
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+def create_app(
+    settings: Settings,
+    *,
+    tokens: TokenStore,
+    pool: asyncpg.Pool | None = None,
+    refresh_interval: float | None = 15.0,
+) -> web.Application:
+    """The ops application. Without ``pool`` it opens (and closes) its own; with
+    ``refresh_interval`` None the background gauge refresh is off (tests)."""
+    app = web.Application(middlewares=[request_context, auth_middleware(tokens)])
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        own_pool = pool is None
+        # min_size=0: start (and answer /healthz, /readyz 503) even while PostgreSQL is away
+        db = pool or await asyncpg.create_pool(settings.database_url, min_size=0, max_size=8)
+        admin = BrokerAdmin(settings.management_url)
+        ctx = OpsContext(settings, db, admin, tokens, thresholds=thresholds_from_env())
+        app[CTX] = ctx
+        stop = asyncio.Event()
+        refresher: asyncio.Task[None] | None = None
+        if refresh_interval:
+            gauges = GaugeRefresher(db, ctx.snapshot, thresholds=ctx.thresholds)
+            refresher = asyncio.create_task(gauges.run(stop, refresh_interval))
+        try:
+            yield
+        finally:
+            stop.set()
+            if refresher is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(refresher, 10)
+            await ctx.close()
+            await admin.close()
+            if own_pool:
+                await db.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/", index)
+    app.router.add_static("/static/", STATIC_DIR, show_index=False)
+    add_api_routes(app)
+    return app
+
+
+def serve(
+    settings: Settings, *, host: str, port: int, tokens: TokenStore, refresh_interval: float
+) -> None:
+    """Run the ops service until interrupted."""
+    if not len(tokens):
+        log.warning(
+            "ops.no_tokens",
+            message_en="no API tokens configured (LIENTHONG_OPS_TOKENS): every /api call "
+            "except /api/openapi.json will be refused",
+            message_vi="chưa cấu hình mã truy cập (LIENTHONG_OPS_TOKENS)",
+        )
+    app = create_app(settings, tokens=tokens, refresh_interval=refresh_interval)
+    log.info("ops.listening", host=host, port=port, tokens=len(tokens))
+    web.run_app(app, host=host, port=port, print=None, access_log=None)

@@ -1,0 +1,515 @@
+"""The routing worker: consumes ``lt.router.in`` in batches and moves packages on.
+
+For each batch:
+
+1. route it (``router.routing``): parse, validate, authorise, resolve recipients and write
+   documents, deliveries, status events, rejections and audit rows in one transaction;
+2. publish one copy per recipient gateway to ``lt.deliver`` (persistent, ``mandatory``),
+   all at once, then await every publisher confirm together;
+3. mark deliveries ``queued`` (or ``undeliverable`` when the broker returned or refused
+   the copy) in one statement;
+4. publish the receipts (pipelined confirms again);
+5. ack the whole batch with ``multiple=True``.
+
+A crash anywhere before 5 leaves the messages unacked: RabbitMQ redelivers them, the
+ledger's unique keys turn the second pass into a resume (same ids, same copies), and
+gateways drop copies they already have by ``message_id``.
+
+Messages redelivered after a crash are *suspects*: the worker records an attempt for each
+before it routes them, in small groups and then one by one, and parks a message that keeps
+failing (``lt.parking`` with the reason, a POISON rejection in the ledger and a receipt to
+the sender) instead of letting it take the worker down forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import unquote, urlsplit
+
+import aio_pika
+import aiormq
+import asyncpg
+import structlog
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractRobustConnection,
+)
+
+from router import deadlines, faults, metrics, notifications, parking, publishing, topology
+from router.config import Settings
+from router.receipt_signing import load_signer
+from router.routing import BatchPlan, BatchRouter, Copy, Incoming, OutgoingReceipt, derive_id
+from router.tls import ssl_context_from_env
+from schemas import ParseLimits
+from schemas.reasons import Reason
+from schemas.receipt import Receipt
+
+__all__ = ["RouterWorker", "run_router"]
+
+log = structlog.get_logger("lienthong.router")
+
+OUTAGE_PATIENCE = 300.0  # seconds a batch waits for PostgreSQL/RabbitMQ to come back
+SUSPECT_GROUP = 16  # first retry after a crash: in groups this small
+PARK_AFTER = 3  # a message that failed this many times on its own is parked
+
+
+class _Abandon(Exception):
+    """The messages' channel is gone during an outage; the broker redelivers them."""
+
+
+def _transient(exc: BaseException) -> bool:
+    """Errors that mean "a service is away", not "this message is bad"."""
+    return isinstance(
+        exc,
+        OSError
+        | TimeoutError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.InterfaceError
+        | asyncpg.exceptions.OperatorInterventionError
+        | aiormq.exceptions.AMQPConnectionError
+        | aiormq.exceptions.ChannelInvalidStateError
+        | aiormq.exceptions.ChannelClosed,
+    ) and not isinstance(exc, aiormq.exceptions.ChannelAccessRefused)
+
+
+@dataclass(slots=True)
+class BatchStats:
+    messages: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    parked: int = 0
+    copies: int = 0
+
+
+class RouterWorker:
+    """One routing worker process (run several as competing consumers)."""
+
+    def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.router = BatchRouter(
+            pool,
+            limits=ParseLimits(
+                max_bytes=settings.max_package_bytes,
+                max_recipients=settings.max_recipients,
+                max_attachments=settings.max_attachments,
+            ),
+        )
+        self.stats = BatchStats()
+        self._connection: AbstractRobustConnection | None = None
+        self._publish_channel: AbstractChannel | None = None
+        self._deliver: AbstractExchange | None = None
+        self._receipts: AbstractExchange | None = None
+        self._dead: AbstractExchange | None = None
+        self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._hub_user = unquote(urlsplit(settings.amqp_url).username or "guest")
+        self._signer = load_signer()  # None: receipts unsigned (a warning is logged)
+        self._last_full = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._connection = await aio_pika.connect_robust(
+            self.settings.amqp_url, ssl_context=ssl_context_from_env()
+        )
+        async with self._connection:
+            consume = await self._connection.channel()
+            await consume.set_qos(prefetch_count=self.settings.batch_size * 2)
+            self._publish_channel = await self._connection.channel(publisher_confirms=True)
+            self._deliver = await self._publish_channel.get_exchange(topology.DELIVER)
+            self._receipts = await self._publish_channel.get_exchange(topology.RECEIPTS)
+            self._dead = await self._publish_channel.get_exchange(topology.DEAD)
+            queue = await consume.get_queue(topology.ROUTER_IN)
+            tag = await queue.consume(self._on_message)
+            parking_channel = await self._connection.channel()
+            await parking_channel.set_qos(prefetch_count=20)
+            parking = await parking_channel.get_queue(topology.PARKING)
+            await parking.consume(self._on_parked)
+            log.info("router.started", batch_size=self.settings.batch_size, pid=os.getpid())
+            sweeper = asyncio.create_task(self._sweep_deadlines(stop))
+            try:
+                while not stop.is_set():
+                    batch = await self._next_batch(stop)
+                    if not batch:
+                        continue
+                    try:
+                        await self._handle(batch)
+                    except Exception as exc:
+                        log.error("router.batch_abandoned", error=repr(exc), size=len(batch))
+                        for m in batch:  # whatever is still ours goes back to the queue
+                            with contextlib.suppress(Exception):
+                                await m.nack(requeue=True)
+                        await asyncio.sleep(0.5)
+            finally:
+                sweeper.cancel()
+                with contextlib.suppress(Exception):
+                    await queue.cancel(tag)
+                log.info("router.stopped", **self._stats_dict())
+
+    def _stats_dict(self) -> dict[str, int]:
+        s = self.stats
+        return {
+            "messages": s.messages,
+            "accepted": s.accepted,
+            "rejected": s.rejected,
+            "duplicates": s.duplicates,
+            "parked": s.parked,
+            "copies": s.copies,
+        }
+
+    async def _sweep_deadlines(self, stop: asyncio.Event) -> None:
+        """Flag deliveries not arrived in time and overdue ones; push events to senders.
+        Every router sweeps; SKIP LOCKED keeps them out of each other's way."""
+        every = self.settings.sweep_seconds
+        if every <= 0:
+            return
+        while not stop.is_set():
+            await asyncio.sleep(every)
+            try:
+                async with self.pool.acquire() as conn:
+                    res = await deadlines.sweep(
+                        conn,
+                        not_arrived_after=timedelta(minutes=self.settings.not_arrived_minutes),
+                    )
+                await self._publish_receipts(res.receipts)
+                if res.not_arrived or res.overdue:
+                    log.warning("router.deadlines", not_arrived=res.not_arrived,
+                                overdue=res.overdue)
+            except Exception as exc:
+                log.error("router.sweep_failed", error=repr(exc))
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self._inbox.put_nowait(message)
+
+    async def _on_parked(self, message: AbstractIncomingMessage) -> None:
+        """Copy a dead-lettered message into the ledger for operators, then ack it."""
+        try:
+            async with self.pool.acquire() as conn:
+                rec = await parking.record_parked(
+                    conn,
+                    body=message.body,
+                    headers=dict(message.headers or {}),
+                    amqp_user=message.user_id,
+                    routing_key=message.routing_key,
+                    message_id=message.message_id,
+                    message_type=message.type,
+                )
+        except Exception as exc:
+            log.error("router.parking_record_failed", error=repr(exc))
+            await asyncio.sleep(1)
+            await message.nack(requeue=True)
+            return
+        if rec.delivery_ids:
+            try:
+                async with self.pool.acquire() as conn:
+                    events = await notifications.delivery_events(
+                        conn, rec.delivery_ids, cause=f"parked:{rec.id}")
+                await self._publish_receipts(events)
+            except Exception as exc:
+                log.error("router.parked_notify_failed", error=repr(exc))
+        await message.ack()
+        log.warning("router.parked_recorded", parked_id=str(rec.id), reason=rec.reason.name,
+                    queue=rec.source_queue, detail=rec.error)
+
+    async def _next_batch(self, stop: asyncio.Event) -> list[AbstractIncomingMessage]:
+        try:
+            first = await asyncio.wait_for(self._inbox.get(), timeout=0.5)
+        except TimeoutError:
+            return []
+        batch = [first]
+        # wait for more only under load (the previous batch was full): at low load a
+        # package goes at once instead of waiting batch_wait_ms for company
+        wait = self.settings.batch_wait_ms / 1000 if self._last_full else 0.0
+        deadline = time.monotonic() + wait
+        while len(batch) < self.settings.batch_size:
+            try:
+                batch.append(self._inbox.get_nowait())
+                continue
+            except asyncio.QueueEmpty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or stop.is_set():
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._inbox.get(), timeout=remaining))
+            except TimeoutError:
+                break
+        self._last_full = len(batch) >= self.settings.batch_size
+        return batch
+
+    # batches ---------------------------------------------------------------------------
+    async def _handle(self, messages: list[AbstractIncomingMessage]) -> None:
+        fresh = [m for m in messages if not m.redelivered]
+        suspects = [m for m in messages if m.redelivered]
+        if suspects:
+            await self._outlasting_outages(self._handle_suspects, suspects)
+        if fresh:
+            try:
+                await self._outlasting_outages(self._route_and_publish, fresh)
+            except _Abandon:
+                raise
+            except Exception as exc:
+                log.error("router.batch_failed", error=repr(exc), size=len(fresh))
+                # back to the queue: they return as suspects, handled a few at a time
+                for m in fresh:
+                    await m.nack(requeue=True)
+                return
+            await fresh[-1].ack(multiple=True)
+
+    async def _outlasting_outages(
+        self,
+        fn: Callable[[list[AbstractIncomingMessage]], Awaitable[None]],
+        messages: list[AbstractIncomingMessage],
+    ) -> None:
+        """Run ``fn``; while PostgreSQL or RabbitMQ is away, wait and run it again rather
+        than bounce the messages (an outage is not the messages' fault and must not count
+        towards their delivery limit). Every step is idempotent, so running again is safe.
+        Gives up (``_Abandon``) when the channel that holds the messages is gone: the
+        broker then redelivers them by itself."""
+        delay = 0.25
+        waited = 0.0
+        while True:
+            try:
+                await fn(messages)
+            except Exception as exc:
+                if not _transient(exc):
+                    raise
+                channel = messages[0].channel
+                if channel.is_closed or waited > OUTAGE_PATIENCE:
+                    log.warning("router.batch_abandoned_outage", error=repr(exc),
+                                size=len(messages))
+                    raise _Abandon from exc
+                log.warning("router.outage_wait", error=repr(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 5.0)
+            else:
+                return
+
+    async def _handle_suspects(self, suspects: list[AbstractIncomingMessage]) -> None:
+        incoming = [self._incoming(m) for m in suspects]
+        attempts = await self._record_attempts(incoming)
+        # those already tried alone too often are parked; the rest go in small groups
+        groups: list[list[int]] = []
+        small: list[int] = []
+        for i, n in enumerate(attempts):
+            if n > PARK_AFTER:
+                await self._park(suspects[i], incoming[i], "failed repeatedly")
+                continue
+            if n >= 2:
+                groups.append([i])
+            else:
+                small.append(i)
+        groups += [small[k : k + SUSPECT_GROUP] for k in range(0, len(small), SUSPECT_GROUP)]
+        for group in groups:
+            msgs = [suspects[i] for i in group]
+            try:
+                await self._outlasting_outages(self._route_and_publish, msgs)
+            except _Abandon:
+                raise
+            except Exception as exc:
+                log.error("router.suspect_failed", error=repr(exc), size=len(msgs))
+                await self._note_error([incoming[i] for i in group], repr(exc))
+                for m in msgs:
+                    await m.nack(requeue=True)
+                continue
+            for m in msgs:
+                await m.ack()
+            await self._clear_attempts([incoming[i] for i in group])
+
+    async def _route_and_publish(self, messages: Sequence[AbstractIncomingMessage]) -> None:
+        incoming = [self._incoming(m) for m in messages]
+        for msg in incoming:
+            faults.check(msg.body)
+        started = time.time()
+        plan = await self.router.route(incoming)
+        states = await self._publish_copies(plan.copies)
+        queued_at = time.time()
+        BatchRouter.finish_receipts(plan, states)
+        # the copies' fate is known: record it and tell the senders at the same time
+        await asyncio.gather(self._mark(states), self._publish_receipts(plan.receipts))
+        self._count(plan)
+        routed = [
+            queued_at - (m.sent_at or started)
+            for m, outcome in zip(incoming, plan.outcomes, strict=True)
+            if outcome == "accepted"
+        ]
+        queued = sum(s == "queued" for s in states.values())
+        metrics.record_batch(
+            plan.outcomes, plan.kinds, routed, queued, len(states) - queued,
+            plan.rejection_reasons,
+        )
+
+    def _count(self, plan: BatchPlan) -> None:
+        s = self.stats
+        s.messages += len(plan.outcomes)
+        s.accepted += sum(o in ("accepted", "resumed") for o in plan.outcomes)
+        s.rejected += plan.outcomes.count("rejected")
+        s.duplicates += plan.outcomes.count("duplicate")
+        s.copies += len(plan.copies)
+
+    def _incoming(self, m: AbstractIncomingMessage) -> Incoming:
+        user = m.user_id
+        if user and user == self._hub_user and m.headers:
+            # a parked package the hub re-submits for its original gateway
+            original = m.headers.get(parking.ORIGINAL_USER_HEADER)
+            if original:
+                user = original.decode() if isinstance(original, bytes) else str(original)
+        sent_at = None
+        raw = (m.headers or {}).get("lt-sent-at")
+        if isinstance(raw, int | float):
+            sent_at = float(raw)
+        return Incoming(
+            sent_at=sent_at,
+            body=m.body,
+            amqp_user=user,
+            routing_key=m.routing_key or "",
+            message_id=m.message_id,
+            declared_type=m.type,
+            redelivered=bool(m.redelivered),
+        )
+
+    # publishing ------------------------------------------------------------------------
+    async def _publish_copies(self, copies: list[Copy]) -> dict[uuid.UUID, str]:
+        assert self._deliver is not None
+        return await publishing.publish_copies(self._deliver, copies)
+
+    async def _publish_receipts(self, receipts: list[OutgoingReceipt]) -> None:
+        if not receipts:
+            return
+        assert self._receipts is not None
+        sign = self._signer.sign if self._signer is not None else None
+        items = [
+            (publishing.receipt_message(sign(r.receipt) if sign else r.receipt), r.gateway_id)
+            for r in receipts
+        ]
+        await publishing.publish_all(self._receipts, items, mandatory=False)
+
+    async def _mark(self, states: dict[uuid.UUID, str]) -> None:
+        if not states:
+            return
+        ids = list(states)
+        await self.pool.execute(
+            publishing.MARK_SQL, ids, [states[i] for i in ids], Reason.UNDELIVERABLE.code, []
+        )
+
+    # suspects and parking --------------------------------------------------------------
+    async def _record_attempts(self, incoming: list[Incoming]) -> list[int]:
+        rows = await self.pool.fetch(
+            """INSERT INTO processing_attempts AS p (content_sha256, message_id, attempts)
+               SELECT s, m, 1 FROM unnest($1::bytea[], $2::text[]) AS u(s, m)
+               ON CONFLICT (content_sha256, message_id)
+               DO UPDATE SET attempts = p.attempts + 1, updated_at = now()
+               RETURNING content_sha256, message_id, attempts""",
+            [m.sha256 for m in incoming],
+            [self._attempt_key(m) for m in incoming],
+        )
+        by_key = {(bytes(r["content_sha256"]), r["message_id"]): r["attempts"] for r in rows}
+        return [by_key[(m.sha256, self._attempt_key(m))] for m in incoming]
+
+    @staticmethod
+    def _attempt_key(m: Incoming) -> str:
+        return f"{m.amqp_user}|{m.message_id}"
+
+    async def _note_error(self, incoming: list[Incoming], error: str) -> None:
+        await self.pool.execute(
+            """UPDATE processing_attempts p SET last_error = $3
+               FROM unnest($1::bytea[], $2::text[]) AS u(s, m)
+               WHERE p.content_sha256 = u.s AND p.message_id = u.m""",
+            [m.sha256 for m in incoming],
+            [self._attempt_key(m) for m in incoming],
+            error[:2000],
+        )
+
+    async def _clear_attempts(self, incoming: list[Incoming]) -> None:
+        await self.pool.execute(
+            """DELETE FROM processing_attempts p
+               USING unnest($1::bytea[], $2::text[]) AS u(s, m)
+               WHERE p.content_sha256 = u.s AND p.message_id = u.m""",
+            [m.sha256 for m in incoming],
+            [self._attempt_key(m) for m in incoming],
+        )
+
+    async def _park(self, message: AbstractIncomingMessage, msg: Incoming, why: str) -> None:
+        """Move a poison message to lt.parking, record why, tell the sender, ack it."""
+        assert self._dead is not None and self._receipts is not None
+        last_error = await self.pool.fetchval(
+            "SELECT last_error FROM processing_attempts WHERE content_sha256 = $1 "
+            "AND message_id = $2",
+            msg.sha256,
+            self._attempt_key(msg),
+        )
+        detail = f"{why}: {last_error or 'the router process died while routing it'}"
+        rid = derive_id("rejection", msg.key)
+        gateway = await self.pool.fetchval(
+            "SELECT id FROM gateways WHERE amqp_user = $1", msg.amqp_user or ""
+        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """INSERT INTO rejections (id, amqp_user, gateway_id, message_id, routing_key,
+                       reason, reason_code, detail, size_bytes, content_sha256, body)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                   ON CONFLICT (id) DO NOTHING""",
+                rid, msg.amqp_user, gateway, msg.message_id, msg.routing_key,
+                Reason.POISON.name, Reason.POISON.code, detail[:2000], len(msg.body),
+                msg.sha256, msg.body,
+            )
+            await conn.execute(
+                "INSERT INTO audit_log (actor, action, subject, details) "
+                "VALUES ('router', 'package.parked', $1, $2::jsonb)",
+                str(rid),
+                f'{{"sha256": "{msg.sha256.hex()}"}}',
+            )
+        headers = dict(message.headers or {})
+        headers.update({"lt-reason": Reason.POISON.name, "lt-error": detail[:1000],
+                        parking.ORIGINAL_USER_HEADER: msg.amqp_user or ""})
+        await self._dead.publish(
+            aio_pika.Message(
+                msg.body,
+                message_id=msg.message_id,
+                type=msg.declared_type,
+                user_id=None,
+                headers=headers,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=msg.routing_key,
+        )
+        if gateway:
+            r = Receipt(
+                receipt_id=str(derive_id("receipt", rid)),
+                type="rejected",
+                message_id=msg.message_id,
+                kind=msg.declared_type,
+                sender=msg.routing_key,
+                reason=Reason.POISON.as_dict(detail),
+            )
+            await self._publish_receipts([OutgoingReceipt(gateway, r)])
+        await message.ack()
+        self.stats.parked += 1
+        metrics.PACKAGES.labels(msg.declared_type or "unknown", "parked").inc()
+        log.error("router.parked", message_id=msg.message_id, reason=Reason.POISON.name,
+                  detail=detail)
+
+
+async def run_router(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Run one worker until SIGTERM/SIGINT (or ``stop`` is set)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    metrics.serve_metrics_from_env()
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
+    try:
+        await RouterWorker(settings, pool).run(stop)
+    finally:
+        await pool.close()

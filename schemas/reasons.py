@@ -1,0 +1,434 @@
+"""The one closed set of reason codes used by every rejection in lienthong.
+
+Every error a user sees carries a :class:`Reason`: a stable name, a stable numeric code,
+a message in Vietnamese and in English, and where one exists the code that the current
+axis's provincial hubs use for the same failure (10 invalid file, 18 recipient does not
+exist, 19 sender not registered, 21 processing error, 22 not conformant edXML,
+23 recipient locked).
+
+Numeric codes are grouped by the stage that rejects:
+
+====  =====================================================
+1xxx  the file itself: size, XML safety, edXML structure
+2xxx  the directory and authorisation: agencies, gateways
+3xxx  the ledger: duplicates, status lifecycle, business flows
+4xxx  signatures and certificates
+5xxx  delivery: undeliverable, parked, processing errors
+====  =====================================================
+
+Numeric codes are never reused or renumbered. Warnings (:class:`WarningCode`) are a
+separate set: a warning never stops a package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+__all__ = [
+    "LienthongError",
+    "PackageRejected",
+    "Reason",
+    "ValidationWarning",
+    "WarningCode",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class _ReasonInfo:
+    code: int
+    message_vi: str
+    message_en: str
+    axis_code: int | None = None
+    final: bool = True
+
+
+class Reason(Enum):
+    """Why a package, a status or an operation was refused. Closed set."""
+
+    # 1xxx the file itself
+    EMPTY_PACKAGE = _ReasonInfo(1001, "Gói tin rỗng", "The package is empty", 10)
+    PACKAGE_TOO_LARGE = _ReasonInfo(
+        1002, "Gói tin vượt quá kích thước cho phép", "The package exceeds the size limit", 10
+    )
+    MALFORMED_XML = _ReasonInfo(
+        1003, "Tệp không phải XML hợp lệ", "The file is not well-formed XML", 10
+    )
+    FORBIDDEN_XML_CONSTRUCT = _ReasonInfo(
+        1004,
+        "Gói tin chứa DTD, thực thể hoặc tham chiếu ngoài bị cấm",
+        "The package contains a DTD, an entity or an external reference, which are forbidden",
+        22,
+    )
+    XML_TOO_COMPLEX = _ReasonInfo(
+        1005,
+        "Cấu trúc XML quá sâu hoặc quá phức tạp",
+        "The XML structure is too deep or too complex",
+        22,
+    )
+    NOT_EDXML = _ReasonInfo(
+        1006,
+        "Gói tin không tuân thủ chuẩn edXML (QCVN 102:2016)",
+        "The package does not conform to edXML (QCVN 102:2016)",
+        22,
+    )
+    MISSING_SENDER = _ReasonInfo(
+        1010,
+        "Thiếu mã định danh cơ quan gửi (From/OrganId)",
+        "The sender agency code (From/OrganId) is missing",
+        22,
+    )
+    MISSING_SENDER_NAME = _ReasonInfo(
+        1011,
+        "Thiếu tên cơ quan gửi (From/OrganName)",
+        "The sender agency name (From/OrganName) is missing",
+        22,
+    )
+    NO_RECIPIENT = _ReasonInfo(
+        1012, "Gói tin không có cơ quan nhận (To)", "The package names no recipient (To)", 22
+    )
+    DUPLICATE_RECIPIENT = _ReasonInfo(
+        1013,
+        "Một cơ quan nhận xuất hiện nhiều lần trong To",
+        "The same recipient agency appears more than once in To",
+        22,
+    )
+    MISSING_CODE = _ReasonInfo(
+        1014,
+        "Thiếu số, ký hiệu văn bản (Code)",
+        "The document number and notation (Code) are missing",
+        22,
+    )
+    BAD_DATE = _ReasonInfo(
+        1015,
+        "Ngày tháng không đọc được (định dạng yyyy/MM/dd)",
+        "A date cannot be read (expected yyyy/MM/dd)",
+        22,
+    )
+    DATE_IN_FUTURE = _ReasonInfo(
+        1016, "Ngày ban hành ở tương lai", "The promulgation date is in the future", 22
+    )
+    UNKNOWN_BUSINESS_TYPE = _ReasonInfo(
+        1017,
+        "Loại nghiệp vụ (BussinessDocType) không hợp lệ",
+        "Unknown business type (BussinessDocType)",
+        22,
+    )
+    UNKNOWN_STATUS_CODE = _ReasonInfo(
+        1018, "Mã trạng thái (StatusCode) không hợp lệ", "Unknown status code (StatusCode)", 22
+    )
+    ATTACHMENT_MISSING = _ReasonInfo(
+        1019,
+        "Thiếu tệp đính kèm được khai báo trong danh mục",
+        "An attachment declared in the manifest is missing",
+        22,
+    )
+    ATTACHMENT_UNDECLARED = _ReasonInfo(
+        1020,
+        "Tệp đính kèm không được khai báo trong danh mục",
+        "An attachment is not declared in the manifest",
+        22,
+    )
+    ATTACHMENT_BAD_ENCODING = _ReasonInfo(
+        1021,
+        "Dữ liệu tệp đính kèm không phải base64 hợp lệ",
+        "Attachment data is not valid base64",
+        22,
+    )
+    ATTACHMENT_BAD_ZIP = _ReasonInfo(
+        1022,
+        "Tệp đính kèm dạng ZIP bị hỏng",
+        "A ZIP-wrapped attachment is corrupt",
+        22,
+    )
+    STATUS_MISSING_REFERENCE = _ReasonInfo(
+        1023,
+        "Gói trạng thái thiếu ResponseFor/OrganId hoặc ResponseFor/DocumentId",
+        "The status package lacks ResponseFor/OrganId or ResponseFor/DocumentId",
+        22,
+    )
+    BAD_AGENCY_CODE = _ReasonInfo(
+        1024, "Mã định danh cơ quan không hợp lệ", "An agency code is not valid", 22
+    )
+    TOO_MANY_RECIPIENTS = _ReasonInfo(
+        1025, "Gói tin có quá nhiều cơ quan nhận", "The package names too many recipients", 10
+    )
+    TOO_MANY_ATTACHMENTS = _ReasonInfo(
+        1026, "Gói tin có quá nhiều tệp đính kèm", "The package has too many attachments", 10
+    )
+    DESCRIPTION_TOO_LONG = _ReasonInfo(
+        1027,
+        "Lý do/mô tả vượt quá 1.000 ký tự",
+        "The reason or description exceeds 1,000 characters",
+        22,
+    )
+    MISSING_TARGET_DOCUMENT = _ReasonInfo(
+        1028,
+        "Gói thu hồi/cập nhật/thay thế không chỉ ra văn bản bị tác động",
+        "A revoke, update or replace package does not name the document it changes",
+        22,
+    )
+    KIND_MISMATCH = _ReasonInfo(
+        1029,
+        "Loại gói tin khai báo không khớp với nội dung",
+        "The declared package kind does not match its content",
+        22,
+    )
+    # 2xxx directory and authorisation
+    SENDER_NOT_REGISTERED = _ReasonInfo(
+        2001,
+        "Cơ quan gửi chưa được đăng ký trên trục",
+        "The sender agency is not registered on the axis",
+        19,
+    )
+    RECIPIENT_UNKNOWN = _ReasonInfo(
+        2002, "Cơ quan nhận không tồn tại", "The recipient agency does not exist", 18
+    )
+    RECIPIENT_LOCKED = _ReasonInfo(
+        2003, "Cơ quan nhận đang bị khóa", "The recipient agency is locked", 23
+    )
+    SENDER_NOT_SERVED = _ReasonInfo(
+        2004,
+        "Hệ thống kết nối không được phép gửi thay cơ quan này",
+        "The gateway is not allowed to send on behalf of this agency",
+        15,
+    )
+    GATEWAY_UNKNOWN = _ReasonInfo(
+        2005,
+        "Hệ thống kết nối không xác định",
+        "The connected system (gateway) is unknown",
+        15,
+    )
+    GATEWAY_SUSPENDED = _ReasonInfo(
+        2006, "Hệ thống kết nối đang bị tạm ngừng", "The gateway is suspended", 15
+    )
+    RECIPIENT_NO_GATEWAY = _ReasonInfo(
+        2007,
+        "Cơ quan nhận chưa được gắn với hệ thống kết nối nào",
+        "The recipient agency is not served by any gateway",
+        18,
+    )
+    # 3xxx ledger and lifecycle
+    DOCUMENT_ID_CONFLICT = _ReasonInfo(
+        3001,
+        "Mã văn bản (DocumentId) đã được dùng cho một nội dung khác",
+        "The DocumentId was already used for different content",
+    )
+    DOCUMENT_UNKNOWN = _ReasonInfo(
+        3002,
+        "Không tìm thấy văn bản được tham chiếu",
+        "The referenced document is not known to the axis",
+    )
+    STATUS_ISSUER_NOT_RECIPIENT = _ReasonInfo(
+        3003,
+        "Cơ quan gửi trạng thái không phải nơi nhận của văn bản",
+        "The agency sending the status is not a recipient of the document",
+    )
+    ILLEGAL_TRANSITION = _ReasonInfo(
+        3004,
+        "Chuyển trạng thái không hợp lệ",
+        "This status change is not allowed from the current state",
+    )
+    RECALL_ANSWER_WITHOUT_RECALL = _ReasonInfo(
+        3005,
+        "Trả lời yêu cầu lấy lại khi chưa có yêu cầu lấy lại",
+        "An answer to a recall was sent but no recall was requested",
+    )
+    TARGET_NOT_SAME_SENDER = _ReasonInfo(
+        3006,
+        "Văn bản bị tác động không thuộc cùng cơ quan gửi",
+        "The document to revoke, update or replace belongs to another sender",
+    )
+    STATUS_WRONG_ADDRESSEE = _ReasonInfo(
+        3007,
+        "ResponseFor/OrganId không phải cơ quan gửi văn bản",
+        "ResponseFor/OrganId is not the sender of the document",
+    )
+    # 4xxx signatures
+    SIGNATURE_REQUIRED = _ReasonInfo(
+        4001, "Gói tin phải có chữ ký số", "The package must carry a digital signature"
+    )
+    SIGNATURE_INVALID = _ReasonInfo(4002, "Chữ ký số không hợp lệ", "The signature is not valid")
+    SIGNATURE_WRAPPING = _ReasonInfo(
+        4003,
+        "Cấu trúc chữ ký bất thường (nghi tấn công bọc chữ ký)",
+        "Unexpected signature structure (possible signature wrapping)",
+    )
+    CERTIFICATE_UNKNOWN = _ReasonInfo(
+        4004,
+        "Chứng thư số chưa được đăng ký cho hệ thống kết nối",
+        "The certificate is not registered for this gateway",
+    )
+    CERTIFICATE_EXPIRED = _ReasonInfo(
+        4005,
+        "Chứng thư số hết hạn hoặc chưa có hiệu lực",
+        "The certificate is expired or not yet valid",
+    )
+    CERTIFICATE_REVOKED = _ReasonInfo(
+        4006, "Chứng thư số đã bị thu hồi", "The certificate has been revoked"
+    )
+    # 5xxx delivery
+    UNDELIVERABLE = _ReasonInfo(
+        5001,
+        "Không chuyển được tới hàng đợi của hệ thống nhận",
+        "The package could not be routed to the recipient gateway's queue",
+        final=False,
+    )
+    NOT_CONSUMED = _ReasonInfo(
+        5002,
+        "Hệ thống nhận chưa lấy gói tin quá thời hạn",
+        "The recipient gateway has not taken the package in time",
+        final=False,
+    )
+    POISON = _ReasonInfo(
+        5003,
+        "Gói tin gây lỗi xử lý nhiều lần, đã chuyển vào khu cách ly",
+        "The package failed processing repeatedly and was parked",
+        21,
+        final=False,
+    )
+    PROCESSING_ERROR = _ReasonInfo(
+        5004, "Lỗi xử lý trên trục", "Processing error on the axis", 21, final=False
+    )
+    PARKED_DROPPED = _ReasonInfo(
+        5005,
+        "Gói tin trong khu cách ly đã bị hủy bởi người vận hành",
+        "The parked package was dropped by an operator",
+    )
+
+    @property
+    def code(self) -> int:
+        return self.value.code
+
+    @property
+    def message_vi(self) -> str:
+        return self.value.message_vi
+
+    @property
+    def message_en(self) -> str:
+        return self.value.message_en
+
+    @property
+    def axis_code(self) -> int | None:
+        """The code the current axis's hubs use for this failure, if any."""
+        return self.value.axis_code
+
+    @property
+    def final(self) -> bool:
+        """A final reason is never retried: re-sending the same bytes fails the same way."""
+        return self.value.final
+
+    @classmethod
+    def from_code(cls, code: int) -> Reason:
+        for reason in cls:
+            if reason.code == code:
+                return reason
+        raise KeyError(code)
+
+    def as_dict(self, detail: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "reason": self.name,
+            "code": self.code,
+            "message_vi": self.message_vi,
+            "message_en": self.message_en,
+        }
+        if self.axis_code is not None:
+            out["axis_code"] = self.axis_code
+        if detail:
+            out["detail"] = detail
+        return out
+
+
+class WarningCode(Enum):
+    """Things worth telling the sender that do not stop a package."""
+
+    DATE_DAY_FIRST = ("Ngày viết theo dạng dd/MM/yyyy", "A date was written as dd/MM/yyyy")
+    PLACEHOLDER_SIGNATURE = (
+        "Chữ ký mẫu của SDK (không phải chữ ký số) được coi như không có",
+        "The SDK's placeholder Signature is not a real signature and is ignored",
+    )
+    DOCUMENT_ID_NONSTANDARD = (
+        "DocumentId không theo dạng <mã cơ quan>,<ngày>,<số>/<ký hiệu>",
+        "DocumentId does not follow <agency>,<date>,<number>/<notation>",
+    )
+    DOCUMENT_ID_SENDER_MISMATCH = (
+        "Mã cơ quan trong DocumentId khác From/OrganId",
+        "The agency code inside DocumentId differs from From/OrganId",
+    )
+    DUPLICATE_RECIPIENT_ALIAS = (
+        "Một cơ quan nhận được ghi bằng nhiều mã (mã cũ và mã mới); chỉ gửi một bản",
+        "One recipient is named by several codes (old and new); one copy is delivered",
+    )
+    TRACE_HEADER_WITHOUT_ORGAN = (
+        "TraceHeader không có OrganId",
+        "A TraceHeader has no OrganId",
+    )
+    EMPTY_OPTIONAL_FIELD = ("Trường tùy chọn để trống", "An optional field is empty")
+    NONSTANDARD_AGENCY_CODE = (
+        "Mã định danh cơ quan không theo dạng chuẩn",
+        "An agency code does not follow a known form",
+    )
+
+    @property
+    def message_vi(self) -> str:
+        return self.value[0]
+
+    @property
+    def message_en(self) -> str:
+        return self.value[1]
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationWarning:
+    """A warning about one place in a package."""
+
+    code: WarningCode
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "warning": self.code.name,
+            "message_vi": self.code.message_vi,
+            "message_en": self.code.message_en,
+            "detail": self.detail,
+        }
+
+
+class LienthongError(Exception):
+    """Base of every error lienthong raises on purpose. Always carries a :class:`Reason`."""
+
+    def __init__(self, reason: Reason, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        text = f"{reason.name} ({reason.code}): {reason.message_en}"
+        super().__init__(f"{text}: {detail}" if detail else text)
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.reason.as_dict(self.detail or None)
+
+
+class PackageRejected(LienthongError):
+    """The package is refused: it is not valid edXML for lienthong's profile.
+
+    ``warnings`` holds what the parser noticed before it refused.
+    """
+
+    def __init__(
+        self,
+        reason: Reason,
+        detail: str = "",
+        *,
+        warnings: tuple[ValidationWarning, ...] = (),
+    ) -> None:
+        super().__init__(reason, detail)
+        self.warnings = warnings
+
+
+# Guard: the numeric codes are unique (a test also checks this).
+_codes: dict[int, str] = {}
+for _r in Reason:
+    if _r.code in _codes:
+        raise RuntimeError(f"duplicate reason code {_r.code}: {_r.name} and {_codes[_r.code]}")
+    _codes[_r.code] = _r.name
+del _codes, _r

@@ -1,0 +1,125 @@
+"""Ledger-scale figures: the report and a deadline sweep over N deliveries, and batch
+re-delivery of M deliveries (dry run and real), on a throwaway vhost and database.
+
+    .venv/bin/python -m tests.bench.ledger_scale --deliveries 1000000 --redeliver 100000
+
+Synthetic rows are generated in SQL (95 agencies, 5 recipients per document, realistic
+answer times); re-delivered copies are small (1 KB) documents published for real.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from datetime import UTC, datetime
+
+import aio_pika
+
+from router import deadlines, redelivery, statistics, topology
+from router.directory import AgencyRow
+from tests.hub import Hub, create_template, drop_database, require_services, throwaway_hub
+
+_FILL = """
+WITH ag AS (SELECT array_agg(id ORDER BY id) AS ids FROM agencies),
+docs AS (
+    INSERT INTO documents (hub_id, kind, dedup_key, edxml_document_id, sender_agency_id,
+        sender_code, sender_gateway_id, business_type, content_sha256, size_bytes, subject,
+        promulgation_date, due_date, received_at, body)
+    SELECT gen_random_uuid(), 'edoc', 'bench|' || g, 'X,2026/11/01,' || g || '/BENCH',
+        (SELECT ids[1 + g % 95] FROM ag), 'BENCH', $3, 0, '\\x00', 1024, 'bench',
+        date '2026-11-01', date '2026-11-01' + (g % 40),
+        $2::timestamptz + (g % 2592000) * interval '1 s',
+        convert_to(repeat('x', 1024), 'UTF8')
+    FROM generate_series(1, $1) g
+    RETURNING hub_id, sender_agency_id, received_at)
+INSERT INTO deliveries (id, hub_id, recipient_agency_id, recipient_code, gateway_id, copy_id,
+    state, kind, due_at, created_at, queued_at, arrived_at, accepted_at, done_at,
+    not_arrived_at)
+SELECT gen_random_uuid(), d.hub_id, r.agency, 'R', $3, gen_random_uuid(),
+    (ARRAY['queued','arrived','accepted','processing','done','done','done','refused',
+           'undeliverable','revoked'])[1 + (hashtext(d.hub_id::text || k) & 1023) % 10],
+    'edoc', date '2026-11-01' + (k * 7 % 40), d.received_at, d.received_at + interval '50 ms',
+    d.received_at + (k * 13 % 600) * interval '1 s',
+    d.received_at + (k * 131 % 7200) * interval '1 s',
+    CASE WHEN k % 2 = 0 THEN d.received_at + (k * 977 % 86400) * interval '1 s' END,
+    NULL
+FROM docs d, generate_series(1, 5) k,
+     LATERAL (SELECT (SELECT ids[1 + (k * 17 + length(d.hub_id::text)) % 95] FROM ag) AS agency) r
+"""
+
+
+async def _fill(hub: Hub, documents: int, gateway: str) -> None:
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    async with hub.pool.acquire() as conn:
+        await conn.execute(_FILL, documents, start, gateway)
+        await conn.execute("ANALYZE")
+
+
+async def main(deliveries: int, redeliver_n: int) -> None:
+    require_services()
+    template = await create_template()
+    try:
+        async with throwaway_hub(template) as hub:
+            await hub.add_gateway("bench", serves=["#.G01"])
+            await hub.add_agencies([AgencyRow(f"000.00.00.H{i:02d}", f"Tỉnh {i}")
+                                    for i in range(1, 64)]
+                                   + [AgencyRow(f"000.00.00.G{i:02d}", f"Bộ {i}")
+                                      for i in range(1, 33)])
+            t = time.perf_counter()
+            await _fill(hub, deliveries // 5, "bench")
+            print(f"generated {deliveries} deliveries in {time.perf_counter() - t:.1f} s")
+            async with hub.pool.acquire() as conn:
+                t = time.perf_counter()
+                rows = await statistics.agency_report(
+                    conn, start=datetime(2026, 11, 1, tzinfo=UTC),
+                    end=datetime(2026, 12, 1, tzinfo=UTC))
+                print(f"report over {deliveries} deliveries: {len(rows)} agencies in "
+                      f"{time.perf_counter() - t:.2f} s")
+                t = time.perf_counter()
+                res = await deadlines.sweep(conn, now=datetime(2026, 12, 20, tzinfo=UTC))
+                print(f"first deadline sweep: {res.not_arrived} not arrived, {res.overdue} "
+                      f"overdue flagged in {time.perf_counter() - t:.2f} s")
+                t = time.perf_counter()
+                res = await deadlines.sweep(conn, now=datetime(2026, 12, 20, 0, 1, tzinfo=UTC))
+                print(f"next sweep, right after (nothing new due): {res.not_arrived + res.overdue}"
+                      f" flagged in {(time.perf_counter() - t) * 1000:.1f} ms")
+                await conn.execute("VACUUM ANALYZE deliveries")  # what autovacuum does
+                t = time.perf_counter()
+                res = await deadlines.sweep(conn, now=datetime(2026, 12, 20, 0, 2, tzinfo=UTC))
+                print(f"steady sweep after vacuum (nothing new due): "
+                      f"{res.not_arrived + res.overdue} flagged in "
+                      f"{(time.perf_counter() - t) * 1000:.1f} ms")
+                if redeliver_n == 0:
+                    return
+                # re-delivery: the first `redeliver_n` undeliverable ones
+                await conn.execute(
+                    """UPDATE deliveries SET state = 'undeliverable' WHERE id IN (
+                           SELECT id FROM deliveries ORDER BY id LIMIT $1)""", redeliver_n)
+            flt = redelivery.RedeliveryFilter(gateway="bench")
+            async with hub.pool.acquire() as conn:
+                t = time.perf_counter()
+                pv = await redelivery.preview(conn, flt)
+                print(f"re-delivery dry run: {pv.total} deliveries in "
+                      f"{time.perf_counter() - t:.2f} s")
+            connection = await aio_pika.connect(hub.settings.amqp_url)
+            async with connection:
+                channel = await connection.channel(publisher_confirms=True)
+                exchange = await channel.get_exchange(topology.DELIVER)
+                t = time.perf_counter()
+                job = await redelivery.run(hub.pool, exchange, flt, actor="bench")
+                took = time.perf_counter() - t
+                print(f"re-delivery: {job.done} deliveries ({job.queued} queued) in {took:.1f} s "
+                      f"= {job.done / took:.0f}/s")
+                inbox = await channel.get_queue(topology.inbox_queue("bench"))
+                await inbox.purge()
+    finally:
+        await drop_database(template)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--deliveries", type=int, default=1_000_000)
+    ap.add_argument("--redeliver", type=int, default=100_000)
+    a = ap.parse_args()
+    asyncio.run(main(a.deliveries, a.redeliver))

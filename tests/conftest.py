@@ -1,0 +1,22 @@
+"""Shared test configuration: where the shared edXML samples live."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = Path(os.environ.get("LIENTHONG_SAMPLES", REPO.parent / "shared" / "edxml-samples"))
+
+
+@pytest.fixture(scope="session")
+def samples() -> Path:
+    if not SAMPLES.is_dir():
+        pytest.fail(f"the shared edXML samples are missing at {SAMPLES} (set LIENTHONG_SAMPLES)")
+    return SAMPLES
+
+
+def sample_bytes(name: str) -> bytes:
+    return (SAMPLES / name).read_bytes()

@@ -1,0 +1,116 @@
+"""Bad input end to end: each gets a rejected receipt with the right reason, nothing is
+delivered, and the router keeps going."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from router.directory import AgencyRow
+from schemas import StatusCode
+from tests.factory import edoc, status
+from tests.hub import Hub, queue_depth
+
+
+async def _setup(hub: Hub) -> None:
+    await hub.add_gateway("vpcp", serves=["000.00.00.G22"])
+    await hub.add_gateway("lgsp-nghean", serves=["#.H41"], kind="province-platform")
+    await hub.add_agencies(
+        [
+            AgencyRow("000.00.00.G22", "Văn phòng Chính phủ", aliases=("G22",)),
+            AgencyRow("000.00.00.H41", "UBND tỉnh Nghệ An", aliases=("H41",)),
+            AgencyRow("000.00.00.G12", "Bộ Tài chính (no gateway)", aliases=("G12",)),
+        ]
+    )
+
+
+async def _inbox_count(hub: Hub, gateway: str) -> int:
+    return await queue_depth(hub, f"lt.gw.{gateway}.inbox")
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("malformed", "MALFORMED_XML"),
+        ("not_edxml", "NOT_EDXML"),
+        ("unknown_recipient", "RECIPIENT_UNKNOWN"),
+        ("recipient_without_gateway", "RECIPIENT_NO_GATEWAY"),
+        ("sender_not_served", "SENDER_NOT_SERVED"),
+        ("status_unknown_document", "DOCUMENT_UNKNOWN"),
+        ("too_large", "PACKAGE_TOO_LARGE"),
+        ("billion_laughs", "FORBIDDEN_XML_CONSTRUCT"),
+    ],
+)
+async def test_rejected_with_reason_and_nothing_delivered(
+    hub: Hub, case: str, reason: str
+) -> None:
+    hub.settings = hub.settings.with_(max_package_bytes=64_000)
+    await _setup(hub)
+    await hub.start_router()
+    doc, good = edoc("000.00.00.G22", ["000.00.00.H41"])
+    body: bytes
+    key = "000.00.00.G22"
+    kind = "edoc"
+    if case == "malformed":
+        body = good[: len(good) // 2]
+    elif case == "not_edxml":
+        body = b"<?xml version='1.0'?><invoice><total>1</total></invoice>"
+    elif case == "unknown_recipient":
+        _, body = edoc("000.00.00.G22", ["000.00.00.H41", "000.00.99.H41"])
+    elif case == "recipient_without_gateway":
+        _, body = edoc("000.00.00.G22", ["G12"])
+    elif case == "sender_not_served":
+        # the routing key is VPCP's own (the broker's topic permission allows it), but the
+        # package claims to come from Nghệ An
+        _, body = edoc("000.00.00.H41", ["000.00.00.G22"])
+    elif case == "status_unknown_document":
+        _, body = status("000.00.00.G22", doc, StatusCode.ARRIVED, to="000.00.00.H41")
+        kind = "status"
+    elif case == "too_large":
+        _, body = edoc("000.00.00.G22", ["000.00.00.H41"], attachment=b"x" * 80_000)
+    elif case == "billion_laughs":
+        body = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+                b'<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>'
+                b'<edXML xmlns="http://www.mic.gov.vn/TBT/QCVN_102_2016">&lol2;</edXML>')
+    async with hub.client("vpcp") as vpcp:
+        receipt = await vpcp.send(body, validate=False, sender_code=key, kind=kind)
+        assert receipt is not None and receipt.type == "rejected"
+        assert receipt.reason is not None and receipt.reason["reason"] == reason
+        assert receipt.reason["message_vi"] and receipt.reason["message_en"]
+        # the router keeps going: a good package right after is accepted and delivered
+        ok = await vpcp.send(good)
+        assert ok is not None and ok.type == "accepted"
+    await asyncio.sleep(0.2)
+    assert await _inbox_count(hub, "lgsp-nghean") == 1
+    assert await _inbox_count(hub, "vpcp") == 0
+    row = await hub.pool.fetchrow("SELECT reason, body FROM rejections")
+    assert row is not None and row["reason"] == reason
+    if case != "too_large":
+        assert bytes(row["body"]) == body  # bad input is kept, never lost
+
+
+async def test_poison_message_is_parked_and_the_ledger_says_why(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LIENTHONG_ENABLE_FAULTS", "1")
+    await _setup(hub)
+    await hub.start_router()
+    _, poison = edoc("000.00.00.G22", ["000.00.00.H41"], extra_text=" LIENTHONG-FAULT:raise")
+    _, good = edoc("000.00.00.G22", ["000.00.00.H41"])
+    async with hub.client("vpcp", receipt_timeout=60) as vpcp:
+        rejected = await vpcp.send(poison)
+        ok = await vpcp.send(good)
+    assert ok is not None and ok.type == "accepted"
+    assert rejected is not None and rejected.type == "rejected"
+    assert rejected.reason is not None and rejected.reason["reason"] == "POISON"
+    assert "injected fault" in rejected.reason["detail"]
+    for _ in range(50):
+        parked = await hub.pool.fetchrow("SELECT reason, error, body FROM parked_messages")
+        if parked:
+            break
+        await asyncio.sleep(0.1)
+    assert parked is not None and parked["reason"] == "POISON"
+    assert "injected fault" in parked["error"]
+    assert bytes(parked["body"]) == poison
+    assert await _inbox_count(hub, "lgsp-nghean") == 1

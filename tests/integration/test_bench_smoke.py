@@ -1,0 +1,59 @@
+"""The benchmark machinery at tiny scale: it runs end to end and loses nothing.
+
+Correctness only: no timing is asserted (the benchmark is a tool, timings are noisy)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from router.bench import RESULT_KEYS, BenchConfig, BenchEnvironment, run_in_environment
+from router.bench_workload import bench_directory
+from router.directory import AgencyRow
+from tests.hub import Hub
+
+
+async def test_bench_runs_every_phase_and_delivers_every_package(
+    hub: Hub, tmp_path: Path
+) -> None:
+    gateways = bench_directory(6)
+    for g in gateways:
+        await hub.add_gateway(g.id, serves=[g.agency], kind="ministry", name=g.name)
+    await hub.add_agencies([AgencyRow(g.agency, g.name, gateway=g.id) for g in gateways])
+    env = BenchEnvironment(hub.settings, gateways, dict(hub.credentials))
+    config = BenchConfig.quick(packages=50, rate=40.0, duration=1.5, warmup=0.0,
+                               routers=(1,), gateways=len(gateways), log_dir=tmp_path)
+
+    result = await run_in_environment(env, config)
+
+    assert set(RESULT_KEYS) <= set(result)
+    assert result["workload"]["from_samples"] is True
+    assert result["workload"]["edoc_bytes_min"] >= 5 * 1024
+    [run] = result["runs"]
+    assert {"routers", "raw_relay", "router", "ratio", "latency", "memory",
+            "delivered_ok"} <= set(run)
+    for measured in (run["raw_relay"], run["router"]):
+        for phase in ("edoc", "status"):
+            assert measured[phase]["problems"] == []
+            assert {"packages_per_s", "copies", "seconds", "cpu_ms_per_package"} <= set(
+                measured[phase])
+        assert measured["edoc"]["packages"] == 50
+        # every copy of a document is answered by exactly one status package
+        assert measured["status"]["packages"] == measured["edoc"]["copies"]
+        assert measured["status"]["copies"] == measured["status"]["packages"]
+    latency = run["latency"]
+    assert latency["problems"] == []
+    assert latency["copies_arrived"] == latency["copies_expected"]
+    assert latency["copies_expected"]["edoc"] > 0
+    assert latency["copies_expected"]["status"] > 0
+    assert latency["receipts"]["queued"] == latency["receipts"]["expected"]
+    assert {"p50_ms", "p95_ms", "p99_ms"} <= set(latency)
+    assert run["memory"]["max_peak_mb"] > 0
+    assert run["delivered_ok"] is True
+    # the router's ledger agrees: one delivery per copy, every one of them answered
+    docs = await hub.pool.fetchval("SELECT count(*) FROM documents WHERE kind = 'edoc'")
+    assert docs == 50 + latency["submitted"]["edoc"]
+    queued = await hub.pool.fetchval(
+        "SELECT count(*) FROM deliveries WHERE state IN ('queued', 'submitted')"
+        " AND hub_id IN (SELECT hub_id FROM documents WHERE kind = 'edoc')"
+    )
+    assert queued == 0

@@ -1,0 +1,61 @@
+"""What the benchmark reads off processes and profiles, and how it sums it up."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+import pytest
+
+from router.bench import _percentiles
+from router.bench_processes import read_cpu_seconds, read_memory, summarize_collapsed
+from router.cli.bench import _routers
+
+
+def test_memory_and_cpu_come_from_proc() -> None:
+    mem = read_memory(os.getpid())
+    assert mem is not None
+    assert mem.pid == os.getpid()
+    assert 0 < mem.rss_kb <= mem.peak_kb
+    assert mem.as_dict()["rss_mb"] > 0
+    cpu = read_cpu_seconds(os.getpid())
+    assert cpu is not None
+    assert cpu > 0
+    assert read_memory(2**22 + 12345) is None
+
+
+def test_collapsed_stacks_sum_to_cumulative_and_self_shares(tmp_path: Path) -> None:
+    stacks = tmp_path / "p.txt"
+    stacks.write_text(
+        "MainThread;_run_module_as_main (<frozen runpy>:173);"
+        "route (/repo/router/routing.py:174);parse_package (/repo/schemas/parser.py:276) 30\n"
+        "MainThread;_run_module_as_main (<frozen runpy>:173);"
+        "route (/repo/router/routing.py:174) 10\n"
+        "MainThread;_run_module_as_main (<frozen runpy>:173);"
+        "write (/x/lib/python3.11/asyncio/selector_events.py:1037) 60\n",
+        encoding="utf-8",
+    )
+    summary = summarize_collapsed(stacks)
+    assert summary["samples"] == 100
+    cumulative = {r["function"].split(" ")[0]: r["share"] for r in summary["cumulative"]}
+    assert cumulative["route"] == 0.4
+    assert cumulative["parse_package"] == 0.3
+    assert "_run_module_as_main" not in cumulative  # every sample has it: says nothing
+    own = {r["function"].split(" ")[0]: r["share"] for r in summary["self"]}
+    assert own == {"write": 0.6, "parse_package": 0.3, "route": 0.1}
+    assert any("stdlib/asyncio/selector_events.py" in r["function"]
+               for r in summary["self"])
+
+
+def test_percentiles_are_nearest_rank_in_milliseconds() -> None:
+    values = [i / 1000 for i in range(1, 101)]  # 1..100 ms
+    p = _percentiles(values)
+    assert (p["p50_ms"], p["p95_ms"], p["p99_ms"], p["max_ms"]) == (50.0, 95.0, 99.0, 100.0)
+    assert _percentiles([])["p99_ms"] is None
+
+
+def test_router_counts_option() -> None:
+    assert _routers("1,2") == (1, 2)
+    with pytest.raises(click.BadParameter):
+        _routers("0,x")
