@@ -12,8 +12,9 @@
                 store(msg.package, msg.body)
 
 Copies the hub delivers twice (after a crash somewhere) carry the same ``message_id``;
-the client drops the second one and counts it in ``duplicates_dropped``. The filter lives
-in memory: a gateway that restarts should also check its own store by copy id.
+the client drops the second one and counts it in ``duplicates_dropped``. By default the
+filter lives in memory; pass ``seen=DurableSeenCopies("seen.sqlite")`` so that a gateway
+that restarts still drops the copies it handled before.
 
 Run one client per gateway: clients of the same gateway share its receipts queue, so a
 receipt could reach a client other than the one whose ``send()`` waits for it.
@@ -25,7 +26,6 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, Self
@@ -41,6 +41,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
+from adapters.seen import CopyFilter, SeenCopies
 from schemas import (
     EdocPackage,
     Organization,
@@ -54,7 +55,7 @@ from schemas import (
 from schemas.agency_code import normalize
 from schemas.receipt import Receipt
 
-__all__ = ["GatewayClient", "InboxMessage", "SeenCopies"]
+__all__ = ["GatewayClient", "InboxMessage"]
 
 SUBMIT = "lt.submit"
 
@@ -73,31 +74,10 @@ def receipts_queue(gateway_id: str) -> str:
     return f"lt.gw.{gateway_id}.receipts"
 
 
-class SeenCopies:
-    """Remembers the copy ids already handled (bounded, oldest forgotten first).
-
-    Gateways that must survive restarts without re-processing should check their own
-    store as well: the hub's ``message_id`` (copy id) is stable across re-deliveries.
-    """
-
-    def __init__(self, capacity: int = 200_000) -> None:
-        self._ids: OrderedDict[str, None] = OrderedDict()
-        self._capacity = capacity
-
-    def __contains__(self, copy_id: object) -> bool:
-        return copy_id in self._ids
-
-    def add(self, copy_id: str) -> None:
-        self._ids[copy_id] = None
-        self._ids.move_to_end(copy_id)
-        while len(self._ids) > self._capacity:
-            self._ids.popitem(last=False)
-
-
 class InboxMessage:
     """A document or status package the hub delivered to this gateway."""
 
-    def __init__(self, message: AbstractIncomingMessage, seen: SeenCopies) -> None:
+    def __init__(self, message: AbstractIncomingMessage, seen: CopyFilter) -> None:
         self._message = message
         self._seen = seen
         self._parsed: ParsedPackage | None = None
@@ -179,10 +159,12 @@ class GatewayClient:
         *,
         gateway_id: str | None = None,
         receipt_timeout: float = 30.0,
-        seen: SeenCopies | None = None,
+        seen: CopyFilter | None = None,
         sign: Callable[[bytes], bytes] | None = None,
     ) -> None:
-        """``sign``: applied to every package before it is sent, e.g.
+        """``seen``: the duplicate filter for delivered copies (in memory unless given,
+        e.g. ``DurableSeenCopies(path)`` to survive restarts).
+        ``sign``: applied to every package before it is sent, e.g.
         ``functools.partial(schemas.signature.sign_package, key_pem=…, cert_pem=…)``."""
         self._sign = sign
         parts = urlsplit(amqp_url)
@@ -190,7 +172,7 @@ class GatewayClient:
         self.gateway_id = gateway_id or self.user
         self.amqp_url = amqp_url
         self.receipt_timeout = receipt_timeout
-        self.seen = seen or SeenCopies()
+        self.seen: CopyFilter = seen if seen is not None else SeenCopies()
         self.duplicates_dropped = 0
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None

@@ -41,6 +41,7 @@ from collections.abc import Sequence
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 __all__ = [
+    "BATCH_PHASE_SECONDS",
     "BATCH_SIZE",
     "CERT_DAYS",
     "COPIES",
@@ -85,6 +86,14 @@ BATCH_SIZE = Histogram(
     "lienthong_batch_size",
     "Packages per router batch",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+)
+BATCH_PHASE_SECONDS = Histogram(
+    "lienthong_batch_phase_seconds",
+    "Time a router batch spends in each phase: route (parse, validate, one ledger "
+    "transaction), publish (copies out, every confirm back), finish (the copies' fate "
+    "recorded, receipts to senders)",
+    ["phase"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 COPIES = Counter(
     "lienthong_copies_total",

@@ -987,10 +987,13 @@ class BatchRouter:
         )
 
     @staticmethod
-    def finish_receipts(plan: BatchPlan, states: dict[uuid.UUID, str]) -> None:
-        """Turn pending receipts into receipts once the copies' fate is known."""
+    def receipts_for(plan: BatchPlan, states: dict[uuid.UUID, str]) -> list[OutgoingReceipt]:
+        """Every receipt of the batch once its copies' fate is known: the ready ones and
+        the accepted packages' (which name each copy's state). Leaves ``plan`` as it is,
+        so a batch retried after an outage sends the same receipts."""
+        receipts = list(plan.receipts)
         for pr in plan.pending:
-            plan.receipts.append(
+            receipts.append(
                 OutgoingReceipt(
                     pr.gateway_id,
                     Receipt(
@@ -1009,7 +1012,7 @@ class BatchRouter:
                     ),
                 )
             )
-        plan.pending.clear()
+        return receipts
 
 
 def _document_id(parsed: ParsedPackage) -> str | None:

@@ -12,16 +12,18 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import click
 
-from adapters import GatewayClient
+from adapters import DurableSeenCopies, GatewayClient
 from router.cli._services import fail
 from router.config import Settings
 from schemas import EdocPackage, PackageRejected
 
 
 def gateway_url(settings: Settings, gateway_id: str, password: str) -> str:
+    """The hub's AMQP URL, logged in as the gateway (its user name as provisioned)."""
     parts = urlsplit(settings.amqp_url)
     host = parts.hostname or "127.0.0.1"
-    netloc = f"{quote(gateway_id, safe='')}:{quote(password, safe='')}@{host}"
+    user = f"{settings.amqp_user_prefix}{gateway_id}"
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
     if parts.port:
         netloc += f":{parts.port}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
@@ -69,13 +71,20 @@ def send(file: IO[bytes], gateway_id: str, password: str, timeout: float) -> Non
 @click.option("--timeout", default=None, type=float,
               help="Stop after this many idle seconds (default: run until Ctrl-C).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per package.")
+@click.option("--seen-db", type=click.Path(dir_okay=False, path_type=Path),
+              help="SQLite file of the copies already taken, so a copy the hub delivers "
+                   "again after a restart is dropped [default: SAVE/.seen-copies.sqlite "
+                   "with --save, else kept in memory].")
 def inbox(gateway_id: str, password: str, save_dir: Path | None, timeout: float | None,
-          as_json: bool) -> None:
+          as_json: bool, seen_db: Path | None) -> None:
     """Take documents and status packages from your inbox (each acknowledged once shown)."""
+    if seen_db is None and save_dir is not None:
+        seen_db = save_dir / ".seen-copies.sqlite"
+    seen = DurableSeenCopies(seen_db) if seen_db is not None else None
 
     async def go() -> None:
         url = gateway_url(Settings.from_env(), gateway_id, password)
-        async with GatewayClient(url, gateway_id=gateway_id) as gw:
+        async with GatewayClient(url, gateway_id=gateway_id, seen=seen) as gw:
             async for msg in gw.inbox(timeout=timeout):
                 async with msg.process():
                     if save_dir:
@@ -100,6 +109,13 @@ def inbox(gateway_id: str, password: str, save_dir: Path | None, timeout: float 
                         click.echo(f"{what} {msg.hub_id} from {msg.sender} to "
                                    f"{', '.join(msg.recipients)}: {info['subject']}")
                     sys.stdout.flush()
+            if gw.duplicates_dropped:
+                click.echo(f"{gw.duplicates_dropped} copies taken before were delivered "
+                           "again and dropped", err=True)
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(go())
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(go())
+    finally:
+        if seen is not None:
+            seen.close()

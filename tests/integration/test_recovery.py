@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import aio_pika
 import pytest
+from click.testing import CliRunner
 
 from router import parking, redelivery, topology
+from router.cli.gateway import inbox as inbox_cli
 from router.directory import AgencyRow
 from tests.factory import edoc
 from tests.hub import Hub, queue_depth
@@ -95,6 +98,44 @@ async def test_missing_inbox_is_undeliverable_then_redelivered_once(hub: Hub) ->
     audit = await hub.pool.fetchval(
         "SELECT count(*) FROM audit_log WHERE action LIKE 'redelivery.%'")
     assert audit == 5  # started+interrupted, running again → done, started+done
+
+
+async def test_a_restarted_gateway_drops_copies_it_took_before(
+    hub: Hub, tmp_path: Path
+) -> None:
+    """`lienthong inbox --save DIR` remembers the copies it took in DIR: after the process
+    ends and the operator re-delivers them, the next run drops every one of them."""
+    await _setup(hub)
+    await hub.start_router()
+    async with hub.client("vpcp") as vpcp:
+        for _ in range(5):
+            r = await vpcp.send(edoc("000.00.00.G22", ["000.00.00.H41"])[1])
+            assert r is not None and r.type == "accepted"
+    env = {
+        "LIENTHONG_AMQP_URL": hub.settings.amqp_url,
+        "LIENTHONG_AMQP_USER_PREFIX": hub.settings.amqp_user_prefix,
+        "LIENTHONG_GATEWAY_PASSWORD": hub.credentials["lgsp-nghean"].password,
+    }
+    args = ["--gateway", "lgsp-nghean", "--save", str(tmp_path / "in"), "--timeout", "1.5",
+            "--json"]
+    runner = CliRunner()
+    first = await asyncio.to_thread(runner.invoke, inbox_cli, args, env=env)
+    assert first.exit_code == 0, first.output
+    assert len(first.stdout.splitlines()) == 5
+    assert len(list((tmp_path / "in").glob("*.edxml"))) == 5
+    # the operator re-delivers everything queued for the province (same copy ids)
+    conn, channel = await _channel(hub)
+    async with conn:
+        deliver = await channel.get_exchange(topology.DELIVER)
+        flt = redelivery.RedeliveryFilter(states=("queued",), gateway="lgsp-nghean")
+        job = await redelivery.run(hub.pool, deliver, flt, actor="test")
+        assert job.done == 5
+    assert await queue_depth(hub, "lt.gw.lgsp-nghean.inbox") == 5
+    again = await asyncio.to_thread(runner.invoke, inbox_cli, args, env=env)
+    assert again.exit_code == 0, again.output
+    assert again.stdout == ""
+    assert "5 copies taken before were delivered again and dropped" in again.stderr
+    assert await queue_depth(hub, "lt.gw.lgsp-nghean.inbox") == 0  # dropped means acked
 
 
 async def test_parked_submission_requeued_through_validation_or_dropped(
