@@ -121,6 +121,13 @@ class _PendingReceipt:
 
 
 @dataclass(slots=True)
+class _Gateway:
+    id: str
+    amqp_user: str
+    status: str
+
+
+@dataclass(slots=True)
 class _Agency:
     id: int
     code: str
@@ -166,6 +173,22 @@ def _json_warnings(ws: Sequence[ValidationWarning]) -> str:
     return json.dumps([w.as_dict() for w in ws], ensure_ascii=False)
 
 
+_LOOKUPS_SQL = """
+SELECT
+  (SELECT coalesce(json_agg(json_build_array(g.id, g.amqp_user, g.status)), '[]')
+     FROM gateways g WHERE g.amqp_user = ANY($1::text[])) AS gateways,
+  (SELECT coalesce(json_agg(json_build_array(al.alias, a.id, a.code, a.gateway_id, a.status)),
+                   '[]')
+     FROM agency_aliases al JOIN agencies a ON a.id = al.agency_id
+     WHERE al.alias = ANY($2::text[])) AS agencies,
+  (SELECT coalesce(json_agg(json_build_array(d.hub_id, d.sender_agency_id, d.sender_gateway_id,
+                                             d.sender_code, d.edxml_document_id)
+                            ORDER BY d.received_at DESC), '[]')
+     FROM documents d
+     WHERE d.kind = 'edoc' AND d.edxml_document_id = ANY($3::text[])) AS targets
+"""
+
+
 class BatchRouter:
     """Validates, authorises and records a batch; returns what to publish."""
 
@@ -183,11 +206,9 @@ class BatchRouter:
         ]
 
         async with self._pool.acquire() as conn:
-            gateways = await self._gateways(conn, batch)
-            await self._gate.refresh_if_stale([g["id"] for g in gateways.values()], conn=conn)
+            gateways, agencies, targets = await self._lookups(conn, batch, parsed)
+            await self._gate.refresh_if_stale([g.id for g in gateways.values()], conn=conn)
             self._now = datetime.now(UTC)
-            agencies = await self._agencies(conn, batch, parsed)
-            targets = await self._targets(conn, parsed)
 
             plans: list[_Plan] = []
             rejects: list[tuple[int, Reason, str, tuple[ValidationWarning, ...]]] = []
@@ -203,10 +224,10 @@ class BatchRouter:
                     rejects.append((i, r.reason, r.detail, parsed_one.warnings))
 
             async with conn.transaction():
-                plans = await self._check_status_deliveries(conn, plans, rejects)
+                plans, locked = await self._check_status_deliveries(conn, plans, rejects)
                 accepted, duplicates = await self._insert_documents(conn, plans, rejects)
                 await self._insert_deliveries(conn, accepted, plan)
-                await self._apply_statuses(conn, accepted, plan)
+                await self._apply_statuses(conn, accepted, plan, locked)
                 await self._apply_business(conn, accepted, plan)
                 await self._insert_rejections(conn, batch, gateways, rejects, plan)
                 resumed = await self._resume(conn, duplicates, plan)
@@ -253,22 +274,16 @@ class BatchRouter:
 
     # lookups -------------------------------------------------------------------------
     @staticmethod
-    async def _gateways(
-        conn: Conn, batch: Sequence[Incoming]
-    ) -> dict[str, asyncpg.Record]:
-        users = sorted({m.amqp_user for m in batch if m.amqp_user})
-        rows = await conn.fetch(
-            "SELECT id, amqp_user, status FROM gateways WHERE amqp_user = ANY($1)", users
-        )
-        return {r["amqp_user"]: r for r in rows}
-
-    @staticmethod
-    async def _agencies(
+    async def _lookups(
         conn: Conn,
         batch: Sequence[Incoming],
         parsed: Sequence[ParsedPackage | PackageRejected],
-    ) -> dict[str, _Agency]:
+    ) -> tuple[dict[str, _Gateway], dict[str, _Agency], dict[str, list[_Target]]]:
+        """The sending gateways, every agency code the batch names (by any alias) and
+        the documents its statuses and business packages refer to: one round trip."""
+        users = sorted({m.amqp_user for m in batch if m.amqp_user})
         codes: set[str] = set()
+        ids: set[str] = set()
         for msg, p in zip(batch, parsed, strict=True):
             if isinstance(p, PackageRejected):
                 continue
@@ -277,53 +292,23 @@ class BatchRouter:
             codes.add(normalize(pkg.sender.organ_id))
             if isinstance(pkg, EdocPackage):
                 codes.update(normalize(r.organ_id) for r in pkg.recipients)
-            elif pkg.response_for.organ_id:
-                codes.add(normalize(pkg.response_for.organ_id))
-        rows = await conn.fetch(
-            """SELECT al.alias, a.id, a.code, a.gateway_id, a.status
-               FROM agency_aliases al JOIN agencies a ON a.id = al.agency_id
-               WHERE al.alias = ANY($1)""",
-            sorted(codes),
-        )
-        return {
-            r["alias"]: _Agency(r["id"], r["code"], r["gateway_id"], r["status"]) for r in rows
-        }
-
-    @staticmethod
-    async def _targets(
-        conn: Conn, parsed: Sequence[ParsedPackage | PackageRejected]
-    ) -> dict[str, list[_Target]]:
-        ids: set[str] = set()
-        for p in parsed:
-            if isinstance(p, PackageRejected):
-                continue
-            pkg = p.package
-            if isinstance(pkg, StatusPackage):
+                ids.update(pkg.target_document_ids)
+            else:
+                if pkg.response_for.organ_id:
+                    codes.add(normalize(pkg.response_for.organ_id))
                 if pkg.response_for.document_id:
                     ids.add(pkg.response_for.document_id)
-            else:
-                ids.update(pkg.target_document_ids)
-        if not ids:
-            return {}
-        rows = await conn.fetch(
-            """SELECT hub_id, sender_agency_id, sender_gateway_id, sender_code,
-                      edxml_document_id
-               FROM documents WHERE kind = 'edoc' AND edxml_document_id = ANY($1)
-               ORDER BY received_at DESC""",
-            sorted(ids),
-        )
-        out: dict[str, list[_Target]] = {}
-        for r in rows:
-            out.setdefault(r["edxml_document_id"], []).append(
-                _Target(
-                    r["hub_id"],
-                    r["sender_agency_id"],
-                    r["sender_gateway_id"],
-                    r["sender_code"],
-                    r["edxml_document_id"],
-                )
-            )
-        return out
+        row = await conn.fetchrow(_LOOKUPS_SQL, users, sorted(codes), sorted(ids))
+        assert row is not None
+        gateways = {u: _Gateway(g, u, st) for g, u, st in json.loads(row["gateways"])}
+        agencies = {
+            alias: _Agency(aid, code, gw, st)
+            for alias, aid, code, gw, st in json.loads(row["agencies"])
+        }
+        targets: dict[str, list[_Target]] = {}
+        for hub, agency, gw, code, doc in json.loads(row["targets"]):  # newest first
+            targets.setdefault(doc, []).append(_Target(uuid.UUID(hub), agency, gw, code, doc))
+        return gateways, agencies, targets
 
     # decisions -----------------------------------------------------------------------
     def _decide(
@@ -331,7 +316,7 @@ class BatchRouter:
         index: int,
         msg: Incoming,
         parsed: ParsedPackage,
-        gateways: dict[str, asyncpg.Record],
+        gateways: dict[str, _Gateway],
         agencies: dict[str, _Agency],
         targets: dict[str, list[_Target]],
     ) -> _Plan:
@@ -343,15 +328,15 @@ class BatchRouter:
                 if not msg.amqp_user
                 else f"no gateway for AMQP user {msg.amqp_user}",
             )
-        if gw["status"] != "active":
-            raise _Reject(Reason.GATEWAY_SUSPENDED, gw["id"])
+        if gw.status != "active":
+            raise _Reject(Reason.GATEWAY_SUSPENDED, gw.id)
         pkg = parsed.package
         sender_code = normalize(pkg.sender.organ_id)
         sender = agencies.get(sender_code)
         if sender is None:
             raise _Reject(Reason.SENDER_NOT_REGISTERED, sender_code)
-        if sender.gateway_id != gw["id"]:
-            raise _Reject(Reason.SENDER_NOT_SERVED, f"{sender_code} is not served by {gw['id']}")
+        if sender.gateway_id != gw.id:
+            raise _Reject(Reason.SENDER_NOT_SERVED, f"{sender_code} is not served by {gw.id}")
         key_agency = agencies.get(normalize(msg.routing_key))
         if key_agency is None or key_agency.id != sender.id:
             raise _Reject(
@@ -360,13 +345,13 @@ class BatchRouter:
             )
         warnings = list(parsed.warnings)
         try:
-            warnings += self._gate.check(gw["id"], msg.body, pkg.has_signature, self._now)
+            warnings += self._gate.check(gw.id, msg.body, pkg.has_signature, self._now)
         except PackageRejected as exc:
             raise _Reject(exc.reason, exc.detail) from None
         if isinstance(pkg, EdocPackage):
-            return self._decide_edoc(index, msg, parsed, pkg, gw["id"], sender, agencies,
+            return self._decide_edoc(index, msg, parsed, pkg, gw.id, sender, agencies,
                                      targets, warnings)
-        return self._decide_status(index, msg, parsed, pkg, gw["id"], sender, agencies,
+        return self._decide_status(index, msg, parsed, pkg, gw.id, sender, agencies,
                                    targets, warnings)
 
     def _decide_edoc(
@@ -481,16 +466,19 @@ class BatchRouter:
         conn: Conn,
         plans: list[_Plan],
         rejects: list[tuple[int, Reason, str, tuple[ValidationWarning, ...]]],
-    ) -> list[_Plan]:
-        """Lock the deliveries status packages act on; refuse illegal transitions."""
+    ) -> tuple[list[_Plan], dict[uuid.UUID, asyncpg.Record]]:
+        """Lock the deliveries status packages act on; refuse illegal transitions.
+        Returns the plans kept and the locked deliveries as they were read."""
         ids = [p.status_delivery for p in plans if p.status_delivery is not None]
         if not ids:
-            return plans
+            return plans, {}
         rows = await conn.fetch(
-            """SELECT id, state, recall_state FROM deliveries WHERE id = ANY($1)
-               ORDER BY id FOR UPDATE""",
+            """SELECT d.id, d.state, d.recall_state, d.recipient_code, a.code AS agency
+               FROM deliveries d JOIN agencies a ON a.id = d.recipient_agency_id
+               WHERE d.id = ANY($1) ORDER BY d.id FOR UPDATE OF d""",
             ids,
         )
+        locked = {r["id"]: r for r in rows}
         current = {r["id"]: (r["state"], r["recall_state"]) for r in rows}
         kept: list[_Plan] = []
         for p in plans:
@@ -517,7 +505,7 @@ class BatchRouter:
                 continue
             current[p.status_delivery] = (t.state, t.recall_state)
             kept.append(p)
-        return kept
+        return kept, locked
 
     async def _insert_documents(
         self,
@@ -659,18 +647,16 @@ class BatchRouter:
 
     @staticmethod
     async def _apply_statuses(
-        conn: Conn, accepted: list[_Plan], plan: BatchPlan
+        conn: Conn,
+        accepted: list[_Plan],
+        plan: BatchPlan,
+        current: dict[uuid.UUID, asyncpg.Record],
     ) -> None:
+        """Record every status as an event and move its delivery on. ``current``: the
+        deliveries as locked by ``_check_status_deliveries`` in this transaction."""
         todo = [p for p in accepted if p.status_delivery is not None]
         if not todo:
             return
-        rows = await conn.fetch(
-            """SELECT d.id, d.state, d.recall_state, d.recipient_code, a.code AS agency
-               FROM deliveries d JOIN agencies a ON a.id = d.recipient_agency_id
-               WHERE d.id = ANY($1)""",
-            [p.status_delivery for p in todo],
-        )
-        current = {r["id"]: r for r in rows}
         state = {k: (r["state"], r["recall_state"]) for k, r in current.items()}
         ev: dict[str, list[Any]] = {k: [] for k in
                                     ("d", "hub", "code", "state", "issuer", "desc", "t", "f")}
@@ -714,16 +700,6 @@ class BatchRouter:
                         ),
                     )
                 )
-        await conn.execute(
-            """INSERT INTO status_events (delivery_id, status_hub_id, status_code, state,
-                   issuer_code, description, event_time, flags)
-               SELECT d, h, c, s, i, x, t, COALESCE(string_to_array(f, ','), '{}')
-               FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
-                           $6::text[], $7::timestamptz[], $8::text[])
-                    AS u(d, h, c, s, i, x, t, f)""",
-            ev["d"], ev["hub"], ev["code"], ev["state"], ev["issuer"], ev["desc"], ev["t"],
-            [",".join(f) if f else None for f in ev["f"]],
-        )
         final = dict(state)
         codes: dict[uuid.UUID, list[str]] = {}
         for p in todo:
@@ -731,8 +707,16 @@ class BatchRouter:
             pkg = p.parsed.package
             assert isinstance(pkg, StatusPackage)
             codes.setdefault(p.status_delivery, []).append(pkg.status_code.value)
+        # the events and the deliveries' new state in one statement
         await conn.execute(
-            """UPDATE deliveries d SET state = u.s, recall_state = u.r,
+            """WITH e AS (
+                   INSERT INTO status_events (delivery_id, status_hub_id, status_code, state,
+                       issuer_code, description, event_time, flags)
+                   SELECT d, h, c, s, i, x, t, COALESCE(string_to_array(f, ','), '{}')
+                   FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+                               $6::text[], $7::timestamptz[], $8::text[])
+                        AS u(d, h, c, s, i, x, t, f))
+               UPDATE deliveries d SET state = u.s, recall_state = u.r,
                    last_status_code = u.c, updated_at = now(),
                    arrived_at = CASE WHEN x.cs && '{01,03,04,05,06}'::text[]
                                      THEN COALESCE(d.arrived_at, now()) ELSE d.arrived_at END,
@@ -742,9 +726,11 @@ class BatchRouter:
                                      THEN COALESCE(d.refused_at, now()) ELSE d.refused_at END,
                    done_at = CASE WHEN '06' = ANY(x.cs)
                                   THEN COALESCE(d.done_at, now()) ELSE d.done_at END
-               FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
+               FROM unnest($9::uuid[], $10::text[], $11::text[], $12::text[], $13::text[])
                     AS u(i, s, r, c, cl), LATERAL string_to_array(u.cl, ',') AS x(cs)
                WHERE d.id = u.i""",
+            ev["d"], ev["hub"], ev["code"], ev["state"], ev["issuer"], ev["desc"], ev["t"],
+            [",".join(f) if f else None for f in ev["f"]],
             list(final),
             [v[0] for v in final.values()],
             [v[1] for v in final.values()],
@@ -793,7 +779,7 @@ class BatchRouter:
         self,
         conn: Conn,
         batch: Sequence[Incoming],
-        gateways: dict[str, asyncpg.Record],
+        gateways: dict[str, _Gateway],
         rejects: list[tuple[int, Reason, str, tuple[ValidationWarning, ...]]],
         plan: BatchPlan,
     ) -> None:
@@ -807,7 +793,7 @@ class BatchRouter:
             rid = derive_id("rejection", msg.key)
             cols["id"].append(rid)
             cols["user"].append(msg.amqp_user)
-            cols["gw"].append(gw["id"] if gw else None)
+            cols["gw"].append(gw.id if gw else None)
             cols["mid"].append(msg.message_id)
             cols["rk"].append(msg.routing_key)
             cols["reason"].append(reason.name)
@@ -821,7 +807,7 @@ class BatchRouter:
             if gw is not None:
                 plan.receipts.append(
                     OutgoingReceipt(
-                        gw["id"],
+                        gw.id,
                         Receipt(
                             receipt_id=str(derive_id("receipt", rid)),
                             type="rejected",
