@@ -137,6 +137,30 @@ class BrokerAdmin:
         keeps the permissions it had when it opened."""
         await self.request("DELETE", f"/connections/username/{_q(user)}", ok_missing=True)
 
+    # policies
+    async def put_policy(
+        self,
+        vhost: str,
+        name: str,
+        *,
+        pattern: str,
+        definition: dict[str, Any],
+        priority: int = 0,
+        apply_to: str = "queues",
+    ) -> None:
+        await self.request(
+            "PUT",
+            f"/policies/{_q(vhost)}/{_q(name)}",
+            {"pattern": pattern, "definition": definition, "priority": priority,
+             "apply-to": apply_to},
+        )
+
+    async def get_policy(self, vhost: str, name: str) -> dict[str, Any] | None:
+        result: dict[str, Any] | None = await self.request(
+            "GET", f"/policies/{_q(vhost)}/{_q(name)}", ok_missing=True
+        )
+        return result
+
     # queues
     async def list_queues(self, vhost: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await self.request("GET", f"/queues/{_q(vhost)}") or []

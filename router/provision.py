@@ -19,12 +19,14 @@ __all__ = ["GatewaySpec", "ensure_core", "provision_gateway", "provision_gateway
 
 
 async def ensure_core(settings: Settings, admin: BrokerAdmin) -> None:
-    """The vhost and the hub's own exchanges and queues."""
+    """The vhost, its policies and the hub's own exchanges and queues (policies first,
+    so that every queue has its delivery limit from the moment it exists)."""
     await admin.put_vhost(settings.vhost)
+    await topology.apply_policies(admin, settings.vhost, delivery_limit=settings.delivery_limit)
     connection = await aio_pika.connect(settings.amqp_url, ssl_context=ssl_context_from_env())
     async with connection:
         channel = await connection.channel()
-        await topology.declare_core(channel, delivery_limit=settings.delivery_limit)
+        await topology.declare_core(channel)
 
 
 async def provision_gateway(

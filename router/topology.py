@@ -1,4 +1,4 @@
-"""The AMQP topology of the axis, declared idempotently.
+r"""The AMQP topology of the axis, declared idempotently.
 
 =====================  ======  =====================================================
 name                   type    role
@@ -18,15 +18,35 @@ lt.unroutable          quorum  what no binding wanted, kept for operators
 ``lt.deliver`` has no alternate exchange on purpose: routers publish copies with
 ``mandatory`` and learn at once, from the broker's return, that a recipient's inbox is
 missing; the delivery is then marked undeliverable in the ledger.
+
+Queues are declared with nothing but their type. Their delivery limit and dead-lettering
+come from RabbitMQ **policies** (:func:`policies`, applied by :func:`apply_policies`), so
+an operator changes them with ``LIENTHONG_DELIVERY_LIMIT=… lienthong topology apply`` on
+live queues, without deleting anything:
+
+=====================  ==============================  ==================================
+policy                 pattern                         definition
+=====================  ==============================  ==================================
+lt-router-in           ``^lt\.router\.in$``            delivery-limit (setting), dead
+                                                       letters to lt.dead at least once
+lt-gateway-inbox       ``^lt\.gw\..+\.inbox$``         the same, for every inbox
+=====================  ==============================  ==================================
+
+A queue that an earlier version declared with these as queue arguments keeps them
+(RabbitMQ cannot change a queue's arguments); declaring it again is not an error.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, ExchangeType
+import aiormq
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractQueue, ExchangeType
 
+from router.broker_admin import BrokerAdmin
 from router.tls import ssl_context_from_env
 
 __all__ = [
@@ -37,12 +57,17 @@ __all__ = [
     "ROUTER_IN",
     "SUBMIT",
     "UNROUTABLE",
+    "Policy",
+    "apply_policies",
     "declare_core",
     "declare_gateway",
     "delete_gateway_queues",
     "inbox_queue",
+    "policies",
     "receipts_queue",
 ]
+
+log = structlog.get_logger("lienthong.topology")
 
 SUBMIT = "lt.submit"
 ROUTER_IN = "lt.router.in"
@@ -63,38 +88,67 @@ def receipts_queue(gateway_id: str) -> str:
     return f"lt.gw.{gateway_id}.receipts"
 
 
-def _quorum(extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    args: dict[str, Any] = {"x-queue-type": "quorum"}
-    if extra:
-        args.update(extra)
-    return args
+_QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
 
 
-async def declare_core(channel: AbstractChannel, *, delivery_limit: int = 20) -> None:
-    """Declare the hub's exchanges and queues. Safe to run again with the same settings."""
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A RabbitMQ policy of the hub's vhost."""
+
+    name: str
+    pattern: str
+    definition: dict[str, Any]
+    priority: int = 10
+
+
+def policies(delivery_limit: int) -> list[Policy]:
+    """The hub's policies: a message delivered (and given back) ``delivery_limit`` times
+    leaves the queue for ``lt.dead`` → ``lt.parking``, with its history, never dropped."""
+    dead_letters: dict[str, Any] = {
+        "dead-letter-exchange": DEAD,
+        "dead-letter-strategy": "at-least-once",
+        "overflow": "reject-publish",  # what at-least-once dead-lettering requires
+    }
+    return [
+        Policy("lt-router-in", r"^lt\.router\.in$",
+               {"delivery-limit": delivery_limit, **dead_letters}),
+        Policy("lt-gateway-inbox", r"^lt\.gw\..+\.inbox$",
+               {"delivery-limit": GATEWAY_DELIVERY_LIMIT, **dead_letters}),
+    ]
+
+
+async def apply_policies(admin: BrokerAdmin, vhost: str, *, delivery_limit: int) -> None:
+    """Create or update the hub's policies (through the management API). Idempotent; a
+    changed delivery limit takes effect on the live queues."""
+    for p in policies(delivery_limit):
+        await admin.put_policy(vhost, p.name, pattern=p.pattern, definition=p.definition,
+                               priority=p.priority)
+
+
+async def _quorum_queue(channel: AbstractChannel, name: str) -> AbstractQueue:
+    try:
+        return await channel.declare_queue(name, durable=True, arguments=_QUORUM)
+    except aiormq.exceptions.ChannelPreconditionFailed as exc:
+        # declared by an earlier version with queue arguments: keep it as it is
+        log.warning("topology.queue_arguments_kept", queue=name, detail=str(exc))
+        await channel.reopen()
+        return await channel.declare_queue(name, passive=True)
+
+
+async def declare_core(channel: AbstractChannel) -> None:
+    """Declare the hub's exchanges and queues. Idempotent."""
     unroutable = await channel.declare_exchange(UNROUTABLE, ExchangeType.FANOUT, durable=True)
-    unroutable_q = await channel.declare_queue(UNROUTABLE, durable=True, arguments=_quorum())
+    unroutable_q = await _quorum_queue(channel, UNROUTABLE)
     await unroutable_q.bind(unroutable)
 
     dead = await channel.declare_exchange(DEAD, ExchangeType.FANOUT, durable=True)
-    parking = await channel.declare_queue(PARKING, durable=True, arguments=_quorum())
+    parking = await _quorum_queue(channel, PARKING)
     await parking.bind(dead)
 
     submit = await channel.declare_exchange(
         SUBMIT, ExchangeType.TOPIC, durable=True, arguments={"alternate-exchange": UNROUTABLE}
     )
-    router_in = await channel.declare_queue(
-        ROUTER_IN,
-        durable=True,
-        arguments=_quorum(
-            {
-                "x-delivery-limit": delivery_limit,
-                "x-dead-letter-exchange": DEAD,
-                "x-dead-letter-strategy": "at-least-once",
-                "x-overflow": "reject-publish",
-            }
-        ),
-    )
+    router_in = await _quorum_queue(channel, ROUTER_IN)
     await router_in.bind(submit, routing_key="#")
 
     await channel.declare_exchange(DELIVER, ExchangeType.DIRECT, durable=True)
@@ -107,20 +161,9 @@ async def declare_gateway(channel: AbstractChannel, gateway_id: str) -> None:
     """Declare a gateway's inbox and receipts queues and bind them. Idempotent."""
     deliver = await channel.get_exchange(DELIVER, ensure=False)
     receipts = await channel.get_exchange(RECEIPTS, ensure=False)
-    inbox = await channel.declare_queue(
-        inbox_queue(gateway_id),
-        durable=True,
-        arguments=_quorum(
-            {
-                "x-delivery-limit": GATEWAY_DELIVERY_LIMIT,
-                "x-dead-letter-exchange": DEAD,
-                "x-dead-letter-strategy": "at-least-once",
-                "x-overflow": "reject-publish",
-            }
-        ),
-    )
+    inbox = await _quorum_queue(channel, inbox_queue(gateway_id))
     await inbox.bind(deliver, routing_key=gateway_id)
-    rq = await channel.declare_queue(receipts_queue(gateway_id), durable=True, arguments=_quorum())
+    rq = await _quorum_queue(channel, receipts_queue(gateway_id))
     await rq.bind(receipts, routing_key=gateway_id)
 
 
@@ -129,11 +172,11 @@ async def delete_gateway_queues(channel: AbstractChannel, gateway_id: str) -> No
         await channel.queue_delete(name)
 
 
-async def apply(amqp_url: str, gateway_ids: list[str], *, delivery_limit: int = 20) -> None:
-    """Declare everything: the core and every gateway's queues."""
+async def apply(amqp_url: str, gateway_ids: list[str]) -> None:
+    """Declare everything: the core and every gateway's queues (policies apart)."""
     connection = await aio_pika.connect(amqp_url, ssl_context=ssl_context_from_env())
     async with connection:
         channel = await connection.channel()
-        await declare_core(channel, delivery_limit=delivery_limit)
+        await declare_core(channel)
         for gid in gateway_ids:
             await declare_gateway(channel, gid)

@@ -26,12 +26,16 @@ def apply_cmd() -> None:
             user = settings.amqp_url.split("//", 1)[1].split(":", 1)[0]
             await admin.set_permissions(settings.vhost, user, configure=".*", write=".*",
                                         read=".*")
+            await topo.apply_policies(admin, settings.vhost,
+                                      delivery_limit=settings.delivery_limit)
         conn = await connect_db(settings)
         try:
             ids = [r["id"] for r in await conn.fetch("SELECT id FROM gateways ORDER BY id")]
         finally:
             await conn.close()
-        await topo.apply(settings.amqp_url, ids, delivery_limit=settings.delivery_limit)
-        click.echo(f"topology applied in vhost {settings.vhost!r}: core + {len(ids)} gateways")
+        await topo.apply(settings.amqp_url, ids)
+        click.echo(f"topology applied in vhost {settings.vhost!r}: core + {len(ids)} gateways; "
+                   f"delivery limit of {topo.ROUTER_IN}: {settings.delivery_limit} "
+                   f"(policy lt-router-in)")
 
     run_async(go)
