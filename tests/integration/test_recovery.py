@@ -37,6 +37,15 @@ async def _channel(
     return conn, await conn.channel(publisher_confirms=True)
 
 
+async def _redeliver_queued(hub: Hub, gateway: str) -> redelivery.RedeliveryJob:
+    """What an operator does: re-deliver every queued copy of ``gateway`` (same ids)."""
+    conn, channel = await _channel(hub)
+    async with conn:
+        deliver = await channel.get_exchange(topology.DELIVER)
+        flt = redelivery.RedeliveryFilter(states=("queued",), gateway=gateway)
+        return await redelivery.run(hub.pool, deliver, flt, actor="test")
+
+
 async def test_missing_inbox_is_undeliverable_then_redelivered_once(hub: Hub) -> None:
     await _setup(hub)
     conn, channel = await _channel(hub)
@@ -83,12 +92,7 @@ async def test_missing_inbox_is_undeliverable_then_redelivered_once(hub: Hub) ->
     async with hub.pool.acquire() as c:
         assert (await redelivery.preview(c, flt)).total == 0
     # re-delivered copies keep their ids: the SDK drops a second copy of each
-    conn, channel = await _channel(hub)
-    async with conn:
-        deliver = await channel.get_exchange(topology.DELIVER)
-        again = redelivery.RedeliveryFilter(states=("queued",), gateway="lgsp-nghean")
-        job2 = await redelivery.run(hub.pool, deliver, again, actor="test")
-        assert job2.done == 30
+    assert (await _redeliver_queued(hub, "lgsp-nghean")).done == 30
     got = 0
     async with hub.client("lgsp-nghean") as na:
         async for msg in na.inbox(timeout=1.5):
@@ -124,12 +128,7 @@ async def test_a_restarted_gateway_drops_copies_it_took_before(
     assert len(first.stdout.splitlines()) == 5
     assert len(list((tmp_path / "in").glob("*.edxml"))) == 5
     # the operator re-delivers everything queued for the province (same copy ids)
-    conn, channel = await _channel(hub)
-    async with conn:
-        deliver = await channel.get_exchange(topology.DELIVER)
-        flt = redelivery.RedeliveryFilter(states=("queued",), gateway="lgsp-nghean")
-        job = await redelivery.run(hub.pool, deliver, flt, actor="test")
-        assert job.done == 5
+    assert (await _redeliver_queued(hub, "lgsp-nghean")).done == 5
     assert await queue_depth(hub, "lt.gw.lgsp-nghean.inbox") == 5
     again = await asyncio.to_thread(runner.invoke, inbox_cli, args, env=env)
     assert again.exit_code == 0, again.output
