@@ -55,6 +55,9 @@ class DurableSeenCopies:
     ``synchronous=NORMAL``: a crash of the process loses nothing; a power cut may lose
     the last commits, and those copies may then be shown once more. The file keeps the
     newest ``capacity`` ids (the hub re-delivers within days, not years).
+
+    Use it from the thread that created it (the event loop's); each look-up and insert is
+    a local SQLite call of a few microseconds, made in the loop.
     """
 
     _TRIM_EVERY = 1_000

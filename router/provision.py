@@ -78,13 +78,19 @@ async def provision_gateways(
     sem = asyncio.Semaphore(concurrency)
     connection = await aio_pika.connect(settings.amqp_url, ssl_context=ssl_context_from_env())
     async with connection:
-        channels = [await connection.channel() for _ in range(concurrency)]
+        # each channel serves one declaration at a time (a failed declaration closes it)
+        free: asyncio.Queue[aio_pika.abc.AbstractChannel] = asyncio.Queue()
+        for _ in range(concurrency):
+            free.put_nowait(await connection.channel())
 
-        async def queues(i: int, spec: GatewaySpec) -> None:
-            async with sem:
-                await topology.declare_gateway(channels[i % concurrency], spec.id)
+        async def queues(spec: GatewaySpec) -> None:
+            channel = await free.get()
+            try:
+                await topology.declare_gateway(channel, spec.id)
+            finally:
+                free.put_nowait(channel)
 
-        await asyncio.gather(*(queues(i, s) for i, s in enumerate(specs)))
+        await asyncio.gather(*(queues(s) for s in specs))
 
     async def account(spec: GatewaySpec) -> GatewayCredentials:
         async with sem, pool.acquire() as conn:

@@ -657,7 +657,14 @@ class BatchRouter:
         todo = [p for p in accepted if p.status_delivery is not None]
         if not todo:
             return
-        state = {k: (r["state"], r["recall_state"]) for k, r in current.items()}
+        # only the deliveries of accepted statuses (``current`` also holds those of the
+        # batch's refused and duplicate ones)
+        state = {
+            p.status_delivery: (current[p.status_delivery]["state"],
+                                current[p.status_delivery]["recall_state"])
+            for p in todo
+            if p.status_delivery is not None
+        }
         ev: dict[str, list[Any]] = {k: [] for k in
                                     ("d", "hub", "code", "state", "issuer", "desc", "t", "f")}
         for p in todo:
@@ -675,31 +682,9 @@ class BatchRouter:
             ev["t"].append(_aware(pkg.timestamp))
             ev["f"].append(list(t.flags))
             if t.state != st or t.recall_state != rc:
-                agency = current[p.status_delivery]["agency"]
+                row = current[p.status_delivery]
                 plan.receipts.append(
-                    OutgoingReceipt(
-                        p.target.sender_gateway_id,
-                        Receipt(
-                            receipt_id=str(derive_id("event", p.hub_id)),
-                            type="delivery",
-                            hub_id=str(p.target.hub_id),
-                            kind="edoc",
-                            document_id=p.target.edxml_document_id,
-                            sender=p.target.sender_code,
-                            recipients=(
-                                RecipientOutcome(
-                                    code=current[p.status_delivery]["recipient_code"],
-                                    agency=agency,
-                                    gateway=None,
-                                    delivery_id=str(p.status_delivery),
-                                    state=t.state,
-                                ),
-                            ),
-                            status_code=pkg.status_code.value,
-                            state=t.state,
-                        ),
-                    )
-                )
+                    _status_event(p, p.hub_id, row["recipient_code"], row["agency"], t.state))
         final = dict(state)
         codes: dict[uuid.UUID, list[str]] = {}
         for p in todo:
@@ -886,6 +871,27 @@ class BatchRouter:
                     warnings=tuple(p.warnings),
                 )
             )
+        # a resumed status package also tells the document's sender again what it changed
+        # (an event with the same receipt id: a sender that has it drops it); a status that
+        # changed nothing was recorded with a flag and sent no event the first time either
+        statuses = [p for p, _ in resumed if p.status_delivery is not None]
+        if statuses:
+            events = await conn.fetch(
+                """SELECT e.status_hub_id, e.state, d.recipient_code, a.code AS agency
+                   FROM status_events e
+                   JOIN deliveries d ON d.id = e.delivery_id
+                   JOIN agencies a ON a.id = d.recipient_agency_id
+                   WHERE e.delivery_id = ANY($1) AND e.status_hub_id = ANY($2)
+                     AND cardinality(e.flags) = 0""",
+                [p.status_delivery for p in statuses],
+                [hub for p, hub in resumed if p.status_delivery is not None],
+            )
+            by_status = {r["status_hub_id"]: r for r in events}
+            for p, hub in resumed:
+                r = by_status.get(hub)
+                if r is not None:
+                    plan.receipts.append(
+                        _status_event(p, hub, r["recipient_code"], r["agency"], r["state"]))
         return out
 
     @staticmethod
@@ -999,6 +1005,38 @@ class BatchRouter:
                 )
             )
         return receipts
+
+
+def _status_event(
+    p: _Plan, status_hub_id: uuid.UUID, recipient_code: str, agency: str, state: str
+) -> OutgoingReceipt:
+    """The event telling a document's sender that status package ``p`` (hub id
+    ``status_hub_id``) moved one of its deliveries on; the same receipt id whenever it is
+    built again."""
+    pkg = p.parsed.package
+    assert isinstance(pkg, StatusPackage) and p.target is not None
+    return OutgoingReceipt(
+        p.target.sender_gateway_id,
+        Receipt(
+            receipt_id=str(derive_id("event", status_hub_id)),
+            type="delivery",
+            hub_id=str(p.target.hub_id),
+            kind="edoc",
+            document_id=p.target.edxml_document_id,
+            sender=p.target.sender_code,
+            recipients=(
+                RecipientOutcome(
+                    code=recipient_code,
+                    agency=agency,
+                    gateway=None,
+                    delivery_id=str(p.status_delivery),
+                    state=state,
+                ),
+            ),
+            status_code=pkg.status_code.value,
+            state=state,
+        ),
+    )
 
 
 def _document_id(parsed: ParsedPackage) -> str | None:

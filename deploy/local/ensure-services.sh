@@ -44,7 +44,8 @@ wait_rabbitmq() {
 start_rabbitmq() {
   if [ "$(id -u)" = 0 ] && id rabbitmq >/dev/null 2>&1 && [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
     (cd /var/lib/rabbitmq && su rabbitmq -s /bin/sh -c \
-      'ulimit -n $(ulimit -Hn); /usr/lib/rabbitmq/bin/rabbitmq-server -detached') >/dev/null 2>&1
+      'ulimit -n $(ulimit -Hn); /usr/lib/rabbitmq/bin/rabbitmq-server -detached') >/dev/null 2>&1 \
+      || true
   else
     rabbitmq-server -detached >/dev/null 2>&1 || true
   fi
@@ -80,8 +81,8 @@ if ! rabbitmqctl -q status >/dev/null 2>&1; then
     start_rabbitmq
   fi
 fi
-handles=$(rabbitmqctl -q eval 'file_handle_cache:get_limit().' 2>/dev/null | tr -dc '0-9')
-if [ "${handles:-0}" -lt 4000 ] && [ "$(id -u)" = 0 ]; then
+handles=$(rabbitmqctl -q eval 'file_handle_cache:get_limit().' 2>/dev/null | tr -dc '0-9' || true)
+if [ -n "$handles" ] && [ "$handles" -lt 4000 ] && [ "$(id -u)" = 0 ]; then
   say "RabbitMQ runs with only ${handles:-?} file handles: restarting it with a higher limit"
   stop_rabbitmq
   start_rabbitmq

@@ -8,7 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 from adapters import GatewayClient
 from router import deadlines, statistics
 from router.directory import AgencyRow
-from schemas import BusinessDocType, StatusCode
+from router.routing import BatchPlan, BatchRouter, Incoming
+from schemas import BusinessDocType, ParseLimits, StatusCode
 from schemas.receipt import Receipt
 from tests.factory import edoc, status
 from tests.hub import Hub
@@ -83,6 +84,63 @@ async def test_out_of_order_duplicate_and_illegal_statuses(hub: Hub) -> None:
         r = await _send(vpcp, status("000.00.00.G22", other, C.ARRIVED, to="000.00.00.G12")[1])
         assert r.reason and r.reason["reason"] == "STATUS_ISSUER_NOT_RECIPIENT"
     assert await _state(hub, "000.00.00.H41", accepted.hub_id) == ("done", None)
+
+
+async def test_one_batch_with_a_refused_and_an_accepted_status(hub: Hub) -> None:
+    """Statuses for two deliveries routed in the same batch: the illegal one is refused,
+    the other is applied; neither takes the other down."""
+    await _setup(hub)
+    doc, body = edoc("000.00.00.G22", ["000.00.00.H41", "000.00.00.G12"])
+    async with hub.client("vpcp") as vpcp, hub.client("lgsp-nghean") as na:
+        assert (await _send(vpcp, body)).type == "accepted"
+        assert (await _send(na, status("000.00.00.H41", doc, C.DONE)[1])).type == "accepted"
+    await hub.stop_routers()
+
+    def incoming(gateway: str, agency: str, code: StatusCode) -> Incoming:
+        return Incoming(body=status(agency, doc, code)[1],
+                        amqp_user=hub.credentials[gateway].user, routing_key=agency,
+                        message_id=f"{gateway}-{code.value}", declared_type="status")
+
+    batch = [incoming("lgsp-nghean", "000.00.00.H41", C.REFUSED),  # 02 after 06: illegal
+             incoming("bo-tai-chinh", "000.00.00.G12", C.ARRIVED)]
+    plan = await BatchRouter(hub.pool, limits=ParseLimits()).route(batch)
+    assert plan.outcomes == ["rejected", "accepted"]
+    assert plan.rejection_reasons == ["ILLEGAL_TRANSITION"]
+    assert await _state(hub, "000.00.00.H41") == ("done", None)
+    assert await _state(hub, "000.00.00.G12") == ("arrived", None)
+
+
+async def test_a_status_routed_again_after_a_crash_tells_the_sender_again(hub: Hub) -> None:
+    """A router that committed a status and died before its ack routes it again: the
+    sender's state-change event is sent again with the same receipt id (the first may
+    never have left); a status that changed nothing still sends none."""
+    await _setup(hub)
+    doc, body = edoc("000.00.00.G22", ["000.00.00.H41"])
+    async with hub.client("vpcp") as vpcp:
+        assert (await _send(vpcp, body)).type == "accepted"
+    await hub.stop_routers()
+    router = BatchRouter(hub.pool, limits=ParseLimits())
+
+    def incoming(code: StatusCode) -> Incoming:
+        return Incoming(body=status("000.00.00.H41", doc, code)[1],
+                        amqp_user=hub.credentials["lgsp-nghean"].user,
+                        routing_key="000.00.00.H41", message_id=f"na-{code.value}",
+                        declared_type="status", redelivered=True)
+
+    def events(plan: BatchPlan) -> list[tuple[str, str | None, str | None]]:
+        return [(r.receipt.receipt_id, r.receipt.state, r.receipt.status_code)
+                for r in plan.receipts if r.receipt.type == "delivery"]
+
+    first = await router.route([incoming(C.ACCEPTED)])
+    again = await router.route([incoming(C.ACCEPTED)])
+    assert first.outcomes == ["accepted"] and again.outcomes == ["resumed"]
+    assert len(events(first)) == 1 and events(again) == events(first)
+    assert events(first)[0][1:] == ("accepted", "03")
+    # 01 after 03 changes nothing (flag out_of_order): no event, neither time
+    late = await router.route([incoming(C.ARRIVED)])
+    late_again = await router.route([incoming(C.ARRIVED)])
+    assert late.outcomes == ["accepted"] and late_again.outcomes == ["resumed"]
+    assert events(late) == [] and events(late_again) == []
 
 
 async def test_recall_after_done_is_forwarded_and_settled(hub: Hub) -> None:

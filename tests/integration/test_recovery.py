@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import uuid
 from pathlib import Path
 
@@ -35,6 +37,18 @@ async def _channel(
 ) -> tuple[aio_pika.abc.AbstractConnection, aio_pika.abc.AbstractChannel]:
     conn = await aio_pika.connect(hub.settings.amqp_url)
     return conn, await conn.channel(publisher_confirms=True)
+
+
+def _packages_shown(stdout: str) -> list[dict[str, object]]:
+    """The packages `lienthong inbox --json` printed (the in-process router may log to the
+    same captured stdout)."""
+    shown = []
+    for line in stdout.splitlines():
+        with contextlib.suppress(ValueError):
+            item = json.loads(line)
+            if isinstance(item, dict) and "hub_id" in item and "kind" in item:
+                shown.append(item)
+    return shown
 
 
 async def _redeliver_queued(hub: Hub, gateway: str) -> redelivery.RedeliveryJob:
@@ -125,14 +139,14 @@ async def test_a_restarted_gateway_drops_copies_it_took_before(
     runner = CliRunner()
     first = await asyncio.to_thread(runner.invoke, inbox_cli, args, env=env)
     assert first.exit_code == 0, first.output
-    assert len(first.stdout.splitlines()) == 5
+    assert len(_packages_shown(first.stdout)) == 5
     assert len(list((tmp_path / "in").glob("*.edxml"))) == 5
     # the operator re-delivers everything queued for the province (same copy ids)
     assert (await _redeliver_queued(hub, "lgsp-nghean")).done == 5
     assert await queue_depth(hub, "lt.gw.lgsp-nghean.inbox") == 5
     again = await asyncio.to_thread(runner.invoke, inbox_cli, args, env=env)
     assert again.exit_code == 0, again.output
-    assert again.stdout == ""
+    assert _packages_shown(again.stdout) == []
     assert "5 copies taken before were delivered again and dropped" in again.stderr
     assert await queue_depth(hub, "lt.gw.lgsp-nghean.inbox") == 0  # dropped means acked
 
