@@ -51,6 +51,11 @@ def demo() -> None:
         f"\n{n} documents routed in {time.monotonic() - started:.1f} s. The demo hub is kept "
         f"for you to explore (vhost {DEMO_VHOST!r}, database {DEMO_DATABASE!r}), e.g.:\n"
         f"  LIENTHONG_DATABASE_URL={settings.database_url} .venv/bin/lienthong track "
-        f"'000.00.00.G22,2026/11/21,1021/VPCP-KSTT'",
+        f"'000.00.00.G22,2026/11/21,1021/VPCP-KSTT'\n"
+        f"and its dashboard (bảng điều khiển) at http://127.0.0.1:8080, token "
+        f"'lienthong-demo-token':\n"
+        f"  LIENTHONG_AMQP_URL={settings.amqp_url} "
+        f"LIENTHONG_DATABASE_URL={settings.database_url} "
+        f"LIENTHONG_OPS_TOKENS=demo:operator:lienthong-demo-token .venv/bin/lienthong ops",
         highlight=False,
     )
