@@ -41,15 +41,17 @@ with policy 3, and argument 3 with policy 20, both stop after 4 deliveries).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aio_pika
 import aiormq
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractQueue, ExchangeType
 
-from router.broker_admin import BrokerAdmin
 from router.tls import ssl_context_from_env
+
+if TYPE_CHECKING:  # routers import this module; only provisioning needs aiohttp
+    from router.broker_admin import BrokerAdmin
 
 __all__ = [
     "DEAD",
