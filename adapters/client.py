@@ -16,8 +16,10 @@ the client drops the second one and counts it in ``duplicates_dropped``. By defa
 filter lives in memory; pass ``seen=DurableSeenCopies("seen.sqlite")`` so that a gateway
 that restarts still drops the copies it handled before.
 
-Run one client per gateway: clients of the same gateway share its receipts queue, so a
-receipt could reach a client other than the one whose ``send()`` waits for it.
+Several clients of one gateway may run at once (several servers of a ministry): each
+``send()`` gets its receipt directly (RabbitMQ direct reply-to), while the gateway's
+receipts queue stays the durable record of every receipt and event, shared by the
+clients' ``receipts()``.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from schemas.receipt import Receipt
 __all__ = ["GatewayClient", "InboxMessage"]
 
 SUBMIT = "lt.submit"
+DIRECT_REPLY = "amq.rabbitmq.reply-to"
 
 _CONNECTION_ERRORS = (
     aiormq.exceptions.AMQPConnectionError,
@@ -142,6 +145,13 @@ def _s(x: Any) -> str:
     return x.decode() if isinstance(x, bytes) else str(x)
 
 
+def _receipt(body: bytes) -> Receipt | None:
+    try:
+        return Receipt.from_json(body)
+    except (ValueError, KeyError, TypeError):
+        return None  # not a receipt: nothing a gateway can do with it
+
+
 def _opt_str(x: Any) -> str | None:
     return None if x is None else _s(x)
 
@@ -208,6 +218,9 @@ class GatewayClient:
             receipts_queue(self.gateway_id), passive=True
         )
         self._receipt_tag = await self._receipt_queue.consume(self._on_receipt)
+        # receipts of this client's own sends, straight back on this channel
+        replies = await self._channel.declare_queue(DIRECT_REPLY, passive=True)
+        await replies.consume(self._on_reply, no_ack=True)
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -261,6 +274,7 @@ class GatewayClient:
                 headers={"lt-sent-at": time.time()},
                 content_type="application/xml",
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                reply_to=DIRECT_REPLY if wait else None,
             ),
             routing_key=normalize(sender_code),
         )
@@ -307,22 +321,30 @@ class GatewayClient:
         return await self.send(status, wait=wait)
 
     async def _on_receipt(self, message: AbstractIncomingMessage) -> None:
-        try:
-            receipt: Receipt | None = Receipt.from_json(message.body)
-        except (ValueError, KeyError, TypeError):
-            receipt = None  # not a receipt: nothing a gateway can do with it
-        if receipt is not None:
-            fut = self._pending.get(receipt.message_id or "")
-            if fut is not None and not fut.done() and receipt.type != "delivery":
-                # a send waiting for it: even a receipt seen before (a re-sent message
-                # gets the same receipt again) answers it
-                fut.set_result(receipt)
-                self._seen_receipts.add(receipt.receipt_id)
-            elif receipt.receipt_id not in self._seen_receipts:
-                self._seen_receipts.add(receipt.receipt_id)
-                self._other_receipts.put_nowait(receipt)
+        receipt = _receipt(message.body)
+        if receipt is not None and not self._answer(receipt):  # nobody waits, not seen
+            self._seen_receipts.add(receipt.receipt_id)
+            self._other_receipts.put_nowait(receipt)
         with contextlib.suppress(*_CONNECTION_ERRORS):
             await message.ack()
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        """A receipt sent straight to this client (its copy in the queue may reach
+        another client of the gateway, or this one, where it is dropped as seen)."""
+        receipt = _receipt(message.body)
+        if receipt is not None:
+            self._answer(receipt)
+
+    def _answer(self, receipt: Receipt) -> bool:
+        """Hand ``receipt`` to the ``send`` waiting for it, if any; True when handled."""
+        fut = self._pending.get(receipt.message_id or "")
+        if fut is not None and not fut.done() and receipt.type != "delivery":
+            # even a receipt seen before (a re-sent message gets the same receipt
+            # again) answers a waiting send
+            fut.set_result(receipt)
+            self._seen_receipts.add(receipt.receipt_id)
+            return True
+        return receipt.receipt_id in self._seen_receipts
 
     async def receipts(self) -> AsyncIterator[Receipt]:
         """Receipts no ``send`` is waiting for: delivery events (a recipient's state

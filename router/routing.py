@@ -59,6 +59,8 @@ class Incoming:
     redelivered: bool = False
     sha256: bytes = b""
     sent_at: float | None = None  # epoch seconds the gateway stamped (lt-sent-at), if any
+    # where the sender's client waits for its receipt (RabbitMQ direct reply-to), if any
+    reply_to: str | None = None
 
     def __post_init__(self) -> None:
         if not self.sha256:
@@ -90,6 +92,8 @@ class Copy:
 class OutgoingReceipt:
     gateway_id: str
     receipt: Receipt
+    # also answer the submitting client directly (the receipt still goes to the queue)
+    reply_to: str | None = None
 
 
 @dataclass(slots=True)
@@ -118,6 +122,7 @@ class _PendingReceipt:
     sender: str
     recipients: list[tuple[str, str, str, uuid.UUID]]  # code, agency, gateway, delivery id
     warnings: tuple[ValidationWarning, ...]
+    reply_to: str | None = None
 
 
 @dataclass(slots=True)
@@ -253,6 +258,7 @@ class BatchRouter:
                         sender=p.sender.code,
                         warnings=tuple(w.as_dict() for w in p.warnings),
                     ),
+                    p.msg.reply_to,
                 )
             )
         plan.pending.extend(resumed)
@@ -802,6 +808,7 @@ class BatchRouter:
                             reason=reason.as_dict(detail or None),
                             warnings=tuple(w.as_dict() for w in warnings),
                         ),
+                        msg.reply_to,
                     )
                 )
         await conn.execute(
@@ -869,6 +876,7 @@ class BatchRouter:
                         for r in by_hub.get(hub, [])
                     ],
                     warnings=tuple(p.warnings),
+                    reply_to=p.msg.reply_to,
                 )
             )
         # a resumed status package also tells the document's sender again what it changed
@@ -975,6 +983,7 @@ class BatchRouter:
                 sender=p.sender.code,
                 recipients=listed,
                 warnings=tuple(p.warnings),
+                reply_to=p.msg.reply_to,
             )
         )
 
@@ -1002,6 +1011,7 @@ class BatchRouter:
                         ),
                         warnings=tuple(w.as_dict() for w in pr.warnings),
                     ),
+                    pr.reply_to,
                 )
             )
         return receipts

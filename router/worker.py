@@ -59,6 +59,7 @@ __all__ = ["RouterWorker", "run_router"]
 
 log = structlog.get_logger("lienthong.router")
 
+DIRECT_REPLY_PREFIX = "amq.rabbitmq.reply-to."
 OUTAGE_PATIENCE = 300.0  # seconds a batch waits for PostgreSQL/RabbitMQ to come back
 SUSPECT_GROUP = 16  # first retry after a crash: in groups this small
 PARK_AFTER = 3  # a message that failed this many times on its own is parked
@@ -377,7 +378,10 @@ class RouterWorker:
         raw = (m.headers or {}).get("lt-sent-at")
         if isinstance(raw, int | float):
             sent_at = float(raw)
+        # only RabbitMQ's direct reply-to addresses: never a queue name a sender chose
+        reply_to = m.reply_to if (m.reply_to or "").startswith(DIRECT_REPLY_PREFIX) else None
         return Incoming(
+            reply_to=reply_to,
             sent_at=sent_at,
             body=m.body,
             amqp_user=user,
@@ -397,11 +401,20 @@ class RouterWorker:
             return
         assert self._receipts is not None
         sign = self._signer.sign if self._signer is not None else None
-        items = [
-            (publishing.receipt_message(sign(r.receipt) if sign else r.receipt), r.gateway_id)
-            for r in receipts
+        messages = [
+            publishing.receipt_message(sign(r.receipt) if sign else r.receipt) for r in receipts
         ]
-        await publishing.publish_all(self._receipts, items, mandatory=False)
+        items = [(m, r.gateway_id) for m, r in zip(messages, receipts, strict=True)]
+        # the client that sent the package gets its receipt at once as well; the queue
+        # copy stays the gateway's durable record
+        replies = [(m, r.reply_to) for m, r in zip(messages, receipts, strict=True)
+                   if r.reply_to]
+        assert self._publish_channel is not None
+        await asyncio.gather(
+            publishing.publish_all(self._receipts, items, mandatory=False),
+            publishing.publish_all(self._publish_channel.default_exchange, replies,
+                                   mandatory=False),
+        )
 
     async def _mark(self, states: dict[uuid.UUID, str]) -> None:
         if not states:
@@ -501,7 +514,7 @@ class RouterWorker:
                 sender=msg.routing_key,
                 reason=Reason.POISON.as_dict(detail),
             )
-            await self._publish_receipts([OutgoingReceipt(gateway, r)])
+            await self._publish_receipts([OutgoingReceipt(gateway, r, msg.reply_to)])
         await message.ack()
         self.stats.parked += 1
         metrics.PACKAGES.labels(msg.declared_type or "unknown", "parked").inc()

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import aio_pika
+
+from adapters import GatewayClient
 from router.directory import AgencyRow
 from schemas import StatusCode
 from tests.factory import edoc, status
-from tests.hub import Hub
+from tests.hub import Hub, queue_depth
 
 
 async def _directory(hub: Hub) -> None:
@@ -99,3 +102,45 @@ async def _events(client, n: int):  # type: ignore[no-untyped-def]
         if r.type == "delivery":
             out.append(r)
     return out
+
+
+async def test_two_clients_of_one_gateway_each_get_their_own_receipts(hub: Hub) -> None:
+    """A ministry runs its gateway on two servers: every send gets its own receipt,
+    although both clients consume the gateway's one receipts queue."""
+    await _directory(hub)
+    await hub.start_router()
+    async with hub.client("vpcp", receipt_timeout=20) as a, \
+            hub.client("vpcp", receipt_timeout=20) as b:
+
+        async def send_many(client: GatewayClient, tag: str) -> list[tuple[str, str]]:
+            async def one(i: int) -> tuple[str, str]:
+                r = await client.send(edoc("000.00.00.G22", ["G12"])[1],
+                                      message_id=f"{tag}-{i}")
+                assert r is not None
+                return r.type, r.message_id or ""
+            return list(await asyncio.gather(*(one(i) for i in range(20))))
+
+        got_a, got_b = await asyncio.gather(send_many(a, "a"), send_many(b, "b"))
+    assert got_a == [("accepted", f"a-{i}") for i in range(20)]
+    assert got_b == [("accepted", f"b-{i}") for i in range(20)]
+
+
+async def test_a_reply_to_naming_a_queue_gets_nothing_there(hub: Hub) -> None:
+    """Only RabbitMQ's direct reply-to addresses are answered: a sender cannot make the
+    hub write its receipt into another gateway's queue."""
+    await _directory(hub)
+    await hub.start_router()
+    connection = await aio_pika.connect(hub.gateway_url("vpcp"))
+    async with connection, hub.client("vpcp") as vpcp:
+        channel = await connection.channel(publisher_confirms=True)
+        submit = await channel.get_exchange("lt.submit", ensure=False)
+        await submit.publish(
+            aio_pika.Message(edoc("000.00.00.G22", ["H41"])[1], message_id="evil-1",
+                             user_id=hub.credentials["vpcp"].user, type="edoc",
+                             reply_to="lt.gw.bo-tai-chinh.inbox"),
+            routing_key="000.00.00.G22",
+        )
+        # the receipt still reaches the sender's own queue
+        receipt = await asyncio.wait_for(anext(aiter(vpcp.receipts())), 15)
+        assert (receipt.type, receipt.message_id) == ("accepted", "evil-1")
+    assert await queue_depth(hub, "lt.gw.bo-tai-chinh.inbox") == 0
