@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from router.config import Settings
@@ -19,7 +20,13 @@ class RouterProcesses:
     """``n`` router workers on ``settings``' broker and ledger; killable, stoppable."""
 
     def __init__(
-        self, settings: Settings, n: int, *, log_path: Path, sweep_seconds: int | None = None
+        self,
+        settings: Settings,
+        n: int,
+        *,
+        log_path: Path,
+        sweep_seconds: int | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.env = dict(os.environ)
         self.env.update(
@@ -28,6 +35,7 @@ class RouterProcesses:
             LIENTHONG_BATCH_WAIT_MS=str(settings.batch_wait_ms),
             LIENTHONG_LOG_LEVEL="WARNING",
         )
+        self.env.update(env or {})
         if sweep_seconds is not None:
             self.env["LIENTHONG_SWEEP_SECONDS"] = str(sweep_seconds)
         self.log_path = log_path

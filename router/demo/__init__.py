@@ -29,6 +29,7 @@ from router.config import Settings
 from router.directory import GatewayCredentials, import_agencies, read_agencies_csv
 from router.processes import RouterProcesses
 from router.provision import GatewaySpec, ensure_core, provision_gateways
+from router.receipt_signing import HUB_KEY_ENV, ReceiptSigner, generate_hub_key
 from schemas import (
     Business,
     BusinessDocType,
@@ -39,7 +40,7 @@ from schemas import (
     new_attachment,
     parse_package,
 )
-from schemas.receipt import Receipt
+from schemas.receipt import Receipt, ReceiptSignatureError, verify_receipt
 
 __all__ = ["DEMO_DATABASE", "DEMO_VHOST", "DemoResult", "run_demo"]
 
@@ -60,6 +61,7 @@ class DemoResult:
     documents: list[tuple[str, str]] = field(default_factory=list)  # (label, hub id)
     receipts: list[Receipt] = field(default_factory=list)
     rejected: list[tuple[str, Receipt]] = field(default_factory=list)
+    hub_public_key: bytes = b""  # PEM of the key that signed the receipts
 
 
 def demo_settings(base: Settings) -> Settings:
@@ -132,14 +134,21 @@ async def run_demo(base: Settings, say: Say) -> DemoResult:
             await sync_gateway_permissions(conn, admin, DEMO_VHOST, gid)
         say(f"    {imported.created} agencies, {imported.aliases} codes and aliases")
 
+        key_path, signer = _hub_key()
+        result.hub_public_key = signer.public_key_pem()
         routers = RouterProcesses(
-            settings, 2, log_path=Path(tempfile.gettempdir()) / "lienthong-demo-routers.log"
+            settings, 2, log_path=Path(tempfile.gettempdir()) / "lienthong-demo-routers.log",
+            env={HUB_KEY_ENV: str(key_path)},
         )
-        say(f"4/6 two router processes (their logs: {routers.log_path})")
+        say(f"4/6 two router processes (their logs: {routers.log_path}), signing receipts "
+            f"with hub key {signer.key_id} ({key_path})")
         await asyncio.sleep(1.0)
 
         say("5/6 gateways exchange documents and answer with status packages")
         await _exchange(settings, creds, result, say)
+        verified = sum(1 for r in result.receipts if _verified(r, result.hub_public_key))
+        say(f"    every receipt is signed by the hub: {verified} of {len(result.receipts)} "
+            f"verified with its public key")
         say(f"    done in {time.monotonic() - t0:.1f} s since the start")
     finally:
         if routers is not None:
@@ -147,6 +156,25 @@ async def run_demo(base: Settings, say: Say) -> DemoResult:
         await conn.close()
         await admin.close()
     return result
+
+
+def _hub_key() -> tuple[Path, ReceiptSigner]:
+    """The demo hub's receipt-signing key: the operator's (``LIENTHONG_HUB_KEY``) when set,
+    else one kept for the demo in the temporary folder, made on the first run."""
+    configured = os.environ.get(HUB_KEY_ENV)
+    path = Path(configured) if configured else (
+        Path(tempfile.gettempdir()) / "lienthong-demo" / "hub-key.pem")
+    if path.exists():
+        return path, ReceiptSigner.from_file(path)
+    return path, generate_hub_key(path)
+
+
+def _verified(receipt: Receipt, public_key_pem: bytes) -> bool:
+    try:
+        verify_receipt(receipt.as_dict(), public_key_pem)
+    except ReceiptSignatureError:
+        return False
+    return True
 
 
 def _url(settings: Settings, c: GatewayCredentials) -> str:
