@@ -36,10 +36,10 @@ from urllib.parse import unquote, urlsplit
 import aio_pika
 import aiormq
 from aio_pika.abc import (
-    AbstractChannel,
     AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
+    AbstractRobustChannel,
     AbstractRobustConnection,
 )
 
@@ -185,7 +185,7 @@ class GatewayClient:
         self.seen: CopyFilter = seen if seen is not None else SeenCopies()
         self.duplicates_dropped = 0
         self._connection: AbstractRobustConnection | None = None
-        self._channel: AbstractChannel | None = None
+        self._channel: AbstractRobustChannel | None = None
         self._submit: AbstractExchange | None = None
         self._pending: dict[str, asyncio.Future[Receipt]] = {}
         self._other_receipts: asyncio.Queue[Receipt] = asyncio.Queue()
@@ -261,26 +261,28 @@ class GatewayClient:
         if self._sign is not None:
             body = self._sign(body)
         message_id = message_id or str(uuid.uuid4())
-        fut: asyncio.Future[Receipt] | None = None
-        if wait:
-            fut = asyncio.get_running_loop().create_future()
-            self._pending[message_id] = fut
-        await self._submit.publish(
-            aio_pika.Message(
-                body,
-                message_id=message_id,
-                user_id=self.user,
-                type=kind,
-                headers={"lt-sent-at": time.time()},
-                content_type="application/xml",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                reply_to=DIRECT_REPLY if wait else None,
-            ),
-            routing_key=normalize(sender_code),
+        message = aio_pika.Message(
+            body,
+            message_id=message_id,
+            user_id=self.user,
+            type=kind,
+            headers={"lt-sent-at": time.time()},
+            content_type="application/xml",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            reply_to=DIRECT_REPLY if wait else None,
         )
-        if fut is None:
+        if not wait:
+            await self._submit.publish(message, routing_key=normalize(sender_code))
             return None
+        assert self._channel is not None
+        fut: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
+        self._pending[message_id] = fut
         try:
+            # after a reconnect the channel is usable before its consumers are back, and
+            # RabbitMQ closes a channel that asks for direct replies it does not consume:
+            # wait until the channel is wholly restored
+            await self._channel.ready()
+            await self._submit.publish(message, routing_key=normalize(sender_code))
             return await asyncio.wait_for(fut, self.receipt_timeout)
         finally:
             self._pending.pop(message_id, None)
@@ -347,8 +349,10 @@ class GatewayClient:
         return receipt.receipt_id in self._seen_receipts
 
     async def receipts(self) -> AsyncIterator[Receipt]:
-        """Receipts no ``send`` is waiting for: delivery events (a recipient's state
-        changed) and receipts of packages sent with ``wait=False``."""
+        """Receipts no ``send`` of this client is waiting for: delivery events (a
+        recipient's state changed) and receipts of packages sent with ``wait=False``.
+        Several clients of one gateway share this feed (it is the gateway's receipts
+        queue), so it can also show the receipts of the other clients' sends."""
         while True:
             yield await self._other_receipts.get()
 

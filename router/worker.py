@@ -412,9 +412,19 @@ class RouterWorker:
         assert self._publish_channel is not None
         await asyncio.gather(
             publishing.publish_all(self._receipts, items, mandatory=False),
-            publishing.publish_all(self._publish_channel.default_exchange, replies,
-                                   mandatory=False),
+            self._reply(replies),
         )
+
+    async def _reply(self, replies: list[tuple[aio_pika.Message, str]]) -> None:
+        """Best effort: the receipt is in the gateway's queue whatever happens here."""
+        if not replies:
+            return
+        assert self._publish_channel is not None
+        try:
+            await publishing.publish_all(self._publish_channel.default_exchange, replies,
+                                         mandatory=False, retries=1)
+        except Exception as exc:
+            log.warning("router.reply_failed", error=repr(exc), replies=len(replies))
 
     async def _mark(self, states: dict[uuid.UUID, str]) -> None:
         if not states:

@@ -43,6 +43,9 @@ def demo() -> None:
 
     try:
         n = asyncio.run(go())
+    except RuntimeError as exc:
+        fail(str(exc))
+        return
     except OSError as exc:
         fail(f"cannot reach RabbitMQ or PostgreSQL ({exc}); run `make setup` first")
         return

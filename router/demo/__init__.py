@@ -147,8 +147,11 @@ async def run_demo(base: Settings, say: Say) -> DemoResult:
         say("5/6 gateways exchange documents and answer with status packages")
         await _exchange(settings, creds, result, say)
         verified = sum(1 for r in result.receipts if _verified(r, result.hub_public_key))
-        say(f"    every receipt is signed by the hub: {verified} of {len(result.receipts)} "
-            f"verified with its public key")
+        if verified != len(result.receipts):
+            raise RuntimeError(f"only {verified} of {len(result.receipts)} receipts carry a "
+                               "valid hub signature")
+        say(f"    the receipts of these sends are signed by the hub: {verified} of "
+            f"{len(result.receipts)} verified with its public key")
         say(f"    done in {time.monotonic() - t0:.1f} s since the start")
     finally:
         if routers is not None:
@@ -159,14 +162,25 @@ async def run_demo(base: Settings, say: Say) -> DemoResult:
 
 
 def _hub_key() -> tuple[Path, ReceiptSigner]:
-    """The demo hub's receipt-signing key: the operator's (``LIENTHONG_HUB_KEY``) when set,
-    else one kept for the demo in the temporary folder, made on the first run."""
+    """The demo hub's receipt-signing key: the operator's (``LIENTHONG_HUB_KEY``, only
+    read, never made) when set, else the demo's own, made on the first run in a folder
+    of the temporary directory that only this user can enter."""
     configured = os.environ.get(HUB_KEY_ENV)
-    path = Path(configured) if configured else (
-        Path(tempfile.gettempdir()) / "lienthong-demo" / "hub-key.pem")
-    if path.exists():
+    if configured:
+        if not Path(configured).is_file():
+            raise RuntimeError(f"{HUB_KEY_ENV} names {configured}, which is not a file "
+                               "(make a key with `lienthong receipt keygen`)")
+        return Path(configured), ReceiptSigner.from_file(configured)
+    folder = Path(tempfile.gettempdir()) / f"lienthong-demo-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    info = folder.stat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise PermissionError(f"{folder} is not a private folder of this user")
+    path = folder / "hub-key.pem"
+    try:
+        return path, generate_hub_key(path)
+    except FileExistsError:
         return path, ReceiptSigner.from_file(path)
-    return path, generate_hub_key(path)
 
 
 def _verified(receipt: Receipt, public_key_pem: bytes) -> bool:
