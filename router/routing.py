@@ -990,8 +990,7 @@ class BatchRouter:
     @staticmethod
     def receipts_for(plan: BatchPlan, states: dict[uuid.UUID, str]) -> list[OutgoingReceipt]:
         """Every receipt of the batch once its copies' fate is known: the ready ones and
-        the accepted packages' (which name each copy's state). Leaves ``plan`` as it is,
-        so a batch retried after an outage sends the same receipts."""
+        the accepted packages' (which name each copy's state). Leaves ``plan`` as it is."""
         receipts = list(plan.receipts)
         for pr in plan.pending:
             receipts.append(
