@@ -22,7 +22,7 @@ services:
 	@bash deploy/local/ensure-services.sh
 
 demo: setup ## migrate, load the demo directory, route documents between gateways
-	$(BIN)/lienthong demo
+	$(BIN)/python -m demo
 
 test: setup ## unit, integration and chaos tests against the real services
 	$(BIN)/pytest
@@ -35,7 +35,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: setup ## router throughput vs the raw relay limit of this machine
-	$(BIN)/lienthong bench
+	$(BIN)/python -m bench
 
 bench-codec: $(STAMP) ## parse + validate time per package size
 	$(BIN)/pytest tests/bench --benchmark-only -q -p no:randomly

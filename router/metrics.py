@@ -3,7 +3,7 @@
 Router processes count what they route (:func:`record_batch`, called once per batch) and can
 serve them with :func:`serve_metrics` (env ``LIENTHONG_METRICS_PORT``, off by default). The
 ops process (``lienthong ops``) serves the same registry at ``/metrics`` and refreshes the
-gauges that describe the ledger and the broker (:mod:`router.gauges`).
+gauges that describe the ledger and the broker (:mod:`router.ops.gauges`).
 
 Label values are bounded: kinds, outcomes, states and reason names are closed sets, and the
 only open label is the gateway id (~1,000), never an agency or a document.

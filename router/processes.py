@@ -11,7 +11,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from router.config import Settings
+from router.settings import Settings
 
 __all__ = ["RouterProcesses"]
 

@@ -48,7 +48,7 @@ import aiormq
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractQueue, ExchangeType
 
-from router.tls import ssl_context_from_env
+from router.amqp import ssl_context_from_env
 
 if TYPE_CHECKING:  # routers import this module; only provisioning needs aiohttp
     from router.broker_admin import BrokerAdmin

@@ -77,7 +77,7 @@ class Receipt:
     status_code: str | None = None  # for delivery events caused by a status package
     state: str | None = None  # for delivery events: the delivery's new state
     at: str = field(default_factory=_now)
-    # the hub's Ed25519 signature over canonical_receipt_bytes (router.receipt_signing)
+    # the hub's Ed25519 signature over canonical_receipt_bytes (router.outbox.signing)
     signature: dict[str, str] | None = None
 
     def as_dict(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ The SDK samples' ``<Signature>`` in the edXML namespace (or in none) is a placeh
 is not an XML-DSig signature, :func:`find_signature` ignores it (the parser warns
 ``PLACEHOLDER_SIGNATURE``) and :func:`sign_package` replaces it.
 
-Pure CPU, no I/O: certificates are passed in by the caller (``router.certificates``).
+Pure CPU, no I/O: certificates are passed in by the caller (``router.security.certificates``).
 """
 
 from __future__ import annotations

@@ -21,10 +21,10 @@ import pytest
 from adapters import GatewayClient
 from router import migrate
 from router.broker_admin import BrokerAdmin
-from router.config import Settings
-from router.directory import AgencyRow, GatewayCredentials, import_agencies
-from router.provision import ensure_core, provision_gateway
-from router.worker import RouterWorker
+from router.directory.provision import ensure_core, provision_gateway
+from router.directory.registry import AgencyRow, GatewayCredentials, import_agencies
+from router.routing.intake import RouterWorker
+from router.settings import Settings
 
 AMQP_HOST = os.environ.get("LIENTHONG_TEST_AMQP_HOST", "127.0.0.1")
 PG_URL = os.environ.get("LIENTHONG_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -108,7 +108,7 @@ class Hub:
     async def add_agencies(self, rows: Sequence[AgencyRow]) -> None:
         async with self.pool.acquire() as conn:
             await import_agencies(conn, rows)
-            from router.directory import sync_gateway_permissions
+            from router.directory.registry import sync_gateway_permissions
 
             for gid in self.credentials:
                 await sync_gateway_permissions(conn, self.admin, self.settings.vhost, gid)

@@ -10,7 +10,7 @@ import asyncpg
 import click
 
 from router.broker_admin import BrokerAdminError
-from router.config import Settings
+from router.settings import Settings
 
 __all__ = ["connect_db", "fail", "run_async"]
 

@@ -9,7 +9,7 @@ import click
 
 from router import migrate as migrations
 from router.cli._services import connect_db, run_async
-from router.config import Settings
+from router.settings import Settings
 
 
 async def ensure_database(database_url: str) -> bool:

@@ -8,11 +8,12 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from router import directory, topology
+from router import topology
 from router.broker_admin import BrokerAdmin
 from router.cli._services import connect_db, fail, run_async
-from router.config import Settings
-from router.provision import ensure_core, provision_gateway
+from router.directory import registry as directory
+from router.directory.provision import ensure_core, provision_gateway
+from router.settings import Settings
 from schemas.reasons import LienthongError
 
 

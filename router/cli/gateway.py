@@ -14,7 +14,7 @@ import click
 
 from adapters import DurableSeenCopies, GatewayClient
 from router.cli._services import fail
-from router.config import Settings
+from router.settings import Settings
 from schemas import EdocPackage, PackageRejected
 
 

@@ -8,8 +8,8 @@ import secrets
 
 import click
 
-from router.config import Settings
 from router.logs import configure_logging
+from router.settings import Settings
 
 
 @click.group(invoke_without_command=True)
@@ -30,8 +30,8 @@ def ops(ctx: click.Context, host: str, port: int, refresh: float) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    from router.ops import serve
-    from router.ops_auth import TokenConfigError, TokenStore
+    from router.ops.auth import TokenConfigError, TokenStore
+    from router.ops.server import serve
 
     settings = Settings.from_env()
     configure_logging(settings.log_level)

@@ -77,7 +77,7 @@ def sign_cmd(file: Any, key_file: Path, cert_file: Path, password_env: str | Non
 def verify_cmd(file: Any, cert_files: tuple[Path, ...]) -> None:
     """Verify FILE's XML signature. Exit 0 and a JSON summary when valid; exit 2 and
     {"error": {reason, code, message_vi, message_en, detail}} otherwise."""
-    from router.certificates import load_certificate
+    from router.security.certificates import load_certificate
 
     try:
         trusted = [load_certificate(p.read_bytes()) for p in cert_files]

@@ -16,10 +16,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from router import parking as parking_lib
-from router import redelivery
 from router.cli._services import connect_db, fail, run_async
-from router.config import Settings
+from router.recovery import parking as parking_lib
+from router.recovery import redelivery
+from router.settings import Settings
 from router.topology import DELIVER, RECEIPTS
 
 _actor = click.option("--actor", default=lambda: f"cli:{getpass.getuser()}",

@@ -10,8 +10,8 @@ import time
 
 import click
 
-from router.config import Settings
 from router.logs import configure_logging
+from router.settings import Settings
 
 
 @click.command("router")
@@ -23,7 +23,7 @@ def router_cmd(processes: int) -> None:
     settings = Settings.from_env()
     configure_logging(settings.log_level)
     if processes == 1:
-        from router.worker import run_router
+        from router.routing.intake import run_router
 
         asyncio.run(run_router(settings))
         return

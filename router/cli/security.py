@@ -19,13 +19,13 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from router import certificates
-from router.audit import verify_chain
 from router.broker_admin import BrokerAdmin
 from router.cli._services import connect_db, fail, run_async
-from router.config import Settings
-from router.credentials import rotate_credentials
-from router.receipt_signing import HUB_KEY_ENV, ReceiptSigner, generate_hub_key
+from router.directory.credentials import rotate_credentials
+from router.outbox.signing import HUB_KEY_ENV, ReceiptSigner, generate_hub_key
+from router.security import certificates
+from router.security.audit import verify_chain
+from router.settings import Settings
 from schemas.reasons import LienthongError
 from schemas.receipt import ReceiptSignatureError, verify_receipt
 

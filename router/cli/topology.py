@@ -7,7 +7,7 @@ import click
 from router import topology as topo
 from router.broker_admin import BrokerAdmin
 from router.cli._services import connect_db, run_async
-from router.config import Settings
+from router.settings import Settings
 
 
 @click.group()

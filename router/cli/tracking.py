@@ -15,10 +15,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from router import deadlines as deadlines_lib
-from router import statistics, tracking
 from router.cli._services import connect_db, fail, run_async
-from router.config import Settings
+from router.recovery import deadlines as deadlines_lib
+from router.reporting import statistics, tracking
+from router.settings import Settings
 
 VIETNAM = timezone(timedelta(hours=7))
 
@@ -188,7 +188,8 @@ def deadlines(not_arrived_after: float, watch: float | None) -> None:
     async def go(settings: Settings) -> None:
         import aio_pika
 
-        from router import publishing, topology
+        from router import topology
+        from router.outbox import publish as publishing
 
         conn = await connect_db(settings)
         connection = await aio_pika.connect(settings.amqp_url)

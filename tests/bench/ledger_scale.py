@@ -16,8 +16,10 @@ from datetime import UTC, datetime
 
 import aio_pika
 
-from router import deadlines, redelivery, statistics, topology
-from router.directory import AgencyRow
+from router import topology
+from router.directory.registry import AgencyRow
+from router.recovery import deadlines, redelivery
+from router.reporting import statistics
 from tests.hub import Hub, create_template, drop_database, require_services, throwaway_hub
 
 _FILL = """

@@ -17,9 +17,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from router.directory import AgencyRow
-from router.ops import create_app
-from router.ops_auth import TokenStore
+from router.directory.registry import AgencyRow
+from router.ops.auth import TokenStore
+from router.ops.server import create_app
 from router.topology import inbox_queue
 from tests.factory import edoc
 from tests.hub import Hub

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapters import GatewayClient
-from router.directory import AgencyRow
+from router.directory.registry import AgencyRow
 from router.processes import RouterProcesses
 from schemas import BusinessDocType
 from tests.factory import edoc

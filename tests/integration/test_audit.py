@@ -13,8 +13,8 @@ import asyncpg
 import pytest
 from click.testing import CliRunner
 
-from router.audit import verify_chain
 from router.cli.security import audit as audit_cli
+from router.security.audit import verify_chain
 from tests.hub import Hub
 
 DETAILS = [

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from router.bench import RESULT_KEYS, BenchConfig, BenchEnvironment, run_in_environment
-from router.bench_workload import bench_directory
-from router.directory import AgencyRow
+from bench.run import RESULT_KEYS, BenchConfig, BenchEnvironment, run_in_environment
+from bench.workload import bench_directory
+from router.directory.registry import AgencyRow
 from tests.hub import Hub
 
 

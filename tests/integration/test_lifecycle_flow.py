@@ -6,9 +6,10 @@ import asyncio
 from datetime import UTC, date, datetime, timedelta
 
 from adapters import GatewayClient
-from router import deadlines, statistics
-from router.directory import AgencyRow
-from router.routing import BatchPlan, BatchRouter, Incoming
+from router.directory.registry import AgencyRow
+from router.recovery import deadlines
+from router.reporting import statistics
+from router.routing.batch import BatchPlan, BatchRouter, Incoming
 from schemas import BusinessDocType, ParseLimits, StatusCode
 from schemas.receipt import Receipt
 from tests.factory import edoc, status

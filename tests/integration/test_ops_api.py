@@ -13,11 +13,11 @@ import aio_pika
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from router.directory import AgencyRow
-from router.gauges import GaugeRefresher
-from router.ops import create_app
-from router.ops_auth import TokenStore
-from router.ops_context import CTX
+from router.directory.registry import AgencyRow
+from router.ops.auth import TokenStore
+from router.ops.context import CTX
+from router.ops.gauges import GaugeRefresher
+from router.ops.server import create_app
 from router.topology import inbox_queue
 from tests.factory import edoc
 from tests.hub import Hub

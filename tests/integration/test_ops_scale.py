@@ -12,8 +12,8 @@ import aio_pika
 from aiohttp.test_utils import TestClient, TestServer
 
 from router.broker_admin import BrokerAdmin
-from router.ops import create_app
-from router.ops_auth import TokenStore
+from router.ops.auth import TokenStore
+from router.ops.server import create_app
 from router.topology import declare_gateway
 from tests.hub import Hub
 

@@ -12,9 +12,10 @@ import aio_pika
 import pytest
 from click.testing import CliRunner
 
-from router import parking, redelivery, topology
+from router import topology
 from router.cli.gateway import inbox as inbox_cli
-from router.directory import AgencyRow
+from router.directory.registry import AgencyRow
+from router.recovery import parking, redelivery
 from tests.factory import edoc
 from tests.hub import Hub, queue_depth
 

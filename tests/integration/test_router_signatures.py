@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import functools
 
-from router import certificates
-from router.directory import AgencyRow
+from router.directory.registry import AgencyRow
+from router.security import certificates
 from schemas import BusinessDocType
 from schemas.signature import sign_package
 from tests.factory import edoc

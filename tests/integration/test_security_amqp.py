@@ -16,8 +16,8 @@ import aiormq
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
-from router.credentials import rotate_credentials
-from router.directory import AgencyRow, set_gateway_status
+from router.directory.credentials import rotate_credentials
+from router.directory.registry import AgencyRow, set_gateway_status
 from router.topology import DELIVER, SUBMIT, inbox_queue, receipts_queue
 from tests.hub import Hub
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from router import certificates
-from router.audit import verify_chain
 from router.cli.security import certs as certs_cli
-from router.directory import AgencyRow
-from router.signature_gate import SignatureGate
+from router.directory.registry import AgencyRow
+from router.security import certificates
+from router.security.audit import verify_chain
+from router.security.signature_gate import SignatureGate
 from schemas import PackageRejected, Reason, parse_package
 from schemas.signature import certificate_fingerprint, sign_package
 from tests.conftest import sample_bytes

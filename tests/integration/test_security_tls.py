@@ -23,8 +23,8 @@ import aio_pika
 import aiormq
 import pytest
 
-from router.directory import AgencyRow
-from router.tls import ssl_context_from_env
+from router.amqp import ssl_context_from_env
+from router.directory.registry import AgencyRow
 from tests.factory import edoc
 from tests.hub import Hub
 from tests.pki import identity

@@ -7,7 +7,7 @@ import asyncio
 import aio_pika
 
 from adapters import GatewayClient
-from router.directory import AgencyRow
+from router.directory.registry import AgencyRow
 from schemas import StatusCode
 from tests.factory import edoc, status
 from tests.hub import Hub, queue_depth

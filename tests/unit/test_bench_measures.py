@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 import pytest
 
-from router.bench import _percentiles
-from router.bench_processes import read_cpu_seconds, read_memory, summarize_collapsed
-from router.cli.bench import _routers
+from bench.__main__ import _routers
+from bench.processes import read_cpu_seconds, read_memory, summarize_collapsed
+from bench.run import _percentiles
 
 
 def test_memory_and_cpu_come_from_proc() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from router.bench_workload import (
+from bench.workload import (
     ANSWER_CODES,
     MAX_FANOUT,
     Workload,

@@ -1,4 +1,4 @@
-"""The demo directory (router/demo/agencies.csv, gateways.csv) is consistent.
+"""The demo directory (demo/agencies.csv, gateways.csv) is consistent.
 
 A *top-level node* is a row with an empty ``parent`` whose code is a QCVN 102 level-1 code
 ``000.00.00.Xnn`` with X in A..K. The axis had 95 of them in 2019–2020: 31 ministries and
@@ -16,7 +16,7 @@ import pytest
 
 from schemas.agency_code import AgencyCode, CodeForm, normalize
 
-DEMO = Path(__file__).resolve().parents[2] / "router" / "demo"
+DEMO = Path(__file__).resolve().parents[2] / "demo"
 TOP_LEVEL = re.compile(r"000\.00\.00\.([A-K])(\d{2})")
 SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 KINDS = {"ministry", "province-platform", "agency", "enterprise"}

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from router.lifecycle import PROGRESS, apply_status
+from router.routing.lifecycle import PROGRESS, apply_status
 from schemas import StatusCode
 from schemas.reasons import Reason
 

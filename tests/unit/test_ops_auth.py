@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from router.ops_auth import (
+from router.ops.auth import (
     OPERATOR,
     PRINCIPAL,
     READ,

@@ -6,7 +6,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from router import metrics
-from router.queue_health import HealthThresholds, classify
+from router.ops.queue_health import HealthThresholds, classify
 
 
 def _value(name: str, labels: dict[str, str] | None = None) -> float:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
-from router.config import Settings
-from router.ops import STATIC_DIR, create_app
-from router.ops_auth import TokenStore
-from router.ops_openapi import openapi_document
+from router.ops.auth import TokenStore
+from router.ops.openapi import openapi_document
+from router.ops.server import STATIC_DIR, create_app
+from router.settings import Settings
 
 
 def test_every_route_is_documented_and_nothing_else() -> None:

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from router.cli.security import receipt as receipt_cli
-from router.receipt_signing import ReceiptSigner, generate_hub_key, load_signer
+from router.outbox.signing import ReceiptSigner, generate_hub_key, load_signer
 from schemas.receipt import (
     Receipt,
     ReceiptSignatureError,

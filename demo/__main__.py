@@ -1,4 +1,4 @@
-"""``lienthong demo``: watch documents travel between ministries and provinces."""
+"""``make demo`` (``python -m demo``): watch documents travel between ministries and provinces."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ import click
 from rich.console import Console
 
 from router.cli._services import fail
-from router.config import Settings
+from router.settings import Settings
 
 
 @click.command("demo")
 def demo() -> None:
     """Run the demo on its own vhost and database (recreated each run): migrate, load the
     demo directory, start two routers, exchange documents, print each one's timeline."""
+    from demo.hub import DEMO_DATABASE, DEMO_VHOST, demo_settings, run_demo
     from router.cli.tracking import render_timeline
-    from router.demo import DEMO_DATABASE, DEMO_VHOST, demo_settings, run_demo
 
     console = Console()
     base = Settings.from_env()
@@ -62,3 +62,7 @@ def demo() -> None:
         f"LIENTHONG_OPS_TOKENS=demo:operator:lienthong-demo-token .venv/bin/lienthong ops",
         highlight=False,
     )
+
+
+if __name__ == "__main__":
+    demo()

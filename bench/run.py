@@ -8,7 +8,7 @@ One run, on whatever machine it is given:
 2. for each router count (``--routers 1,2``):
 
    * **raw relay** — pre-fill ``lt.router.in`` with N documents, start the raw relay
-     (``router.bench_relay``: consume, publish K copies + a receipt with pipelined
+     (``bench.relay``: consume, publish K copies + a receipt with pipelined
      confirms, ack in batches; no validation, no database) and time the drain until every
      copy and receipt is in its queue; then the same with the recipients' status packages;
    * **router** — the same pre-filled queues, the same bytes, drained by real router
@@ -49,14 +49,14 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import asyncpg
 from aiormq.abc import DeliveredMessage
 
+from bench.processes import Kind, ProcessGroup, ProcessMemory, Profiler, summarize_collapsed
+from bench.traffic import Traffic
+from bench.workload import BenchDocument, BenchGateway, Workload, bench_directory
 from router import migrate, topology
-from router.bench_processes import Kind, ProcessGroup, ProcessMemory, Profiler, summarize_collapsed
-from router.bench_traffic import Traffic
-from router.bench_workload import BenchDocument, BenchGateway, Workload, bench_directory
 from router.broker_admin import BrokerAdmin
-from router.config import Settings
-from router.directory import AgencyRow, GatewayCredentials, import_agencies
-from router.provision import ensure_core, provision_gateway
+from router.directory.provision import ensure_core, provision_gateway
+from router.directory.registry import AgencyRow, GatewayCredentials, import_agencies
+from router.settings import Settings
 
 __all__ = [
     "RESULT_KEYS",

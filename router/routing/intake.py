@@ -2,7 +2,7 @@
 
 For each batch:
 
-1. route it (``router.routing``): parse, validate, authorise, resolve recipients and write
+1. route it (``router.routing.batch``): parse, validate, authorise, resolve recipients and write
    documents, deliveries, status events, rejections and audit rows in one transaction;
 2. publish one copy per recipient gateway to ``lt.deliver`` (persistent, ``mandatory``),
    all at once, then await every publisher confirm together;
@@ -46,11 +46,15 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from router import deadlines, faults, metrics, notifications, parking, publishing, topology
-from router.config import Settings
-from router.receipt_signing import load_signer
-from router.routing import BatchPlan, BatchRouter, Copy, Incoming, OutgoingReceipt, derive_id
-from router.tls import ssl_context_from_env
+from router import metrics, topology
+from router.amqp import ssl_context_from_env
+from router.outbox import events as notifications
+from router.outbox import publish as publishing
+from router.outbox.signing import load_signer
+from router.recovery import deadlines, parking
+from router.routing import faults
+from router.routing.batch import BatchPlan, BatchRouter, Copy, Incoming, OutgoingReceipt, derive_id
+from router.settings import Settings
 from schemas import ParseLimits
 from schemas.reasons import Reason
 from schemas.receipt import Receipt
@@ -184,7 +188,7 @@ class RouterWorker:
                     )
                 await self._publish_receipts(res.receipts)
                 if res.not_arrived or res.overdue:
-                    log.warning("router.deadlines", not_arrived=res.not_arrived,
+                    log.warning("router.recovery.deadlines", not_arrived=res.not_arrived,
                                 overdue=res.overdue)
             except Exception as exc:
                 log.error("router.sweep_failed", error=repr(exc))

@@ -1,4 +1,5 @@
-"""``lienthong bench``: router throughput, latency and memory next to the raw relay limit."""
+"""``make bench`` (``python -m bench``): router throughput, latency and memory next to the
+raw relay limit."""
 
 from __future__ import annotations
 
@@ -72,12 +73,12 @@ def bench(
     """
     from rich.console import Console
 
-    from router.bench import BenchConfig, BenchError, remove_leftovers, run_bench
-    from router.bench_report import render
+    from bench.report import render
+    from bench.run import BenchConfig, BenchError, remove_leftovers, run_bench
     from router.broker_admin import BrokerAdminError
 
     if cleanup:
-        from router.config import Settings
+        from router.settings import Settings
 
         removed = asyncio.run(remove_leftovers(Settings.from_env()))
         click.echo("removed: " + (", ".join(removed) if removed else "nothing"))
@@ -113,3 +114,7 @@ def bench(
     _write(json_path, result)
     render(result, Console())
     click.echo(f"results written to {json_path}")
+
+
+if __name__ == "__main__":
+    bench()

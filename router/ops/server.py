@@ -9,7 +9,7 @@ path                   auth    what
 /metrics               none    Prometheus text (the gauges are refreshed in the background)
 / and /static/...      none    the dashboard (it asks for a token, kept in sessionStorage)
 /api/openapi.json      none    the API description
-/api/...               token   see :mod:`router.ops_api`
+/api/...               token   see :mod:`router.ops.api`
 =====================  ======  ===============================================================
 
 Every request gets a request id (``X-Request-Id``, taken from the request when it carries a
@@ -33,11 +33,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from router import migrate
 from router.broker_admin import BrokerAdmin, BrokerAdminError
-from router.config import Settings
-from router.gauges import GaugeRefresher
-from router.ops_api import add_api_routes
-from router.ops_auth import PRINCIPAL, TokenStore, auth_middleware, error_response
-from router.ops_context import CTX, OpsContext, thresholds_from_env
+from router.ops.api import add_api_routes
+from router.ops.auth import PRINCIPAL, TokenStore, auth_middleware, error_response
+from router.ops.context import CTX, OpsContext, thresholds_from_env
+from router.ops.gauges import GaugeRefresher
+from router.settings import Settings
 
 __all__ = ["STATIC_DIR", "create_app", "serve"]
 

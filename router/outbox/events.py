@@ -1,7 +1,7 @@
 """Telling senders, without being asked: a ``delivery`` receipt to the sender gateway for
 every state change of one of its documents' deliveries (hub-side changes here; changes
-caused by status packages are built in ``router.routing``, deadlines in
-``router.deadlines``)."""
+caused by status packages are built in ``router.routing.batch``, deadlines in
+``router.recovery.deadlines``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Sequence
 
 from router.ledger import Conn
-from router.routing import OutgoingReceipt, derive_id
+from router.routing.batch import OutgoingReceipt, derive_id
 from schemas.receipt import Receipt, RecipientOutcome
 
 __all__ = ["delivery_events"]

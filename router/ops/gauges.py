@@ -17,8 +17,8 @@ import asyncpg
 import structlog
 
 from router import metrics, topology
-from router.queue_health import HealthThresholds, QueueSnapshot, gateway_health
-from router.tracking import DELIVERY_STATES, LISTS
+from router.ops.queue_health import HealthThresholds, QueueSnapshot, gateway_health
+from router.reporting.tracking import DELIVERY_STATES, LISTS
 
 __all__ = ["GaugeRefresher"]
 
@@ -100,7 +100,7 @@ class GaugeRefresher:
 
     async def _refresh_certificates(self) -> None:
         try:
-            module: Any = importlib.import_module("router.certificates")
+            module: Any = importlib.import_module("router.security.certificates")
         except ImportError:
             return
         expiry = getattr(module, "certificate_expiry", None)

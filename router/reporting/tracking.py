@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from router import lifecycle
 from router.ledger import Conn
+from router.routing import lifecycle
 from schemas.agency_code import normalize
 
 __all__ = [

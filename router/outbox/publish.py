@@ -17,7 +17,7 @@ import structlog
 from aio_pika.abc import AbstractExchange
 from aiormq.abc import DeliveredMessage
 
-from router.routing import Copy
+from router.routing.batch import Copy
 from schemas.receipt import RECEIPT_CONTENT_TYPE, Receipt
 
 __all__ = ["copy_message", "publish_all", "publish_copies", "receipt_message"]

@@ -2,7 +2,7 @@
 
 :class:`BatchRouter` turns a batch of :class:`Incoming` messages into a :class:`BatchPlan`:
 the copies to publish to recipient gateways and the receipts to send back, after writing
-everything to the ledger in one transaction. It does no AMQP I/O: ``router.worker`` does.
+everything to the ledger in one transaction. It does no AMQP I/O: ``router.routing.intake`` does.
 
 Idempotency: hub ids, delivery ids, copy ids and receipt ids are either stored (hub ids)
 or derived deterministically from stored ids, so processing the same message twice (a
@@ -22,10 +22,10 @@ from typing import Any
 
 import asyncpg
 
-from router import lifecycle
 from router.ledger import Conn
-from router.lifecycle import apply_status
-from router.signature_gate import SignatureGate
+from router.routing import lifecycle
+from router.routing.lifecycle import apply_status
+from router.security.signature_gate import SignatureGate
 from schemas import (
     BusinessDocType,
     EdocPackage,
@@ -762,7 +762,7 @@ class BatchRouter:
             hubs,
             states,
         )
-        from router.notifications import delivery_events
+        from router.outbox.events import delivery_events
 
         plan.receipts += await delivery_events(conn, [r["id"] for r in rows], cause="closed")
 

@@ -23,9 +23,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
 
+from bench.workload import BenchGateway
 from router import topology
-from router.bench_workload import BenchGateway
-from router.directory import GatewayCredentials
+from router.directory.registry import GatewayCredentials
 
 __all__ = ["Traffic", "gateway_amqp_url"]
 

@@ -16,9 +16,9 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aiohttp import web
 
 from router.broker_admin import BrokerAdmin
-from router.config import Settings
-from router.ops_auth import TokenStore
-from router.queue_health import HealthThresholds, QueueSnapshot
+from router.ops.auth import TokenStore
+from router.ops.queue_health import HealthThresholds, QueueSnapshot
+from router.settings import Settings
 
 __all__ = ["CTX", "OpsContext", "thresholds_from_env"]
 

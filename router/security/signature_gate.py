@@ -45,7 +45,7 @@ from asyncpg.pool import PoolConnectionProxy
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
-from router.certificates import DEFAULT_POLICY
+from router.security.certificates import DEFAULT_POLICY
 from schemas.reasons import PackageRejected, Reason, ValidationWarning
 from schemas.signature import DSIG_NS, SignatureInfo, find_signature, verify_signature
 

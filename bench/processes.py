@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
+# ``bench`` is not installed: its relay runs as ``python -m bench.relay`` from the clone
+_REPO = Path(__file__).resolve().parents[1]
+
 __all__ = [
     "ProcessGroup",
     "ProcessMemory",
@@ -92,14 +95,14 @@ class ProcessGroup:
     def argv(self) -> list[str]:
         if self.kind == "router":
             return [sys.executable, "-m", "router.cli", "router", "-n", "1"]
-        return [sys.executable, "-m", "router.bench_relay"]
+        return [sys.executable, "-m", "bench.relay"]
 
     def start(self, n: int) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for _ in range(n):
             log = (self.log_dir / f"{self.kind}-{_next_log_number()}.log").open("ab")
             self._logs.append(log)
-            self.procs.append(subprocess.Popen(self.argv(), env=self.env, stdout=log,
+            self.procs.append(subprocess.Popen(self.argv(), env=self.env, stdout=log, cwd=_REPO,
                                                stderr=subprocess.STDOUT))
 
     @property

@@ -1,4 +1,4 @@
-"""The benchmark's results for people: rich tables from the JSON that ``router.bench`` makes."""
+"""The benchmark's results for people: rich tables from the JSON that ``bench.run`` makes."""
 
 from __future__ import annotations
 

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 import aio_pika
 import asyncpg
 
-from router import directory, topology
+from router import topology
+from router.amqp import ssl_context_from_env
 from router.broker_admin import BrokerAdmin
-from router.config import Settings
-from router.directory import GatewayCredentials
-from router.tls import ssl_context_from_env
+from router.directory import registry as directory
+from router.directory.registry import GatewayCredentials
+from router.settings import Settings
 
 __all__ = ["GatewaySpec", "ensure_core", "provision_gateway", "provision_gateways"]
 

@@ -4,7 +4,7 @@ A gateway may have several certificates valid at once, so it can roll to a new k
 without downtime: ``lienthong certs add`` the new one, switch the signer, then
 ``lienthong certs revoke`` the old one. Each certificate has a validity window (the
 certificate's own, or a narrower one given at registration) and may be revoked; the router
-(``router.signature_gate``) refuses signatures made with an unknown, expired or revoked
+(``router.security.signature_gate``) refuses signatures made with an unknown, expired or revoked
 certificate. Certificates are named by the SHA-256 of their DER encoding (lowercase hex).
 
 Each gateway also has a signature policy: ``required``, ``verify-if-present`` (the

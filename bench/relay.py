@@ -8,7 +8,7 @@ one delivery event to the document's sender (``lt-bench-notify``) — the same A
 the router sends — awaits all publisher confirms together and acks the batch with
 ``multiple=True``. No parsing, no validation, no database.
 
-Run as its own process, like a router: ``python -m router.bench_relay`` with
+Run as its own process, like a router: ``python -m bench.relay`` with
 ``LIENTHONG_AMQP_URL`` set; stops on SIGTERM or SIGINT.
 """
 

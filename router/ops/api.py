@@ -1,4 +1,4 @@
-"""The ops JSON API (``/api/...``), described by :mod:`router.ops_openapi`.
+"""The ops JSON API (``/api/...``), described by :mod:`router.ops.openapi`.
 
 Errors are JSON ``{"error", "message_vi", "message_en"}``. Times are ISO 8601 with zone.
 """
@@ -16,11 +16,13 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from router import metrics, parking, redelivery, topology, tracking
-from router.ops_auth import PRINCIPAL, error_response, require_operator
-from router.ops_context import CTX
-from router.ops_openapi import openapi_document
-from router.queue_health import gateway_health, summary
+from router import metrics, topology
+from router.ops.auth import PRINCIPAL, error_response, require_operator
+from router.ops.context import CTX
+from router.ops.openapi import openapi_document
+from router.ops.queue_health import gateway_health, summary
+from router.recovery import parking, redelivery
+from router.reporting import tracking
 
 __all__ = ["add_api_routes", "filter_fingerprint"]
 

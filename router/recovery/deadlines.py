@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import asyncpg
 
 from router.ledger import Conn
-from router.routing import OutgoingReceipt, derive_id
+from router.routing.batch import OutgoingReceipt, derive_id
 from schemas.receipt import Receipt, RecipientOutcome
 
 __all__ = ["DEFAULT_NOT_ARRIVED_AFTER", "SweepResult", "sweep"]

@@ -29,9 +29,9 @@ import asyncpg
 from aio_pika.abc import AbstractExchange
 
 from router.ledger import Conn
-from router.notifications import delivery_events
-from router.publishing import MARK_SQL, publish_all, publish_copies, receipt_message
-from router.routing import Copy
+from router.outbox.events import delivery_events
+from router.outbox.publish import MARK_SQL, publish_all, publish_copies, receipt_message
+from router.routing.batch import Copy
 from schemas.agency_code import normalize
 from schemas.reasons import Reason
 

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import asyncpg
 
 from router.broker_admin import BrokerAdmin
-from router.directory import GatewayCredentials, sync_gateway_permissions
+from router.directory.registry import GatewayCredentials, sync_gateway_permissions
 from schemas.reasons import LienthongError, Reason
 
 __all__ = ["close_user_connections", "rotate_credentials"]

@@ -25,11 +25,11 @@ import asyncpg
 from adapters import GatewayClient, InboxMessage
 from router import migrate
 from router.broker_admin import BrokerAdmin
-from router.config import Settings
-from router.directory import GatewayCredentials, import_agencies, read_agencies_csv
+from router.directory.provision import GatewaySpec, ensure_core, provision_gateways
+from router.directory.registry import GatewayCredentials, import_agencies, read_agencies_csv
+from router.outbox.signing import HUB_KEY_ENV, ReceiptSigner, generate_hub_key
 from router.processes import RouterProcesses
-from router.provision import GatewaySpec, ensure_core, provision_gateways
-from router.receipt_signing import HUB_KEY_ENV, ReceiptSigner, generate_hub_key
+from router.settings import Settings
 from schemas import (
     Business,
     BusinessDocType,
@@ -128,7 +128,7 @@ async def run_demo(base: Settings, say: Say) -> DemoResult:
         say("3/6 directory: the 95 top-level nodes, two provincial trees, the samples' agencies")
         rows = read_agencies_csv(HERE / "agencies.csv")
         imported = await import_agencies(conn, rows)
-        from router.directory import sync_gateway_permissions
+        from router.directory.registry import sync_gateway_permissions
 
         for gid in creds:
             await sync_gateway_permissions(conn, admin, DEMO_VHOST, gid)
