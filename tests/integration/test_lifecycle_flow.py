@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from adapters import GatewayClient
 from router.directory.registry import AgencyRow
@@ -216,7 +216,8 @@ async def test_revoke_update_replace(hub: Hub) -> None:
 async def test_deadlines_with_a_controlled_clock_and_the_report(hub: Hub) -> None:
     hub.settings = hub.settings.with_(sweep_seconds=0)
     await _setup(hub)
-    due = date(2026, 11, 25)
+    # a due date ahead of today's (Vietnam) date: a fixed date turns into "overdue" by itself
+    due = (datetime.now(UTC) + timedelta(hours=7)).date() + timedelta(days=10)
     doc, body = edoc("000.00.00.G22", ["000.00.00.H41", "000.00.00.G12"], due=due)
     async with hub.client("vpcp") as vpcp, hub.client("bo-tai-chinh") as btc:
         r = await _send(vpcp, body)
@@ -234,7 +235,8 @@ async def test_deadlines_with_a_controlled_clock_and_the_report(hub: Hub) -> Non
         assert late.receipts[0].receipt.recipients[0].agency == "000.00.00.H41"
         again = await deadlines.sweep(conn, now=now + timedelta(minutes=30))
         assert again.not_arrived == 0  # flagged once
-        after_due = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)  # 26 Nov in Vietnam
+        # 01:00 on the day after DueDate in Vietnam (UTC+7)
+        after_due = datetime.combine(due, time(18, 0), tzinfo=UTC)
         overdue = await deadlines.sweep(conn, now=after_due)
         assert overdue.overdue == 1  # Bộ Tài chính finished; only Nghệ An is overdue
         rows = {
