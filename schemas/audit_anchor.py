@@ -36,6 +36,7 @@ from schemas.receipt import ReceiptSignatureError, verify_receipt
 __all__ = [
     "ANCHOR_CONTENT_TYPE",
     "ANCHOR_MESSAGE_TYPE",
+    "AnchorGap",
     "AnchorMismatch",
     "AuditAnchor",
     "check_extends",
@@ -48,6 +49,10 @@ ANCHOR_CONTENT_TYPE = "application/vnd.lienthong.audit-anchor+json"
 
 class AnchorMismatch(ValueError):
     """Two anchors that cannot both be true of one audit history, or a broken link."""
+
+
+class AnchorGap(AnchorMismatch):
+    """Anchors in between are missing: the link cannot be checked offline (not a fork)."""
 
 
 def _now() -> str:
@@ -140,7 +145,7 @@ def check_extends(
     chain = {a.number: a for a in between if earlier.number < a.number < later.number}
     missing = [n for n in range(earlier.number + 1, later.number) if n not in chain]
     if missing:
-        raise AnchorMismatch(f"anchors {missing[0]}..{missing[-1]} are missing: without them "
+        raise AnchorGap(f"anchors {missing[0]}..{missing[-1]} are missing: without them "
                              "only the hub can say (lienthong audit verify --anchor)")
     chain[earlier.number] = earlier
     chain[later.number] = later

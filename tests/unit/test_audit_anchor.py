@@ -41,7 +41,7 @@ def test_a_signed_anchor_verifies_after_the_wire(signer: ReceiptSigner) -> None:
     assert got.previous == (1, 10, "aa" * 32)
 
 
-@pytest.mark.parametrize("field,value", [("seq", 26), ("hash", "dd" * 32), ("number", 3)])
+@pytest.mark.parametrize(("field", "value"), [("seq", 26), ("hash", "dd" * 32), ("number", 3)])
 def test_an_altered_anchor_is_refused(signer: ReceiptSigner, field: str, value: object) -> None:
     obj = json.loads(_chain(signer, HEADS)[1].to_json())
     obj[field] = value
@@ -128,3 +128,21 @@ def test_weakened_settings_are_named() -> None:
     assert weaknesses(clear, receipts_signed=False, environ={"LIENTHONG_ENABLE_FAULTS": "1"}) \
         == ["amqp_tls_off", "receipts_unsigned", "faults_enabled"]
     assert weaknesses(tls, receipts_signed=None, environ={}) == []
+
+
+def test_the_sdk_keeps_anchors_that_extend_and_flags_a_fork(signer: ReceiptSigner) -> None:
+    from adapters import GatewayClient
+
+    gw = GatewayClient("amqp://vpcp:x@127.0.0.1/lienthong",
+                       hub_public_key=signer.public_key_pem())
+    honest = _chain(signer, HEADS)
+    assert gw.take_anchor(honest[0].to_json()) == honest[0]
+    assert gw.take_anchor(honest[2].to_json()) == honest[2]  # 2 went to another client
+    assert gw.last_anchor == honest[2] and gw.anchor_problems == []
+    forged = _chain(signer, [*HEADS[:3], (40, "ff" * 32)])[3]
+    forked = AuditAnchor.from_dict(signer.sign_object(
+        AuditAnchor(4, 40, "ff" * 32, previous=(3, 25, "ee" * 32)).unsigned_dict()))
+    assert gw.take_anchor(forked.to_json()) is None
+    assert "does not name anchor 3" in gw.anchor_problems[0]
+    assert gw.take_anchor(forged.to_json()) == forged
+    assert gw.last_anchor == forged
