@@ -55,6 +55,13 @@ from schemas import (
     parse_package,
 )
 from schemas.agency_code import normalize
+from schemas.audit_anchor import (
+    ANCHOR_MESSAGE_TYPE,
+    AnchorGap,
+    AuditAnchor,
+    check_extends,
+    verify_anchor,
+)
 from schemas.receipt import Receipt
 
 __all__ = ["GatewayClient", "InboxMessage"]
@@ -171,12 +178,20 @@ class GatewayClient:
         receipt_timeout: float = 30.0,
         seen: CopyFilter | None = None,
         sign: Callable[[bytes], bytes] | None = None,
+        hub_public_key: bytes | None = None,
     ) -> None:
         """``seen``: the duplicate filter for delivered copies (in memory unless given,
         e.g. ``DurableSeenCopies(path)`` to survive restarts).
         ``sign``: applied to every package before it is sent, e.g.
-        ``functools.partial(schemas.signature.sign_package, key_pem=…, cert_pem=…)``."""
+        ``functools.partial(schemas.signature.sign_package, key_pem=…, cert_pem=…)``.
+        ``hub_public_key``: the hub's receipt key (PEM); audit anchors arriving on the
+        receipts queue are then verified and each checked to extend the one before
+        (``last_anchor``, which a gateway may set from its own storage at start); what
+        does not is listed in ``anchor_problems``."""
         self._sign = sign
+        self.hub_public_key = hub_public_key
+        self.last_anchor: AuditAnchor | None = None
+        self.anchor_problems: list[str] = []
         parts = urlsplit(amqp_url)
         self.user = unquote(parts.username or "guest")
         self.gateway_id = gateway_id or self.user
@@ -322,7 +337,31 @@ class GatewayClient:
         )
         return await self.send(status, wait=wait)
 
+    def take_anchor(self, body: bytes) -> AuditAnchor | None:
+        """Check a signed audit head from the hub against the last one kept (see
+        ``schemas.audit_anchor``); keep it when it verifies. A missing anchor in between
+        (another client of this gateway took it) is not a problem; a fork is."""
+        if self.hub_public_key is None:
+            return None
+        try:
+            anchor = verify_anchor(body, self.hub_public_key)
+            if self.last_anchor is not None:
+                check_extends(self.last_anchor, anchor)
+        except AnchorGap:
+            pass
+        except ValueError as exc:  # unsigned, forged, forked, cut back
+            self.anchor_problems.append(str(exc))
+            return None
+        if self.last_anchor is None or anchor.number > self.last_anchor.number:
+            self.last_anchor = anchor
+        return anchor
+
     async def _on_receipt(self, message: AbstractIncomingMessage) -> None:
+        if message.type == ANCHOR_MESSAGE_TYPE:
+            self.take_anchor(message.body)
+            with contextlib.suppress(*_CONNECTION_ERRORS):
+                await message.ack()
+            return
         receipt = _receipt(message.body)
         if receipt is not None and not self._answer(receipt):  # nobody waits, not seen
             self._seen_receipts.add(receipt.receipt_id)

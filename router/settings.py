@@ -30,6 +30,7 @@ class Settings:
     amqp_user_prefix: str = ""
     sweep_seconds: int = 30
     not_arrived_minutes: float = 15.0
+    audit_anchor_seconds: float = 300.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -49,6 +50,9 @@ class Settings:
             sweep_seconds=_env_int("LIENTHONG_SWEEP_SECONDS", d.sweep_seconds),
             not_arrived_minutes=float(
                 os.environ.get("LIENTHONG_NOT_ARRIVED_MINUTES", d.not_arrived_minutes)
+            ),
+            audit_anchor_seconds=float(
+                os.environ.get("LIENTHONG_AUDIT_ANCHOR_SECONDS", d.audit_anchor_seconds)
             ),
         )
 

@@ -11,6 +11,7 @@ from rich.table import Table
 from router import topology
 from router.broker_admin import BrokerAdmin
 from router.cli._services import connect_db, fail, run_async
+from router.cli.security import cli_actor as _actor
 from router.directory import registry as directory
 from router.directory.provision import ensure_core, provision_gateway
 from router.settings import Settings
@@ -35,7 +36,7 @@ def import_cmd(csv_file: Path) -> None:
             fail(str(exc), 2)
         conn = await connect_db(settings)
         try:
-            result = await directory.import_agencies(conn, rows)
+            result = await directory.import_agencies(conn, rows, actor=_actor())
             gateways = [r["id"] for r in await conn.fetch("SELECT id FROM gateways")]
             async with BrokerAdmin(settings.management_url) as admin:
                 for gid in gateways:
@@ -111,7 +112,7 @@ def add_gateway(gateway_id: str, name: str, kind: str, serves: tuple[str, ...],
                 await ensure_core(settings, admin)
                 creds = await provision_gateway(
                     settings, conn, admin, gateway_id, name=name, kind=kind, serves=serves,
-                    password=password,
+                    password=password, actor=_actor(),
                 )
         except ValueError as exc:
             fail(str(exc), 2)
@@ -137,7 +138,7 @@ def _status_command(name: str, status: str, help_text: str) -> None:
             try:
                 async with BrokerAdmin(settings.management_url) as admin:
                     await directory.set_gateway_status(
-                        conn, admin, settings.vhost, gateway_id, status
+                        conn, admin, settings.vhost, gateway_id, status, actor=_actor()
                     )
             except LienthongError as exc:
                 fail(f"{exc.reason.name}: {exc.detail}", 2)
@@ -151,6 +152,32 @@ def _status_command(name: str, status: str, help_text: str) -> None:
 _status_command("suspend", "suspended",
                 "Suspend a gateway: its AMQP permissions are removed, connections closed.")
 _status_command("resume", "active", "Resume a suspended gateway.")
+
+
+@gateways.command("remove")
+@click.argument("gateway_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def remove_gateway(gateway_id: str, yes: bool) -> None:
+    """Remove a gateway: its AMQP user is deleted, its agencies unassigned (its row and
+    queues stay, for the record)."""
+    if not yes:
+        click.confirm(f"remove gateway {gateway_id}?", abort=True)
+
+    async def go(settings: Settings) -> None:
+        conn = await connect_db(settings)
+        try:
+            async with BrokerAdmin(settings.management_url) as admin:
+                freed = await directory.remove_gateway(
+                    conn, admin, settings.vhost, gateway_id, actor=_actor()
+                )
+        except LienthongError as exc:
+            fail(f"{exc.reason.name}: {exc.detail}", 2)
+            return
+        finally:
+            await conn.close()
+        click.echo(f"gateway {gateway_id}: removed ({freed} agencies unassigned)")
+
+    run_async(go)
 
 
 @gateways.command("list")

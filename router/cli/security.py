@@ -24,21 +24,26 @@ from router.cli._services import connect_db, fail, run_async
 from router.directory.credentials import rotate_credentials
 from router.outbox.signing import HUB_KEY_ENV, ReceiptSigner, generate_hub_key
 from router.security import certificates
-from router.security.audit import verify_chain
+from router.security.audit import AuditEntry, list_entries, verify_chain
 from router.settings import Settings
+from schemas.audit_anchor import check_extends, verify_anchor
 from schemas.reasons import LienthongError
 from schemas.receipt import ReceiptSignatureError, verify_receipt
 
-__all__ = ["audit", "certs", "receipt", "rotate_credentials_cmd"]
+__all__ = ["audit", "certs", "cli_actor", "receipt", "rotate_credentials_cmd"]
 
 EXIT_REFUSED = 2
 
 
-def _actor() -> str:
+def cli_actor() -> str:
+    """Who runs a command, for the audit log: ``cli:<OS user>``."""
     try:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
         return "cli"
+
+
+_actor = cli_actor
 
 
 def _refuse(exc: LienthongError) -> None:
@@ -241,10 +246,22 @@ def public_key(path: Path | None) -> None:
 @click.option("--public-key", "public_key_file", required=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The hub's public key (PEM), from `lienthong receipt public-key`.")
-def verify_cmd(file: Any, public_key_file: Path) -> None:
-    """Check that FILE (a receipt's JSON; '-' for stdin) was signed by the hub and not
-    altered. Exit 0 valid, 2 otherwise."""
+@click.option("--extends", "earlier_files", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="For an audit anchor: an earlier anchor FILE must extend (give the "
+                   "anchors in between too, if any). Repeatable.")
+def verify_cmd(file: Any, public_key_file: Path, earlier_files: tuple[Path, ...]) -> None:
+    """Check that FILE (a receipt's or an audit anchor's JSON; '-' for stdin) was signed by
+    the hub and not altered; for an anchor with --extends, that it follows the earlier
+    one. Exit 0 valid, 2 otherwise."""
     data = file.read()
+    try:
+        is_anchor = json.loads(data).get("type") == "audit.anchor"
+    except (ValueError, AttributeError):
+        is_anchor = False
+    if is_anchor or earlier_files:
+        _verify_anchor_cmd(data, public_key_file.read_bytes(), earlier_files)
+        return
     try:
         obj = verify_receipt(data, public_key_file.read_bytes())
     except (ReceiptSignatureError, ValueError) as exc:
@@ -255,6 +272,21 @@ def verify_cmd(file: Any, public_key_file: Path) -> None:
                           ensure_ascii=False))
 
 
+def _verify_anchor_cmd(data: bytes, key: bytes, earlier_files: tuple[Path, ...]) -> None:
+    try:
+        later = verify_anchor(data, key)
+        earlier = sorted((verify_anchor(p.read_bytes(), key) for p in earlier_files),
+                         key=lambda a: a.number)
+        if earlier:
+            check_extends(earlier[0], later, earlier[1:])
+    except ValueError as exc:  # ReceiptSignatureError, AnchorMismatch, malformed
+        click.echo(json.dumps({"valid": False, "error": str(exc)}, ensure_ascii=False))
+        sys.exit(EXIT_REFUSED)
+    click.echo(json.dumps({"valid": True, "type": "audit.anchor", "number": later.number,
+                           "seq": later.seq, "hash": later.hash,
+                           "extends": [a.number for a in earlier]}, ensure_ascii=False))
+
+
 # -- audit ------------------------------------------------------------------------------------
 
 
@@ -263,25 +295,60 @@ def audit() -> None:
     """The tamper-evident audit log (nhật ký kiểm toán)."""
 
 
+def _hub_public_key(public_key_file: Path | None) -> bytes:
+    """The hub's public key: --public-key, else derived from LIENTHONG_HUB_KEY."""
+    if public_key_file is not None:
+        return public_key_file.read_bytes()
+    env = os.environ.get(HUB_KEY_ENV)
+    if not env:
+        fail(f"a signed anchor needs --public-key (or {HUB_KEY_ENV})", EXIT_REFUSED)
+    try:
+        return ReceiptSigner.from_file(str(env)).public_key_pem()
+    except (OSError, ValueError, TypeError) as exc:
+        fail(f"{env}: {exc}", EXIT_REFUSED)
+        raise
+
+
+def _read_anchor(value: str, public_key_file: Path | None) -> tuple[int, bytes]:
+    """``--anchor``: ID:HEXHASH (from `audit head`) or a file holding a signed anchor (a
+    gateway's copy), whose signature must verify."""
+    if Path(value).is_file():
+        data = Path(value).read_bytes()
+        try:
+            return verify_anchor(data, _hub_public_key(public_key_file)).head
+        except ValueError as exc:
+            fail(f"{value}: {exc}", EXIT_REFUSED)
+            raise
+    try:
+        aid, ahash = value.split(":", 1)
+        return int(aid), bytes.fromhex(ahash)
+    except ValueError:
+        fail(f"--anchor {value!r}: give a signed anchor file or ID:HEXHASH", EXIT_REFUSED)
+        raise
+
+
 @audit.command("verify")
 @click.option("--json", "as_json", is_flag=True)
-@click.option("--anchor", metavar="ID:HASH",
-              help="A head printed earlier by `audit head`: the chain must still pass there.")
-def verify_audit(as_json: bool, anchor: str | None) -> None:
+@click.option("--anchor", "anchor_values", metavar="FILE|ID:HASH", multiple=True,
+              help="A signed anchor a gateway received (file), or a head printed earlier by "
+                   "`audit head`: the chain must still pass there. Repeatable.")
+@click.option("--public-key", "public_key_file",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help=f"The hub's public key for signed anchors (default: from ${HUB_KEY_ENV}).")
+def verify_audit(as_json: bool, anchor_values: tuple[str, ...],
+                 public_key_file: Path | None) -> None:
     """Recompute the hash chain. Exit 0 intact; exit 2 naming each edited, deleted or
-    reordered row."""
-    anchor_v: tuple[int, bytes] | None = None
-    if anchor:
-        try:
-            aid, ahash = anchor.split(":", 1)
-            anchor_v = (int(aid), bytes.fromhex(ahash))
-        except ValueError:
-            fail("--anchor is ID:HEXHASH", EXIT_REFUSED)
+    reordered row, or each anchor the chain no longer passes through."""
+    anchors_v = [_read_anchor(v, public_key_file) for v in anchor_values]
 
     async def go(settings: Settings) -> Any:
         conn = await connect_db(settings)
         try:
-            return await verify_chain(conn, anchor=anchor_v)
+            report = await verify_chain(conn, anchor=anchors_v[0] if anchors_v else None)
+            for extra in anchors_v[1:]:
+                more = await verify_chain(conn, anchor=extra, max_problems=0)
+                report.problems.extend(p for p in more.problems if p.kind == "anchor")
+            return report
         finally:
             await conn.close()
 
@@ -313,6 +380,74 @@ def head() -> None:
 
     row = run_async(go)
     click.echo(f"{row['last_id']}:{bytes(row['hash']).hex()}")
+
+
+@audit.command("list")
+@click.option("--since", help="Rows at or after this time (ISO 8601), e.g. 2026-11-21.")
+@click.option("--actor", help="cli:alice, api:bob, router, ...; a trailing * is a prefix.")
+@click.option("--action", help="gateway.added, agencies.imported, ...; a trailing . or * is a "
+                               "prefix (gateway. = every gateway change).")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def list_audit(since: str | None, actor: str | None, action: str | None, limit: int,
+               as_json: bool) -> None:
+    """Audit rows, newest first: who changed what, with the values before and after."""
+    try:
+        since_v = _when(since)
+    except ValueError:
+        fail(f"--since {since!r}: use ISO 8601", EXIT_REFUSED)
+        return
+
+    async def go(settings: Settings) -> list[AuditEntry]:
+        conn = await connect_db(settings)
+        try:
+            return await list_entries(conn, since=since_v, actor=actor, action=action,
+                                      limit=limit)
+        finally:
+            await conn.close()
+
+    rows = run_async(go)
+    if as_json:
+        for r in rows:
+            click.echo(json.dumps(r.as_dict(), ensure_ascii=False))
+        return
+    table = Table("id", "at", "actor", "action", "subject", "details")
+    for r in rows:
+        details = json.dumps(r.details, ensure_ascii=False)
+        table.add_row(str(r.id), r.at.strftime("%Y-%m-%d %H:%M:%S"), r.actor, r.action,
+                      r.subject, details if len(details) <= 160 else details[:157] + "...")
+    Console().print(table)
+
+
+@audit.command("anchor")
+def publish_anchor_cmd() -> None:
+    """Sign the chain's head with the hub key now and send it to every gateway (routers do
+    it every LIENTHONG_AUDIT_ANCHOR_SECONDS). Prints the anchor."""
+    from router.amqp import ssl_context_from_env
+    from router.security.anchors import publish_anchor
+    from router.topology import RECEIPTS
+
+    signer = ReceiptSigner.from_file(_key_path(None))
+
+    async def go(settings: Settings) -> Any:
+        import aio_pika
+        import asyncpg
+
+        pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=1)
+        try:
+            connection = await aio_pika.connect(settings.amqp_url,
+                                                ssl_context=ssl_context_from_env())
+            async with connection:
+                channel = await connection.channel(publisher_confirms=True)
+                exchange = await channel.get_exchange(RECEIPTS, ensure=False)
+                return await publish_anchor(pool, exchange, signer, interval=0, force=True)
+        finally:
+            await pool.close()
+
+    anchor = run_async(go)
+    if anchor is None:
+        fail("nothing to anchor (empty audit log) or another process is publishing", 1)
+    click.echo(anchor.to_json().decode())
 
 
 # -- gateways rotate-credentials --------------------------------------------------------------

@@ -9,7 +9,6 @@ the audit log. The password is returned once and stored nowhere by the hub.
 
 from __future__ import annotations
 
-import json
 import secrets
 from urllib.parse import quote
 
@@ -17,6 +16,7 @@ import asyncpg
 
 from router.broker_admin import BrokerAdmin
 from router.directory.registry import GatewayCredentials, sync_gateway_permissions
+from router.security import audit
 from schemas.reasons import LienthongError, Reason
 
 __all__ = ["close_user_connections", "rotate_credentials"]
@@ -54,11 +54,11 @@ async def rotate_credentials(
     await sync_gateway_permissions(conn, admin, vhost, gateway_id)
     async with conn.transaction():
         await conn.execute("UPDATE gateways SET updated_at = now() WHERE id = $1", gateway_id)
-        await conn.execute(
-            """INSERT INTO audit_log (actor, action, subject, details)
-               VALUES ($1, 'gateway.credentials_rotated', $2, $3::jsonb)""",
-            actor,
-            gateway_id,
-            json.dumps({"amqp_user": user, "status": rec["status"]}),
+        await audit.append(
+            conn, actor, "gateway.credentials_rotated", gateway_id,
+            {"amqp_user": user, "status": rec["status"],
+             "before": {"credentials": "previous password (not recorded)"},
+             "after": {"credentials": "new password (not recorded)",
+                       "connections": "closed"}},
         )
     return GatewayCredentials(gateway_id=gateway_id, user=user, password=password)

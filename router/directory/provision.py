@@ -40,6 +40,7 @@ async def provision_gateway(
     kind: str = "agency",
     serves: Sequence[str] = (),
     password: str | None = None,
+    actor: str = "operator",
 ) -> GatewayCredentials:
     connection = await aio_pika.connect(settings.amqp_url, ssl_context=ssl_context_from_env())
     async with connection:
@@ -55,6 +56,7 @@ async def provision_gateway(
         serves=serves,
         password=password,
         user_prefix=settings.amqp_user_prefix,
+        actor=actor,
     )
 
 

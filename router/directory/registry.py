@@ -8,11 +8,16 @@ import) or by the first gateway whose pattern matches.
 Provisioning a gateway creates its AMQP user with least privilege: no configure rights,
 write only to ``lt.submit`` with the routing key restricted (topic permission) to the codes
 it serves, read only its own two queues.
+
+Every change here is appended to the audit log (``router.security.audit``) in the same
+transaction, with the ``actor`` given and the values before and after; never a password.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import re
 import secrets
 from collections.abc import Iterable, Sequence
@@ -22,6 +27,7 @@ from pathlib import Path
 
 from router.broker_admin import BrokerAdmin
 from router.ledger import Conn
+from router.security import audit
 from router.topology import SUBMIT, inbox_queue, receipts_queue
 from schemas.agency_code import normalize
 from schemas.reasons import LienthongError, Reason
@@ -35,6 +41,7 @@ __all__ = [
     "import_agencies",
     "pattern_matches",
     "read_agencies_csv",
+    "remove_gateway",
     "set_gateway_status",
     "sync_gateway_permissions",
 ]
@@ -130,8 +137,13 @@ async def _gateway_serves(conn: Conn) -> list[tuple[str, list[str]]]:
     return [(r["id"], list(r["serves"])) for r in rows]
 
 
-async def import_agencies(conn: Conn, rows: Sequence[AgencyRow]) -> ImportResult:
+async def import_agencies(
+    conn: Conn, rows: Sequence[AgencyRow], *, actor: str = "operator"
+) -> ImportResult:
     """Upsert agencies and their aliases in one transaction. Re-importing is harmless.
+
+    One ``agencies.imported`` audit row records the summary, a digest of what changed and
+    the first changes with their values before and after.
 
     Raises LienthongError(GATEWAY_UNKNOWN) naming gateways that do not exist, and
     LienthongError(BAD_AGENCY_CODE) when one alias would name two agencies.
@@ -152,6 +164,8 @@ async def import_agencies(conn: Conn, rows: Sequence[AgencyRow]) -> ImportResult
                         Reason.BAD_AGENCY_CODE,
                         f"alias {alias} names both {owner[alias]} and {code}",
                     )
+        before = await _agencies_before(conn, rows, owner)
+        changes: list[dict[str, object]] = []
         for r in rows:
             code = normalize(r.code)
             gateway = r.gateway or next(
@@ -179,6 +193,9 @@ async def import_agencies(conn: Conn, rows: Sequence[AgencyRow]) -> ImportResult
             else:
                 result.updated += 1
             aliases = sorted({code, *(normalize(a) for a in r.aliases)})
+            change = _agency_change(before, code, r, gateway, aliases)
+            if change is not None:
+                changes.append(change)
             await conn.execute(
                 """INSERT INTO agency_aliases (alias, agency_id)
                    SELECT unnest($1::text[]), $2
@@ -187,7 +204,77 @@ async def import_agencies(conn: Conn, rows: Sequence[AgencyRow]) -> ImportResult
                 rec["id"],
             )
             result.aliases += len(aliases)
+        await audit.append(conn, actor, "agencies.imported", f"{len(rows)} rows",
+                           _import_summary(result, changes))
     return result
+
+
+@dataclass(slots=True)
+class _Before:
+    agencies: dict[str, tuple[str, str | None, str | None]]  # code -> name, parent, gateway
+    alias_owner: dict[str, str]  # alias -> code of the agency it named
+
+
+async def _agencies_before(conn: Conn, rows: Sequence[AgencyRow], owner: dict[str, str]) -> _Before:
+    codes = sorted({normalize(r.code) for r in rows})
+    recs = await conn.fetch(
+        "SELECT code, name, parent_code, gateway_id FROM agencies WHERE code = ANY($1::text[])",
+        codes,
+    )
+    aliases = await conn.fetch(
+        """SELECT al.alias, a.code FROM agency_aliases al JOIN agencies a ON a.id = al.agency_id
+           WHERE al.alias = ANY($1::text[])""",
+        sorted(owner),
+    )
+    return _Before(
+        {r["code"]: (r["name"], r["parent_code"], r["gateway_id"]) for r in recs},
+        {r["alias"]: r["code"] for r in aliases},
+    )
+
+
+def _agency_change(
+    before: _Before, code: str, r: AgencyRow, gateway: str | None, aliases: list[str]
+) -> dict[str, object] | None:
+    """What the import changes for one agency, or None when nothing."""
+    old = before.agencies.get(code)
+    parent = normalize(r.parent) if r.parent else None
+    new = (r.name, parent, gateway if gateway is not None or old is None else old[2])
+    moved = {a: before.alias_owner[a] for a in aliases
+             if a in before.alias_owner and before.alias_owner[a] != code}
+    added = [a for a in aliases if a not in before.alias_owner]
+    if old == new and not moved and not added:
+        return None
+    keys = ("name", "parent", "gateway")
+    change: dict[str, object] = {
+        "code": code,
+        "before": None if old is None else dict(zip(keys, old, strict=True)),
+        "after": dict(zip(keys, new, strict=True)),
+    }
+    if added:
+        change["aliases_added"] = added
+    if moved:
+        change["aliases_moved_from"] = moved
+    return change
+
+
+_SAMPLE = 20  # changes written out in full; the digest covers them all
+
+
+def _import_summary(result: ImportResult, changes: list[dict[str, object]]) -> dict[str, object]:
+    digest = hashlib.sha256()
+    for c in changes:  # in import order, each change as canonical JSON on its own line
+        digest.update(json.dumps(c, ensure_ascii=False, sort_keys=True).encode() + b"\n")
+    return {
+        "created": result.created,
+        "updated": result.updated,
+        "changed": len(changes),
+        "unchanged": result.created + result.updated - len(changes),
+        "aliases_moved": sum(1 for c in changes if "aliases_moved_from" in c),
+        "unassigned": len(result.unassigned),
+        "changes_sha256": digest.hexdigest(),
+        "changes": changes[:_SAMPLE],
+        "changes_truncated": len(changes) > _SAMPLE,
+    }
 
 
 async def _assigned_codes(conn: Conn, gateway_id: str) -> list[str]:
@@ -239,8 +326,13 @@ async def add_gateway(
     serves: Sequence[str] = (),
     password: str | None = None,
     user_prefix: str = "",
+    actor: str = "operator",
 ) -> GatewayCredentials:
     """Register a gateway, assign the agencies it serves, create its AMQP user.
+
+    Adding an existing id updates it (name, kind, ``serves``) and sets a new password:
+    audited as ``gateway.updated`` with the values before and after, a new one as
+    ``gateway.added``.
 
     Queues are declared by the caller (``topology.declare_gateway``), which holds an AMQP
     connection with configure rights. Returns the credentials; they are shown once.
@@ -253,11 +345,17 @@ async def add_gateway(
     user = f"{user_prefix}{gateway_id}"
     password = password or secrets.token_urlsafe(24)
     async with conn.transaction():
+        old = await conn.fetchrow(
+            "SELECT name, kind, serves, status, amqp_user FROM gateways WHERE id = $1 FOR UPDATE",
+            gateway_id,
+        )
         await conn.execute(
             """INSERT INTO gateways (id, name, kind, amqp_user, serves)
                VALUES ($1, $2, $3, $5, $4)
                ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
                    serves = EXCLUDED.serves, amqp_user = EXCLUDED.amqp_user,
+                   status = CASE WHEN gateways.status = 'removed' THEN 'active'
+                                 ELSE gateways.status END,
                    updated_at = now()""",
             gateway_id,
             name,
@@ -265,28 +363,88 @@ async def add_gateway(
             serves_n,
             user,
         )
+        taken: list[str] = []
         if serves_n:
-            rows = await conn.fetch("SELECT id, code FROM agencies")
-            ids = [
-                r["id"] for r in rows if any(pattern_matches(p, r["code"]) for p in serves_n)
-            ]
+            rows = await conn.fetch("SELECT id, code, gateway_id FROM agencies")
+            matched = [r for r in rows if any(pattern_matches(p, r["code"]) for p in serves_n)]
+            taken = sorted(r["code"] for r in matched if r["gateway_id"] != gateway_id)
             await conn.execute(
                 "UPDATE agencies SET gateway_id = $1, updated_at = now() WHERE id = ANY($2)",
                 gateway_id,
-                ids,
+                [r["id"] for r in matched],
             )
+        after = {"name": name, "kind": kind, "serves": serves_n, "amqp_user": user,
+                 "status": "active" if old is None or old["status"] == "removed"
+                 else old["status"]}
+        await audit.append(
+            conn, actor, "gateway.added" if old is None else "gateway.updated", gateway_id,
+            {"before": None if old is None else {k: (list(v) if k == "serves" else v)
+                                                  for k, v in old.items()},
+             "after": after,
+             "agencies_assigned": len(taken),
+             "agencies_assigned_sample": taken[:_SAMPLE],
+             "credentials": "new password set (not recorded)"},
+        )
     await admin.put_user(user, password)
     await sync_gateway_permissions(conn, admin, vhost, gateway_id)
     return GatewayCredentials(gateway_id=gateway_id, user=user, password=password)
 
 
 async def set_gateway_status(
-    conn: Conn, admin: BrokerAdmin, vhost: str, gateway_id: str, status: str
+    conn: Conn, admin: BrokerAdmin, vhost: str, gateway_id: str, status: str,
+    *, actor: str = "operator",
 ) -> None:
-    """Suspend (``suspended``) or resume (``active``) a gateway in the ledger and RabbitMQ."""
-    done = await conn.execute(
-        "UPDATE gateways SET status = $2, updated_at = now() WHERE id = $1", gateway_id, status
-    )
-    if done.endswith(" 0"):
-        raise LienthongError(Reason.GATEWAY_UNKNOWN, gateway_id)
+    """Suspend (``suspended``) or resume (``active``) a gateway in the ledger and RabbitMQ.
+    Audited as ``gateway.suspended`` / ``gateway.resumed`` with the status before."""
+    if status not in ("active", "suspended"):
+        raise ValueError(f"status {status!r}: active or suspended")
+    async with conn.transaction():
+        old = await conn.fetchval(
+            "SELECT status FROM gateways WHERE id = $1 FOR UPDATE", gateway_id
+        )
+        if old is None or old == "removed":
+            raise LienthongError(Reason.GATEWAY_UNKNOWN, gateway_id)
+        await conn.execute(
+            "UPDATE gateways SET status = $2, updated_at = now() WHERE id = $1", gateway_id,
+            status,
+        )
+        await audit.append(
+            conn, actor, "gateway.resumed" if status == "active" else "gateway.suspended",
+            gateway_id, {"before": {"status": old}, "after": {"status": status}},
+        )
     await sync_gateway_permissions(conn, admin, vhost, gateway_id)
+
+
+async def remove_gateway(
+    conn: Conn, admin: BrokerAdmin, vhost: str, gateway_id: str, *, actor: str = "operator"
+) -> int:
+    """Remove a gateway: its AMQP user is deleted (its connections end), it serves nothing
+    and its agencies are unassigned; its row stays, as documents refer to it. Audited as
+    ``gateway.removed``. Returns the number of agencies unassigned."""
+    async with conn.transaction():
+        old = await conn.fetchrow(
+            "SELECT name, kind, serves, status, amqp_user FROM gateways WHERE id = $1 FOR UPDATE",
+            gateway_id,
+        )
+        if old is None or old["status"] == "removed":
+            raise LienthongError(Reason.GATEWAY_UNKNOWN, gateway_id)
+        freed = await conn.fetch(
+            "UPDATE agencies SET gateway_id = NULL, updated_at = now() WHERE gateway_id = $1 "
+            "RETURNING code",
+            gateway_id,
+        )
+        await conn.execute(
+            "UPDATE gateways SET status = 'removed', serves = '{}', updated_at = now() "
+            "WHERE id = $1",
+            gateway_id,
+        )
+        codes = sorted(r["code"] for r in freed)
+        await audit.append(
+            conn, actor, "gateway.removed", gateway_id,
+            {"before": {k: (list(v) if k == "serves" else v) for k, v in old.items()},
+             "after": {"status": "removed", "serves": []},
+             "agencies_unassigned": len(codes),
+             "agencies_unassigned_sample": codes[:_SAMPLE]},
+        )
+    await admin.delete_user(old["amqp_user"])
+    return len(codes)

@@ -131,6 +131,10 @@ class TokenStore:
             parts.append(Path(path).read_text("utf-8"))
         return cls.parse("\n".join(parts))
 
+    def digests(self) -> list[tuple[bytes, Principal]]:
+        """(SHA-256 of the token, its principal) for each token: for the audit log."""
+        return list(self._entries.items())
+
     def authenticate(self, token: str) -> Principal | None:
         digest = _digest(token)
         found: Principal | None = None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from router.ops.audit_api import AUDIT_PATHS
+
 __all__ = ["openapi_document"]
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -284,5 +286,6 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _ok("job", _OBJ), **_errors(400, 401, 404)},
                 }
             },
+            **AUDIT_PATHS,
         },
     }

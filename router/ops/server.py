@@ -34,9 +34,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from router import migrate
 from router.broker_admin import BrokerAdmin, BrokerAdminError
 from router.ops.api import add_api_routes
+from router.ops.audit_api import add_audit_routes, record_tokens_loaded
 from router.ops.auth import PRINCIPAL, TokenStore, auth_middleware, error_response
 from router.ops.context import CTX, OpsContext, thresholds_from_env
 from router.ops.gauges import GaugeRefresher
+from router.security import posture
 from router.settings import Settings
 
 __all__ = ["STATIC_DIR", "create_app", "serve"]
@@ -144,9 +146,11 @@ def create_app(
     tokens: TokenStore,
     pool: asyncpg.Pool | None = None,
     refresh_interval: float | None = 15.0,
+    record_start: bool = True,
 ) -> web.Application:
     """The ops application. Without ``pool`` it opens (and closes) its own; with
-    ``refresh_interval`` None the background gauge refresh is off (tests)."""
+    ``refresh_interval`` None the background gauge refresh is off (tests). At start it
+    appends the tokens loaded and any weakened setting to the audit log."""
     app = web.Application(middlewares=[request_context, auth_middleware(tokens)])
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -156,6 +160,10 @@ def create_app(
         admin = BrokerAdmin(settings.management_url)
         ctx = OpsContext(settings, db, admin, tokens, thresholds=thresholds_from_env())
         app[CTX] = ctx
+        if record_start:
+            async with ctx.conn() as conn:
+                await record_tokens_loaded(conn, tokens)
+                await posture.record_start(conn, "ops", settings, receipts_signed=None)
         stop = asyncio.Event()
         refresher: asyncio.Task[None] | None = None
         if refresh_interval:
@@ -180,6 +188,7 @@ def create_app(
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC_DIR, show_index=False)
     add_api_routes(app)
+    add_audit_routes(app)
     return app
 
 

@@ -26,12 +26,13 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from schemas.receipt import Receipt, receipt_key_id
+from schemas.receipt import Receipt, canonical_receipt_bytes, receipt_key_id
 
 __all__ = ["HUB_KEY_ENV", "ReceiptSigner", "generate_hub_key", "load_signer"]
 
@@ -72,6 +73,14 @@ class ReceiptSigner:
                 "value": base64.b64encode(value).decode(),
             },
         )
+
+    def sign_object(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Any JSON object signed like a receipt (its canonical form, ``signature`` member
+        set): the audit anchors (``schemas.audit_anchor``)."""
+        value = self._key.sign(canonical_receipt_bytes(obj))
+        return {**{k: v for k, v in obj.items() if k != "signature"},
+                "signature": {"alg": "Ed25519", "kid": self.key_id,
+                              "value": base64.b64encode(value).decode()}}
 
     def public_key_pem(self) -> bytes:
         return self._key.public_key().public_bytes(

@@ -54,6 +54,7 @@ from router.outbox.signing import load_signer
 from router.recovery import deadlines, parking
 from router.routing import faults
 from router.routing.batch import BatchPlan, BatchRouter, Copy, Incoming, OutgoingReceipt, derive_id
+from router.security import anchors, posture
 from router.settings import Settings
 from schemas import ParseLimits
 from schemas.reasons import Reason
@@ -141,7 +142,13 @@ class RouterWorker:
             parking = await parking_channel.get_queue(topology.PARKING)
             await parking.consume(self._on_parked)
             log.info("router.started", batch_size=self.settings.batch_size, pid=os.getpid())
+            async with self.pool.acquire() as conn:
+                await posture.record_start(conn, "router", self.settings,
+                                           receipts_signed=self._signer is not None)
             sweeper = asyncio.create_task(self._sweep_deadlines(stop))
+            anchoring = asyncio.create_task(anchors.anchor_loop(
+                self.pool, self._receipts, self._signer,
+                interval=self.settings.audit_anchor_seconds, stop=stop))
             try:
                 while not stop.is_set():
                     batch = await self._next_batch(stop)
@@ -157,6 +164,7 @@ class RouterWorker:
                         await asyncio.sleep(0.5)
             finally:
                 sweeper.cancel()
+                anchoring.cancel()
                 with contextlib.suppress(Exception):
                     await queue.cancel(tag)
                 log.info("router.stopped", **self._stats_dict())

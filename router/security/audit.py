@@ -1,4 +1,13 @@
-"""Checking the audit log's hash chain: was any row edited, deleted or reordered?
+"""The audit log: the ONE place rows are appended (:func:`append`, :func:`append_many`),
+listed (:func:`list_entries`) and checked (:func:`verify_chain`).
+
+Every change to the trust configuration (gateways, their ``serves``, agencies and aliases,
+certificates, signature policies, ops tokens, settings that weaken security) is appended
+with who did it (``cli:<os user>``, ``api:<token name>``, ``router``...), what, and
+``{"before": ..., "after": ...}``; never a secret. Routing events (packages accepted and
+rejected) are appended by the routing batch in the same transaction as the ledger rows.
+
+Checking the chain: was any row edited, deleted or reordered?
 
 Each row's hash is ``sha256(prev_hash || convert_to(id|at|actor|action|subject|details,
 'UTF8'))`` (the ``audit_chain()`` trigger of the ledger). :func:`verify_chain` recomputes
@@ -22,12 +31,123 @@ against a hash recorded elsewhere: ``lienthong audit head`` prints the head to n
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-__all__ = ["AuditProblem", "AuditReport", "verify_chain"]
+from router.ledger import Conn
+
+__all__ = [
+    "AuditEntry",
+    "AuditProblem",
+    "AuditReport",
+    "append",
+    "append_many",
+    "list_entries",
+    "verify_chain",
+]
+
+# Keys whose values are never written to the log, whatever a caller passes.
+_SECRET_KEYS = frozenset({"password", "secret", "token", "private_key", "key_pem"})
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: ("<redacted>" if k in _SECRET_KEYS else _scrub(v)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def _details_json(details: Mapping[str, Any]) -> str:
+    return json.dumps(_scrub(details), ensure_ascii=False, sort_keys=True, default=str)
+
+
+async def append(
+    conn: Conn, actor: str, action: str, subject: str, details: Mapping[str, Any] | None = None
+) -> None:
+    """Append one row (inside the caller's transaction, if any): the chain trigger gives
+    it its id and hash. ``details`` is JSON; keys named like secrets are redacted."""
+    await conn.execute(
+        "INSERT INTO audit_log (actor, action, subject, details) VALUES ($1, $2, $3, $4::jsonb)",
+        actor,
+        action,
+        subject,
+        _details_json(details or {}),
+    )
+
+
+async def append_many(
+    conn: Conn, rows: Sequence[tuple[str, str, str, Mapping[str, Any] | str]]
+) -> None:
+    """Append ``(actor, action, subject, details)`` rows in one statement (hot paths:
+    a routing batch). ``details`` may be JSON text already."""
+    if not rows:
+        return
+    await conn.execute(
+        """INSERT INTO audit_log (actor, action, subject, details)
+           SELECT a, b, c, d::jsonb
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(a, b, c, d)""",
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] if isinstance(r[3], str) else _details_json(r[3]) for r in rows],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str
+    details: dict[str, Any]
+    hash: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "at": self.at.isoformat(), "actor": self.actor,
+                "action": self.action, "subject": self.subject, "details": self.details,
+                "hash": self.hash}
+
+
+async def list_entries(
+    conn: Conn,
+    *,
+    since: datetime | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    limit: int = 100,
+    before_id: int | None = None,
+) -> list[AuditEntry]:
+    """The newest rows first, filtered. ``action`` ending in ``.`` or ``*`` is a prefix
+    (``gateway.`` = every gateway change); ``actor`` likewise (``cli:*``)."""
+
+    def pattern(value: str | None) -> str | None:
+        if value is None:
+            return None
+        esc = value.rstrip("*").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return esc + "%" if value.endswith(("*", ".")) else esc
+
+    rows = await conn.fetch(
+        """SELECT id, at, actor, action, subject, details::text AS details, hash
+           FROM audit_log
+           WHERE ($1::timestamptz IS NULL OR at >= $1)
+             AND ($2::text IS NULL OR actor LIKE $2)
+             AND ($3::text IS NULL OR action LIKE $3)
+             AND ($4::bigint IS NULL OR id < $4)
+           ORDER BY id DESC LIMIT $5""",
+        since, pattern(actor), pattern(action), before_id, max(1, min(limit, 10_000)),
+    )
+    return [
+        AuditEntry(r["id"], r["at"], r["actor"], r["action"], r["subject"],
+                   json.loads(r["details"]), bytes(r["hash"]).hex())
+        for r in rows
+    ]
 
 # Each row's text is built with exactly the expression of audit_chain(); only wrong rows
 # leave the server (with their text, to find where a moved row came from).

@@ -16,7 +16,6 @@ VNPT-CA or Ban Cơ yếu issued alike), which is what decides trust on the axis.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Literal, get_args
@@ -27,6 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from router.security import audit
 from schemas.reasons import LienthongError, Reason
 from schemas.signature import certificate_fingerprint
 
@@ -137,18 +137,6 @@ def _record(r: asyncpg.Record) -> CertificateRecord:
     )
 
 
-async def _audit(
-    conn: asyncpg.Connection, actor: str, action: str, subject: str, details: dict[str, object]
-) -> None:
-    await conn.execute(
-        "INSERT INTO audit_log (actor, action, subject, details) VALUES ($1, $2, $3, $4::jsonb)",
-        actor,
-        action,
-        subject,
-        json.dumps(details, ensure_ascii=False),
-    )
-
-
 async def add_certificate(
     conn: asyncpg.Connection,
     gateway_id: str,
@@ -175,9 +163,11 @@ async def add_certificate(
     async with conn.transaction():
         if await conn.fetchval("SELECT 1 FROM gateways WHERE id = $1", gateway_id) is None:
             raise LienthongError(Reason.GATEWAY_UNKNOWN, gateway_id)
-        owner = await conn.fetchval(
-            "SELECT gateway_id FROM certificates WHERE fingerprint = $1", fp
+        prior = await conn.fetchrow(
+            "SELECT gateway_id, not_before, not_after FROM certificates WHERE fingerprint = $1",
+            fp,
         )
+        owner = prior["gateway_id"] if prior is not None else None
         if owner is not None and owner != gateway_id:
             raise LienthongError(
                 Reason.CERTIFICATE_UNKNOWN,
@@ -201,13 +191,16 @@ async def add_certificate(
             cert.public_bytes(serialization.Encoding.DER),
         )
         assert row is not None
-        await _audit(
+        await audit.append(
             conn,
             actor,
-            "certificate.added",
+            "certificate.added" if prior is None else "certificate.updated",
             gateway_id,
-            {"fingerprint": fp, "subject": row["subject"], "not_before": start.isoformat(),
-             "not_after": end.isoformat()},
+            {"fingerprint": fp, "subject": row["subject"], "issuer": row["issuer"],
+             "before": None if prior is None else {
+                 "not_before": prior["not_before"].isoformat(),
+                 "not_after": prior["not_after"].isoformat()},
+             "after": {"not_before": start.isoformat(), "not_after": end.isoformat()}},
         )
     return _record(row)
 
@@ -251,6 +244,12 @@ async def revoke_certificate(
     revocation time. Raises LienthongError(CERTIFICATE_UNKNOWN)."""
     async with conn.transaction():
         fp = await resolve_fingerprint(conn, fingerprint)
+        prior = await conn.fetchrow(
+            "SELECT revoked_at, revoked_reason FROM certificates WHERE fingerprint = $1 "
+            "FOR UPDATE",
+            fp,
+        )
+        assert prior is not None
         row = await conn.fetchrow(
             """UPDATE certificates
                SET revoked_at = COALESCE(revoked_at, $2),
@@ -261,12 +260,17 @@ async def revoke_certificate(
             reason or None,
         )
         assert row is not None
-        await _audit(
+        await audit.append(
             conn,
             actor,
             "certificate.revoked",
             row["gateway_id"],
-            {"fingerprint": fp, "reason": reason, "revoked_at": row["revoked_at"].isoformat()},
+            {"fingerprint": fp, "reason": reason,
+             "before": {"revoked_at": prior["revoked_at"].isoformat()
+                        if prior["revoked_at"] else None,
+                        "revoked_reason": prior["revoked_reason"]},
+             "after": {"revoked_at": row["revoked_at"].isoformat(),
+                       "revoked_reason": row["revoked_reason"]}},
         )
     return _record(row)
 
@@ -288,8 +292,9 @@ async def set_signature_policy(
             gateway_id,
             policy,
         )
-        await _audit(
-            conn, actor, "gateway.signature_policy", gateway_id, {"from": old, "to": policy}
+        await audit.append(
+            conn, actor, "gateway.signature_policy", gateway_id,
+            {"before": {"signature_policy": old}, "after": {"signature_policy": policy}},
         )
 
 

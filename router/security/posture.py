@@ -1,0 +1,58 @@
+"""Settings that weaken security, recorded in the audit log when a process starts.
+
+A router or the ops service started with the AMQP link in clear text (``amqp://``), with
+receipts unsigned (no ``LIENTHONG_HUB_KEY``) or with fault injection on
+(``LIENTHONG_ENABLE_FAULTS=1``) appends one ``process.weakened`` row naming what is weak,
+with the weaknesses the previous such start of that process had (``before``) and its own
+(``after``). A start with nothing weakened appends nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+from router.ledger import Conn
+from router.security import audit
+from router.settings import Settings
+
+__all__ = ["record_start", "weaknesses"]
+
+
+def weaknesses(
+    settings: Settings, *, receipts_signed: bool | None, environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """What weakens security in this process's settings (``receipts_signed`` None: the
+    process signs nothing, so it is not asked)."""
+    env = os.environ if environ is None else environ
+    out = []
+    if not settings.amqp_url.startswith("amqps://"):
+        out.append("amqp_tls_off")
+    if receipts_signed is False:
+        out.append("receipts_unsigned")
+    if env.get("LIENTHONG_ENABLE_FAULTS") == "1":
+        out.append("faults_enabled")
+    return out
+
+
+async def record_start(
+    conn: Conn, process: str, settings: Settings, *, receipts_signed: bool | None
+) -> list[str]:
+    """Append ``process.weakened`` when ``weaknesses`` finds any; returns them."""
+    weak = weaknesses(settings, receipts_signed=receipts_signed)
+    if not weak:
+        return weak
+    prev = await conn.fetchval(
+        "SELECT details::text FROM audit_log WHERE action = 'process.weakened' "
+        "AND subject = $1 ORDER BY id DESC LIMIT 1",
+        process,
+    )
+    before: Any = json.loads(prev).get("after") if prev else None
+    await audit.append(
+        conn, process, "process.weakened", process,
+        {"before": before, "after": weak, "host": socket.gethostname(), "pid": os.getpid()},
+    )
+    return weak
