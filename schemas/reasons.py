@@ -11,12 +11,15 @@ Numeric codes are grouped by the stage that rejects:
 ====  =====================================================
 1xxx  the file itself: size, XML safety, edXML structure
 2xxx  the directory and authorisation: agencies, gateways
-3xxx  the ledger: duplicates, status lifecycle, business flows
+3xxx  the ledger: duplicates, status lifecycle, business flows;
+      3100-3109 the message's AMQP envelope (type, unreadable properties)
 4xxx  signatures and certificates
 5xxx  delivery: undeliverable, parked, processing errors
 ====  =====================================================
 
-Numeric codes are never reused or renumbered. Warnings (:class:`WarningCode`) are a
+Numeric codes are never reused or renumbered: a removed reason's code stays in
+:data:`RETIRED_CODES`. Reasons that nothing raises yet are listed, with why they are kept,
+in :data:`RESERVED`. Warnings (:class:`WarningCode`) are a
 separate set: a warning never stops a package.
 """
 
@@ -27,6 +30,8 @@ from enum import Enum
 from typing import Any
 
 __all__ = [
+    "RESERVED",
+    "RETIRED_CODES",
     "LienthongError",
     "PackageRejected",
     "Reason",
@@ -245,6 +250,19 @@ class Reason(Enum):
         "ResponseFor/OrganId không phải cơ quan gửi văn bản",
         "ResponseFor/OrganId is not the sender of the document",
     )
+    # 3100-3109 the message's AMQP envelope (properties and headers)
+    TYPE_MISSING = _ReasonInfo(
+        3100,
+        "Thiếu thuộc tính AMQP type (edoc hoặc status)",
+        "The AMQP type property (edoc or status) is missing",
+        22,
+    )
+    ENVELOPE_UNREADABLE = _ReasonInfo(
+        3101,
+        "Không đọc được khóa định tuyến, thuộc tính hoặc tiêu đề AMQP của thông điệp",
+        "The message's routing key, AMQP properties or headers cannot be read",
+        22,
+    )
     # 4xxx signatures
     SIGNATURE_REQUIRED = _ReasonInfo(
         4001, "Gói tin phải có chữ ký số", "The package must carry a digital signature"
@@ -275,12 +293,8 @@ class Reason(Enum):
         "The package could not be routed to the recipient gateway's queue",
         final=False,
     )
-    NOT_CONSUMED = _ReasonInfo(
-        5002,
-        "Hệ thống nhận chưa lấy gói tin quá thời hạn",
-        "The recipient gateway has not taken the package in time",
-        final=False,
-    )
+    # 5002 (NOT_CONSUMED) is retired: a copy not taken in time is a delivery state
+    # (``not_arrived``), never a reason
     POISON = _ReasonInfo(
         5003,
         "Gói tin gây lỗi xử lý nhiều lần, đã chuyển vào khu cách ly",
@@ -425,8 +439,20 @@ class PackageRejected(LienthongError):
         self.warnings = warnings
 
 
-# Guard: the numeric codes are unique (a test also checks this).
-_codes: dict[int, str] = {}
+# Codes once used and removed: never given to another reason.
+RETIRED_CODES: dict[int, str] = {5002: "NOT_CONSUMED"}
+
+# Reasons nothing raises yet, kept on purpose (a test checks that every other reason is
+# raised somewhere).
+RESERVED: dict[Reason, str] = {
+    Reason.PROCESSING_ERROR: "the current axis's code 21 for a hub-side failure; reserved "
+    "for errors answered to operators and gateways that are no package's fault",
+    Reason.PARKED_DROPPED: "for telling a sender that an operator dropped its parked "
+    "package (`lienthong parking drop`)",
+}
+
+# Guard: the numeric codes are unique and never reuse a retired one (a test also checks this).
+_codes: dict[int, str] = dict(RETIRED_CODES)
 for _r in Reason:
     if _r.code in _codes:
         raise RuntimeError(f"duplicate reason code {_r.code}: {_r.name} and {_codes[_r.code]}")

@@ -129,7 +129,16 @@ class Hub:
             task = asyncio.create_task(worker.run(stop))
             self._workers.append((task, stop, worker))
             started.append(worker)
-        await asyncio.sleep(0.3)
+        from router import topology
+        from tests.polling import eventually
+
+        async def consuming() -> bool:
+            for task, _, _ in self._workers:
+                if task.done():  # a worker that died on start: its error, not a time-out
+                    task.result()
+            return await consumers(self, topology.ROUTER_IN) >= len(self._workers)
+
+        await eventually(consuming, timeout=30, what="routers consuming lt.router.in")
         return started
 
     async def stop_routers(self) -> None:
@@ -207,3 +216,14 @@ async def queue_depth(hub: Hub, name: str) -> int:
         channel = await connection.channel()
         q = await channel.declare_queue(name, passive=True)
         return int(q.declaration_result.message_count or 0)
+
+
+async def consumers(hub: Hub, name: str) -> int:
+    """Consumers of a queue, read from the broker itself."""
+    import aio_pika
+
+    connection = await aio_pika.connect(hub.settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        q = await channel.declare_queue(name, passive=True)
+        return int(q.declaration_result.consumer_count or 0)

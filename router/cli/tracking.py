@@ -204,7 +204,7 @@ def deadlines(not_arrived_after: float, watch: float | None) -> None:
                     await publishing.publish_all(
                         exchange,
                         [(publishing.receipt_message(r.receipt), r.gateway_id)
-                         for r in res.receipts],
+                         for r in res.receipts if r.gateway_id is not None],
                         mandatory=False,
                     )
                     click.echo(f"{datetime.now(VIETNAM):%H:%M:%S} flagged {res.not_arrived} "

@@ -40,6 +40,7 @@ class OpsContext:
     admin: BrokerAdmin
     tokens: TokenStore
     thresholds: HealthThresholds = field(default_factory=HealthThresholds)
+    snapshot_ttl: float = 2.0  # seconds the queue statistics are reused (tests: 0)
     snapshot: QueueSnapshot = field(init=False)
     jobs: set[asyncio.Task[object]] = field(default_factory=set)
     _amqp: AbstractRobustConnection | None = None
@@ -47,7 +48,7 @@ class OpsContext:
     _amqp_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
-        self.snapshot = QueueSnapshot(self.admin, self.settings.vhost)
+        self.snapshot = QueueSnapshot(self.admin, self.settings.vhost, ttl=self.snapshot_ttl)
 
     @contextlib.asynccontextmanager
     async def conn(self) -> AsyncIterator[asyncpg.Connection]:

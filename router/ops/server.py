@@ -147,9 +147,11 @@ def create_app(
     pool: asyncpg.Pool | None = None,
     refresh_interval: float | None = 15.0,
     record_start: bool = True,
+    snapshot_ttl: float = 2.0,
 ) -> web.Application:
     """The ops application. Without ``pool`` it opens (and closes) its own; with
-    ``refresh_interval`` None the background gauge refresh is off (tests). At start it
+    ``refresh_interval`` None the background gauge refresh is off (tests);
+    ``snapshot_ttl``: seconds the broker's queue statistics are reused (tests: 0). At start it
     appends the tokens loaded and any weakened setting to the audit log."""
     app = web.Application(middlewares=[request_context, auth_middleware(tokens)])
 
@@ -158,7 +160,8 @@ def create_app(
         # min_size=0: start (and answer /healthz, /readyz 503) even while PostgreSQL is away
         db = pool or await asyncpg.create_pool(settings.database_url, min_size=0, max_size=8)
         admin = BrokerAdmin(settings.management_url)
-        ctx = OpsContext(settings, db, admin, tokens, thresholds=thresholds_from_env())
+        ctx = OpsContext(settings, db, admin, tokens, thresholds=thresholds_from_env(),
+                         snapshot_ttl=snapshot_ttl)
         app[CTX] = ctx
         if record_start:
             async with ctx.conn() as conn:

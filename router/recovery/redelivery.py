@@ -298,7 +298,8 @@ async def run(
                     events = await delivery_events(conn, ids, cause=f"redelivered:{job.id}")
                 await publish_all(
                     receipts,
-                    [(receipt_message(e.receipt), e.gateway_id) for e in events],
+                    [(receipt_message(e.receipt), e.gateway_id) for e in events
+                     if e.gateway_id is not None],
                     mandatory=False,
                 )
             if progress:

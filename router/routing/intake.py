@@ -416,7 +416,10 @@ class RouterWorker:
         messages = [
             publishing.receipt_message(sign(r.receipt) if sign else r.receipt) for r in receipts
         ]
-        items = [(m, r.gateway_id) for m, r in zip(messages, receipts, strict=True)]
+        # a receipt for no gateway (a message without user_id whose sender cannot be
+        # known) goes only to the client's direct reply-to address
+        items = [(m, r.gateway_id) for m, r in zip(messages, receipts, strict=True)
+                 if r.gateway_id is not None]
         # the client that sent the package gets its receipt at once as well; the queue
         # copy stays the gateway's durable record
         replies = [(m, r.reply_to) for m, r in zip(messages, receipts, strict=True)

@@ -128,7 +128,7 @@ def _operator_session(driver: webdriver.Chrome, base: str, document_id: str, hub
 async def test_dashboard_operator_session(hub: Hub, browser: Any) -> None:
     document_id, hub_id = await _scene(hub)
     app = create_app(hub.settings, tokens=TokenStore.parse(f"viewer:read:{TOKEN}"),
-                     pool=hub.pool, refresh_interval=None)
+                     pool=hub.pool, refresh_interval=None, snapshot_ttl=0)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     conn = await aio_pika.connect(hub.settings.amqp_url)
@@ -148,7 +148,6 @@ async def test_dashboard_operator_session(hub: Hub, browser: Any) -> None:
                     break
                 assert time.monotonic() < deadline, "consumer not visible in management API"
                 await asyncio.sleep(0.5)
-            await asyncio.sleep(2.1)  # past the ops snapshot cache
             base = str(server.make_url("")).rstrip("/")
             # Selenium blocks: drive the browser from a thread while this loop serves
             await asyncio.to_thread(_operator_session, browser, base, document_id, hub_id)

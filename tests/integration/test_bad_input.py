@@ -4,13 +4,18 @@ delivered, and the router keeps going."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import aio_pika
 import pytest
+from aio_pika.abc import AbstractIncomingMessage
 
 from router.directory.registry import AgencyRow
 from schemas import StatusCode
+from schemas.receipt import Receipt
 from tests.factory import edoc, status
 from tests.hub import Hub, queue_depth
+from tests.polling import eventually
 
 
 async def _setup(hub: Hub) -> None:
@@ -81,7 +86,9 @@ async def test_rejected_with_reason_and_nothing_delivered(
         # the router keeps going: a good package right after is accepted and delivered
         ok = await vpcp.send(good)
         assert ok is not None and ok.type == "accepted"
-    await asyncio.sleep(0.2)
+    # the accepted receipt comes after the copies are confirmed: the good copy is there,
+    # and no copy of the bad package went anywhere
+    await eventually(lambda: _inbox_count(hub, "lgsp-nghean"), what="the good copy")
     assert await _inbox_count(hub, "lgsp-nghean") == 1
     assert await _inbox_count(hub, "vpcp") == 0
     row = await hub.pool.fetchrow("SELECT reason, body FROM rejections")
@@ -105,12 +112,79 @@ async def test_poison_message_is_parked_and_the_ledger_says_why(
     assert rejected is not None and rejected.type == "rejected"
     assert rejected.reason is not None and rejected.reason["reason"] == "POISON"
     assert "injected fault" in rejected.reason["detail"]
-    for _ in range(50):
-        parked = await hub.pool.fetchrow("SELECT reason, error, body FROM parked_messages")
-        if parked:
-            break
-        await asyncio.sleep(0.1)
+    parked = await eventually(
+        lambda: hub.pool.fetchrow("SELECT reason, error, body FROM parked_messages"),
+        what="the parked row",
+    )
     assert parked is not None and parked["reason"] == "POISON"
     assert "injected fault" in parked["error"]
     assert bytes(parked["body"]) == poison
     assert await _inbox_count(hub, "lgsp-nghean") == 1
+
+
+async def _publish_raw(hub: Hub, gateway: str, body: bytes, **props: Any) -> Receipt | None:
+    """Publish as ``gateway`` with a plain AMQP client (no SDK) and the given properties;
+    returns what comes back on the direct reply-to address within 15 s (None: nothing)."""
+    connection = await aio_pika.connect(hub.gateway_url(gateway))
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        async def on_reply(message: AbstractIncomingMessage) -> None:
+            if not got.done():
+                got.set_result(message.body)
+
+        replies = await channel.declare_queue("amq.rabbitmq.reply-to", passive=True)
+        await replies.consume(on_reply, no_ack=True)
+        submit = await channel.get_exchange("lt.submit", ensure=False)
+        await submit.publish(aio_pika.Message(body, reply_to="amq.rabbitmq.reply-to", **props),
+                             routing_key="000.00.00.G22")
+        try:
+            return Receipt.from_json(await asyncio.wait_for(got, 15))
+        except TimeoutError:
+            return None
+
+
+async def _queued_receipt(hub: Hub, gateway: str, message_id: str) -> Receipt:
+    async with hub.client(gateway) as client:
+        async for receipt in client.receipts():
+            if receipt.message_id == message_id:
+                return receipt
+    raise AssertionError("unreachable")
+
+
+async def test_a_submission_without_user_id_is_answered(hub: Hub) -> None:
+    """#11 item 2: no user_id, so the broker vouches for no sender: the client gets a
+    rejected receipt on its direct reply-to address, and the one gateway whose permission
+    admits the routing key (VPCP for 000.00.00.G22) gets it in its receipts queue."""
+    await _setup(hub)
+    await hub.start_router()
+    _, good = edoc("000.00.00.G22", ["000.00.00.H41"])
+    reply = await _publish_raw(hub, "vpcp", good, message_id="no-user-1", type="edoc")
+    assert reply is not None, "no receipt on the direct reply-to address"
+    assert (reply.type, reply.message_id) == ("rejected", "no-user-1")
+    assert reply.reason is not None and reply.reason["reason"] == "GATEWAY_UNKNOWN"
+    assert "user_id" in reply.reason["detail"]
+    queued = await asyncio.wait_for(_queued_receipt(hub, "vpcp", "no-user-1"), 15)
+    assert queued.receipt_id == reply.receipt_id
+    assert await queue_depth(hub, "lt.gw.lgsp-nghean.receipts") == 0
+    assert await _inbox_count(hub, "lgsp-nghean") == 0
+    row = await hub.pool.fetchrow("SELECT reason, amqp_user, gateway_id FROM rejections")
+    assert row is not None and dict(row) == {
+        "reason": "GATEWAY_UNKNOWN", "amqp_user": None, "gateway_id": "vpcp"}
+
+
+async def test_a_message_without_type_is_rejected(hub: Hub) -> None:
+    """#11 item 7: the README calls ``type`` required; a package without it is refused
+    with TYPE_MISSING, not routed."""
+    await _setup(hub)
+    await hub.start_router()
+    _, good = edoc("000.00.00.G22", ["000.00.00.H41"])
+    reply = await _publish_raw(hub, "vpcp", good, message_id="untyped-1",
+                               user_id=hub.credentials["vpcp"].user)
+    assert reply is not None and reply.type == "rejected"
+    assert reply.reason is not None and reply.reason["reason"] == "TYPE_MISSING"
+    assert reply.reason["code"] == 3100
+    queued = await asyncio.wait_for(_queued_receipt(hub, "vpcp", "untyped-1"), 15)
+    assert queued.receipt_id == reply.receipt_id
+    assert await _inbox_count(hub, "lgsp-nghean") == 0

@@ -3,9 +3,7 @@ tracking, delivery lists, re-delivery (dry run then confirm), throughput and met
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -21,6 +19,7 @@ from router.ops.server import create_app
 from router.topology import inbox_queue
 from tests.factory import edoc
 from tests.hub import Hub
+from tests.polling import eventually
 
 READ = "read-token-0123456789abcdef"
 OPERATOR = "operator-token-0123456789abcdef"
@@ -40,14 +39,6 @@ async def ops(hub: Hub) -> AsyncIterator[TestClient[Any, Any]]:
         yield client
     finally:
         await client.close()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.5)
 
 
 async def _directory(hub: Hub) -> None:
@@ -128,7 +119,7 @@ async def test_gateway_health_shows_consumers_backlog_and_oldest(
             rows.update({g["gateway_id"]: g for g in data["gateways"]})
             return bool(rows["btc"]["consumers"] == 1 and rows["nghean"]["depth"] == 1)
 
-        await eventually(settled)
+        await eventually(settled, timeout=20, interval=0.5)
         assert rows["btc"]["health"] == "ok"
         assert rows["btc"]["last_seen"] is not None
         assert rows["nghean"]["health"] == "no_consumer"

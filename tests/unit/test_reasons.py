@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from schemas import LienthongError, PackageRejected, Reason, ValidationWarning, WarningCode
+from schemas.reasons import RESERVED, RETIRED_CODES
 
 
 def test_numeric_codes_are_unique() -> None:
@@ -84,3 +88,37 @@ def test_delivery_failures_are_retried_and_file_failures_are_final() -> None:
     assert not Reason.PROCESSING_ERROR.final
     assert Reason.MALFORMED_XML.final
     assert Reason.NO_RECIPIENT.final
+
+
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _raised_names() -> set[str]:
+    """Every ``Reason.NAME`` the shipped code (router, schemas, adapters) refers to,
+    outside the module that defines them."""
+    names: set[str] = set()
+    for package in ("router", "schemas", "adapters"):
+        for path in (_ROOT / package).rglob("*.py"):
+            if path == _ROOT / "schemas" / "reasons.py":
+                continue
+            names.update(re.findall(r"Reason\.([A-Z][A-Z0-9_]+)",
+                                    path.read_text(encoding="utf-8")))
+    return names
+
+
+@pytest.mark.parametrize("reason", list(Reason), ids=lambda r: r.name)
+def test_every_reason_is_raised_somewhere_or_reserved(reason: Reason) -> None:
+    if reason in RESERVED:
+        assert RESERVED[reason].strip(), "a reserved reason says why it is kept"
+        assert reason.name not in _raised_names(), "raised now: take it off RESERVED"
+    else:
+        assert reason.name in _raised_names(), (
+            f"{reason.name} is raised nowhere: use it, reserve it, or retire its code")
+
+
+def test_retired_codes_are_never_reused() -> None:
+    live = {r.code for r in Reason}
+    assert RETIRED_CODES and not live & set(RETIRED_CODES)
+    assert not {r.name for r in Reason} & set(RETIRED_CODES.values())
+    with pytest.raises(KeyError):
+        Reason.from_code(5002)
