@@ -91,7 +91,7 @@ def _workload_line(result: dict[str, Any]) -> str:
         f"{w['gateways']} gateways · {c['packages']:,} documents per drain, "
         f"{w['edoc_bytes_min']:,}–{w['edoc_bytes_max']:,} B (mean {w['edoc_bytes_mean']:,}), "
         f"fan-out mean {w['fanout_mean']} · one 01/03/06 answer per copy · "
-        f"{'shared samples' if w['from_samples'] else 'built packages'} · "
+        "packages built with the project's builder · "
         f"{m.get('cpus')} CPUs, RabbitMQ {m.get('rabbitmq', '?')}, "
         f"PostgreSQL {m.get('postgresql', '?')}"
     )

@@ -705,7 +705,6 @@ async def run_in_environment(
             "config": config.as_dict(),
             "workload": {
                 "gateways": len(env.gateways),
-                "from_samples": bench.workload.from_samples,
                 "edoc_bytes_min": min(sizes) if sizes else None,
                 "edoc_bytes_mean": round(statistics.mean(sizes)) if sizes else None,
                 "edoc_bytes_max": max(sizes) if sizes else None,

@@ -2,11 +2,10 @@
 
 * 95 gateways, each serving one top-level agency (the Central Party Office, 31 ministries
   and government bodies, 63 provinces), like the 95 top-level nodes of the real axis.
-* Documents of 5–10 KB built from the shared SDK samples (``../shared/edxml-samples``,
-  overridable with ``LIENTHONG_SAMPLES``): a sample's header, trace and attachments with
-  new sender, recipients, number and DocumentId, plus an appendix attachment that brings
-  the package to its drawn size. Without the samples the packages are built from scratch
-  with :func:`schemas.build_package` to the same sizes.
+* Documents of 5–10 KB built with :func:`schemas.build_package` from two templates shaped
+  like the axis' traffic (the SDK examples' full header, a production-shaped package with a
+  raw PDF and a ZIP-wrapped .doc), with new sender, recipients, number and DocumentId, plus
+  an appendix attachment that brings the package to its drawn size.
 * Fan-out 1–5 recipients (uniform, mean 3), each on a different gateway.
 * Recipients answer every copy with one status package, 01, 03 or 06 in turn.
 """
@@ -14,27 +13,30 @@
 from __future__ import annotations
 
 import dataclasses
-import os
+import io
 import random
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 
 from schemas import (
+    Business,
+    BusinessDocType,
     Code,
     DocumentType,
     EdocPackage,
     Organization,
-    PackageRejected,
+    OtherInfo,
     PromulgationInfo,
     ResponseFor,
+    SignerInfo,
     StaffInfo,
     StatusCode,
     StatusPackage,
+    TraceHeader,
     build_package,
     new_attachment,
-    parse_package,
 )
 
 __all__ = [
@@ -43,7 +45,6 @@ __all__ = [
     "BenchGateway",
     "Workload",
     "bench_directory",
-    "samples_dir",
 ]
 
 MIN_BYTES = 5 * 1024
@@ -51,8 +52,6 @@ MAX_BYTES = 10 * 1024
 MAX_FANOUT = 5
 ANSWER_CODES = (StatusCode.ARRIVED, StatusCode.ACCEPTED, StatusCode.DONE)
 _VIETNAM = timezone(timedelta(hours=7))
-_EDOC_TEMPLATES = ("edoc_new.derived.edxml", "real_vdxp_received_2025-10-13.derived.edxml")
-_STATUS_TEMPLATE = "status_inbox_01.edxml"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,52 +88,62 @@ def bench_directory(n: int = 95) -> list[BenchGateway]:
     ]
 
 
-def samples_dir() -> Path:
-    """``LIENTHONG_SAMPLES``, else ``<repo>/../shared/edxml-samples``."""
-    override = os.environ.get("LIENTHONG_SAMPLES")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "edxml-samples"
+def _zip(entry: str, content: bytes) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(zipfile.ZipInfo(entry, date_time=(1980, 1, 1, 0, 0, 0)), content)
+    return buf.getvalue()
 
 
-def _load_edoc_templates(directory: Path) -> list[EdocPackage]:
-    out: list[EdocPackage] = []
-    for name in _EDOC_TEMPLATES:
-        path = directory / name
-        if not path.is_file():
-            continue
-        try:
-            pkg = parse_package(path.read_bytes()).package
-        except PackageRejected:
-            continue
-        if isinstance(pkg, EdocPackage):
-            out.append(pkg)
-    return out
+_STAFF = StaffInfo("Văn thư văn phòng", "Nguyễn Thị Ngọc Trâm", "vanthu@gov.vn", "84912000001")
 
 
-def _load_status_template(directory: Path) -> StatusPackage | None:
-    path = directory / _STATUS_TEMPLATE
-    if not path.is_file():
-        return None
-    try:
-        pkg = parse_package(path.read_bytes()).package
-    except PackageRejected:
-        return None
-    return pkg if isinstance(pkg, StatusPackage) else None
-
-
-def _scratch_template() -> EdocPackage:
-    return EdocPackage(
-        sender=Organization(organ_id="000.00.00.G22", organ_name="Văn phòng Chính phủ"),
-        recipients=(Organization(organ_id="000.00.00.H41", organ_name="UBND tỉnh Nghệ An"),),
+def _templates() -> list[EdocPackage]:
+    """Two documents shaped like the axis' traffic, built with :func:`build_package`'s model:
+    the SDK examples' full header (signer, other info, a trace hop, business staff) with one
+    ZIP-wrapped attachment, and a production-shaped one with a raw PDF and a ZIP-wrapped .doc.
+    Sender, recipients, number and dates are replaced per document."""
+    placeholder = Organization(organ_id="000.00.00.G22", organ_name="Văn phòng Chính phủ")
+    sdk = EdocPackage(
+        sender=placeholder,
+        recipients=(placeholder,),
         code=Code("1", "BENCH"),
         promulgation=PromulgationInfo("Hà Nội", date(2026, 1, 1)),
         document_type=DocumentType("1", "0", "Công văn"),
-        subject="V/v đo hiệu năng trục liên thông",
+        subject="V/v kết nối, liên thông phần mềm quản lý văn bản",
+        content="V/v kết nối, liên thông phần mềm quản lý văn bản",
+        signer=SignerInfo("TL. BỘ TRƯỞNG", "Cục trưởng Cục Chuyển đổi số", "Nguyễn Văn A"),
+        to_places=("Các bộ và cơ quan ngang bộ", "Ủy ban nhân dân các tỉnh, thành phố"),
+        other_info=OtherInfo(0, "Liên thông văn bản quốc gia", "TVC", 2, 22, "false",
+                             ("Công văn về việc kết nối, liên thông phần mềm quản lý văn bản",)),
+        steering_type="1",
+        business=Business(BusinessDocType.NEW, reason="Văn bản điện tử mới", paper="0",
+                          staff_info=_STAFF),
+        trace_headers=(TraceHeader("000.00.00.G22", datetime(2026, 1, 1, 8, 0, 0)),),
+        attachments=(new_attachment(
+            "1896_QD-TTg.doc", _zip("1896_QD-TTg.edxml", b"<note>cong van</note>" * 8),
+            content_type="application/zip", description="1896_QD-TTg.doc"),),
+    )
+    production = dataclasses.replace(
+        sdk,
+        document_type=DocumentType("71", "0", "Công văn"),
+        subject="Vv xin phép cử cán bộ đi công tác nước ngoài",
+        content=None,
+        signer=SignerInfo(position="Chủ tịch HĐQT", full_name="Phạm Văn B"),
+        to_places=(),
+        steering_type="0",
         attachments=(
-            new_attachment("cong-van.pdf", b"%PDF-1.4\n% bench\n", content_type="application/pdf"),
+            new_attachment("CV_Approved.pdf", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n%%EOF\n" * 4,
+                           content_type="application/pdf", description="File dinh kem 1"),
+            new_attachment("CV.doc", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" * 24,
+                           zip_wrap=True, description="File dinh kem 2"),
         ),
     )
+    return [sdk, production]
+
+
+def _status_staff() -> StaffInfo:
+    return StaffInfo("Phòng hành chính", "Văn thư", "vanthu@gov.vn", "84912000001")
 
 
 class Workload:
@@ -145,19 +154,13 @@ class Workload:
         gateways: Sequence[BenchGateway],
         *,
         seed: int = 102,
-        samples: Path | None = None,
     ) -> None:
         if len(gateways) < 2:
             raise ValueError("the workload needs at least two gateways")
         self.gateways = list(gateways)
         self.by_agency = {g.agency: g for g in self.gateways}
         self._rng = random.Random(seed)
-        directory = samples if samples is not None else samples_dir()
-        self.templates = _load_edoc_templates(directory)
-        self.from_samples = bool(self.templates)
-        if not self.templates:
-            self.templates = [_scratch_template()]
-        self._status_template = _load_status_template(directory)
+        self.templates = _templates()
         # documents are dated yesterday (Vietnam time) so none is ever "in the future"
         self.today = (datetime.now(_VIETNAM) - timedelta(days=1)).date()
         self._answers = 0
@@ -212,7 +215,6 @@ class Workload:
 
     def status(self, doc: BenchDocument, recipient: BenchGateway, code: StatusCode) -> bytes:
         """The status package ``recipient`` sends back about ``doc``."""
-        staff = self._status_template.staff_info if self._status_template else None
         pkg = StatusPackage(
             sender=Organization(organ_id=recipient.agency, organ_name=recipient.name),
             response_for=ResponseFor(
@@ -224,6 +226,6 @@ class Workload:
             status_code=code,
             description=f"Trạng thái {code.value} (đo hiệu năng)",
             timestamp=datetime.now(_VIETNAM).replace(tzinfo=None, microsecond=0),
-            staff_info=staff or StaffInfo(department="Văn thư", staff="Bench"),
+            staff_info=_status_staff(),
         )
         return build_package(pkg)

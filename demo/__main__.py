@@ -10,7 +10,7 @@ import asyncpg
 import click
 from rich.console import Console
 
-from router.cli._services import fail
+from router.cli._services import explain, fail, fail_with
 from router.settings import Settings
 
 
@@ -18,14 +18,14 @@ from router.settings import Settings
 def demo() -> None:
     """Run the demo on its own vhost and database (recreated each run): migrate, load the
     demo directory, start two routers, exchange documents, print each one's timeline."""
-    from demo.hub import DEMO_DATABASE, DEMO_VHOST, demo_settings, run_demo
+    from demo.hub import DEMO_DATABASE, DEMO_VHOST, DemoResult, demo_settings, run_demo
     from router.cli.tracking import render_timeline
 
     console = Console()
     base = Settings.from_env()
     started = time.monotonic()
 
-    async def go() -> int:
+    async def go() -> DemoResult:
         result = await run_demo(
             base,
             lambda line: console.print(
@@ -37,24 +37,36 @@ def demo() -> None:
             for label, hub_id in result.documents:
                 console.rule(label)
                 await render_timeline(conn, uuid.UUID(hub_id), console)
+            rows = await conn.fetch(
+                "SELECT state, count(*) AS n FROM deliveries WHERE hub_id = ANY($1::uuid[]) "
+                "GROUP BY state ORDER BY state", [h for _, h in result.documents])
+            result.deliveries = {r["state"]: r["n"] for r in rows}
         finally:
             await conn.close()
-        return len(result.documents)
+        return result
 
     try:
-        n = asyncio.run(go())
-    except RuntimeError as exc:
-        fail(str(exc))
-        return
-    except OSError as exc:
-        fail(f"cannot reach RabbitMQ or PostgreSQL ({exc}); run `make setup` first")
-        return
+        result = asyncio.run(go())
+    except Exception as exc:
+        failure = explain(exc, demo_settings(base))
+        if failure is not None:
+            fail_with(failure)
+        if isinstance(exc, RuntimeError):
+            fail(str(exc))
+        raise
     settings = demo_settings(base)
+    n = len(result.documents)
+    states = ", ".join(f"{k} {v}" for k, v in result.deliveries.items())
+    done = result.deliveries.get("done", 0)
+    console.print(f"\ndeliveries by state: {states}")
+    if done == 0:
+        fail("no delivery reached done (06) / không văn bản nào được hoàn thành (06)")
     console.print(
-        f"\n{n} documents routed in {time.monotonic() - started:.1f} s. The demo hub is kept "
+        f"{done} deliveries done (06) / đã hoàn thành. "
+        f"{n} documents routed in {time.monotonic() - started:.1f} s. The demo hub is kept "
         f"for you to explore (vhost {DEMO_VHOST!r}, database {DEMO_DATABASE!r}), e.g.:\n"
         f"  LIENTHONG_DATABASE_URL={settings.database_url} .venv/bin/lienthong track "
-        f"'000.00.00.G22,2026/11/21,1021/VPCP-KSTT'\n"
+        f"'{result.example_document_id}'\n"
         f"and its dashboard (bảng điều khiển) at http://127.0.0.1:8080, token "
         f"'lienthong-demo-token':\n"
         f"  LIENTHONG_AMQP_URL={settings.amqp_url} "

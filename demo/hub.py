@@ -3,8 +3,10 @@
 The demo uses its own vhost (``lienthong-demo``) and database (``lienthong_demo``),
 recreated at every run, so it never touches the data of a real installation. It loads the
 demo directory (``agencies.csv``, ``gateways.csv`` beside this file), applies the topology,
-starts two router processes and lets the gateways exchange documents built from the shared
-samples, answering with status packages the way document software does.
+starts two router processes and lets the gateways exchange documents built with the
+project's builder (``documents.py``), answering with status packages the way document
+software does. Where ``LIENTHONG_SAMPLES`` names a folder of real packages, the demo sends
+the real 2025 package and the SDK's example from it too.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 
 from adapters import GatewayClient, InboxMessage
+from demo.documents import demo_documents
 from router import migrate
 from router.broker_admin import BrokerAdmin
 from router.directory.provision import GatewaySpec, ensure_core, provision_gateways
@@ -31,13 +34,12 @@ from router.outbox.signing import HUB_KEY_ENV, ReceiptSigner, generate_hub_key
 from router.processes import RouterProcesses
 from router.settings import Settings
 from schemas import (
-    Business,
-    BusinessDocType,
     EdocPackage,
     Organization,
+    ResponseFor,
     StatusCode,
+    StatusPackage,
     build_package,
-    new_attachment,
     parse_package,
 )
 from schemas.receipt import Receipt, ReceiptSignatureError, verify_receipt
@@ -49,11 +51,10 @@ DEMO_VHOST = "lienthong-demo"
 DEMO_DATABASE = "lienthong_demo"
 
 
-def samples_dir() -> Path:
+def samples_dir() -> Path | None:
+    """``LIENTHONG_SAMPLES``: a folder of real packages the demo sends as well."""
     env = os.environ.get("LIENTHONG_SAMPLES")
-    if env:
-        return Path(env)
-    return HERE.parents[2] / "shared" / "edxml-samples"
+    return Path(env) if env else None
 
 
 @dataclass
@@ -62,6 +63,8 @@ class DemoResult:
     receipts: list[Receipt] = field(default_factory=list)
     rejected: list[tuple[str, Receipt]] = field(default_factory=list)
     hub_public_key: bytes = b""  # PEM of the key that signed the receipts
+    example_document_id: str = ""  # a DocumentId to try `lienthong track` with
+    deliveries: dict[str, int] = field(default_factory=dict)  # state → count, at the end
 
 
 def demo_settings(base: Settings) -> Settings:
@@ -232,7 +235,6 @@ async def _software(
 async def _exchange(
     settings: Settings, creds: dict[str, GatewayCredentials], result: DemoResult, say: Say
 ) -> None:
-    samples = samples_dir()
     directory = read_agencies_csv(HERE / "agencies.csv")
     names = {r.code: r.name for r in directory}
     serving = {r.code: r.gateway for r in directory}
@@ -243,69 +245,47 @@ async def _exchange(
     for c in clients.values():
         await c.connect()
     stop = asyncio.Event()
-
-    # Nghệ An's software answers the sample document with the verbatim sample statuses
-    async def nghean_answers(msg: InboxMessage) -> None:
-        for name in ("status_inbox_01.edxml", "status_acceptance_03.edxml",
-                     "status_finish_06.edxml"):
-            await clients["lgsp-nghean"].send((samples / name).read_bytes())
-
-    sample_doc_id = "000.00.00.G22,2015/09/30,7816/VPCP-TTĐT"
-    tasks = [
-        asyncio.create_task(
-            _software(c, names, stop,
-                      {sample_doc_id: nghean_answers} if gid == "lgsp-nghean" else {})
-        )
-        for gid, c in clients.items()
-    ]
+    tasks = [asyncio.create_task(_software(c, names, stop, {})) for c in clients.values()]
     try:
-        # A. VPCP's document to Nghệ An, Cao Bằng and a ministry: the SDK sample
-        #    (edoc_update), sent as a new document
-        upd = parse_package((samples / "edoc_update.derived.edxml").read_bytes()).package
-        assert isinstance(upd, EdocPackage)
-        doc_a = dataclasses.replace(upd, business=Business(doc_type=BusinessDocType.NEW,
-                                                           reason="Văn bản điện tử mới"))
-        await _send(clients["vpcp"], build_package(doc_a), "A  VPCP → Nghệ An, Cao Bằng, G17",
-                    result, say)
+        documents = demo_documents(names)
+        result.example_document_id = documents[1].document_id
+        for doc in documents:
+            await _send(clients[doc.gateway], doc.body, doc.label, result, say)
 
-        # B. VPCP → Quảng Nam province, two of its cities (one LGSP copy) and Bộ Tài chính
-        pdf = b"%PDF-1.4\n% lienthong demo attachment\n%%EOF\n"
-        doc_b = dataclasses.replace(
-            doc_a,
-            recipients=tuple(Organization(c, names[c]) for c in (
-                "000.00.00.H47", "000.00.01.H47", "000.00.02.H47", "000.00.00.G12")),
-            document_id="000.00.00.G22,2026/11/21,1021/VPCP-KSTT",
-            code=dataclasses.replace(doc_a.code, code_number="1021",
-                                     code_notation="VPCP-KSTT"),
-            subject="V/v triển khai trục liên thông văn bản quốc gia lienthong",
-            attachments=(new_attachment("1021-VPCP-KSTT.pdf", pdf,
-                                        content_type="application/pdf"),),
-        )
-        await _send(clients["vpcp"], build_package(doc_b),
-                    "B  VPCP → Quảng Nam (LGSP: tỉnh, Tam Kỳ, Hội An) + Bộ Tài chính",
-                    result, say)
+        samples = samples_dir()
+        if samples is not None:
+            # LIENTHONG_SAMPLES: the real packages too (the real 2025 one, the SDK's example)
+            for gateway, name, label in _REAL_SAMPLES:
+                path = samples / name
+                if path.is_file():
+                    await _send(clients[gateway], path.read_bytes(), f"{label} ({path})",
+                                result, say)
+                else:
+                    say(f"    {name} is not in {samples}: not sent")
 
-        # C. The real 2025 package: an enterprise to Bộ Tài chính by old and new code
-        real = (samples / "real_vdxp_received_2025-10-13.derived.edxml").read_bytes()
-        await _send(clients["petrolimex"], real,
-                    "C  Petrolimex → Bộ Tài chính (G12 + 000.00.00.G12: one delivery)",
-                    result, say)
-
-        # D. The SDK's new-document sample to a commune of Đà Nẵng (three-level code)
-        await _send(clients["sdk-demo"], (samples / "edoc_new.derived.edxml").read_bytes(),
-                    "D  SDK sample → xã Hòa Sơn (28.22.H17)", result, say)
-
-        # E. Bad input: an unknown recipient is refused with a reason, nothing delivered
+        # Bad input: an unknown recipient is refused with a reason, nothing delivered
+        first = parse_package(documents[1].body).package
+        assert isinstance(first, EdocPackage)
         bad = dataclasses.replace(
-            doc_b, recipients=(Organization("000.00.99.H47", "Không tồn tại"),),
-            document_id="000.00.00.G22,2026/11/21,1022/VPCP-KSTT")
+            first, recipients=(Organization("000.00.99.H47", "Không tồn tại"),),
+            document_id=first.document_id.replace("1021/", "1022/") if first.document_id
+            else None)
         await _send(clients["vpcp"], build_package(bad), "E  VPCP → unknown agency",
                     result, say)
 
         # let the recipients' software answer
-        await _wait_settled(settings, result, seconds=20)
+        await _wait_settled(settings, result, seconds=30)
         # F. a refusal after completion is illegal: refused with a reason
-        late = (samples / "status_rejection_02.edxml").read_bytes()
+        target = parse_package(documents[0].body).package
+        assert isinstance(target, EdocPackage)
+        late = build_package(StatusPackage(
+            sender=Organization("000.00.00.H41", names["000.00.00.H41"]),
+            response_for=ResponseFor(target.sender.organ_id, str(target.code),
+                                     target.promulgation.promulgation_date,
+                                     target.document_id),
+            status_code=StatusCode.REFUSED,
+            description="Văn thư: từ chối tiếp nhận (sau khi đã hoàn thành)",
+        ))
         r = await clients["lgsp-nghean"].send(late)
         assert r is not None
         if r.type == "rejected":
@@ -316,6 +296,14 @@ async def _exchange(
         await asyncio.gather(*tasks, return_exceptions=True)
         for c in clients.values():
             await c.close()
+
+
+# (sending gateway, file, label) of the real packages sent when LIENTHONG_SAMPLES is set
+_REAL_SAMPLES = (
+    ("petrolimex", "real_vdxp_received_2025-10-13.derived.edxml",
+     "S1 the real 2025 package: Petrolimex → Bộ Tài chính (G12 + 000.00.00.G12)"),
+    ("sdk-demo", "edoc_new.derived.edxml", "S2 the SDK's example → xã Hòa Sơn (28.22.H17)"),
+)
 
 
 async def _send(gw: GatewayClient, body: bytes, label: str, result: DemoResult, say: Say) -> None:
@@ -334,7 +322,8 @@ async def _send(gw: GatewayClient, body: bytes, label: str, result: DemoResult, 
 
 
 async def _wait_settled(settings: Settings, result: DemoResult, *, seconds: float) -> None:
-    """Wait until every delivery of the demo documents is done (06) or time runs out."""
+    """Wait until every delivery of the demo documents is done (06), or closed by a
+    revocation or replacement, or time runs out."""
     conn = await asyncpg.connect(settings.database_url)
     try:
         hubs = [h for _, h in result.documents]
@@ -342,7 +331,7 @@ async def _wait_settled(settings: Settings, result: DemoResult, *, seconds: floa
         while time.monotonic() < deadline:
             open_ = await conn.fetchval(
                 "SELECT count(*) FROM deliveries WHERE hub_id = ANY($1::uuid[]) "
-                "AND state <> 'done'",
+                "AND state NOT IN ('done', 'revoked', 'replaced', 'recalled')",
                 hubs,
             )
             if open_ == 0:

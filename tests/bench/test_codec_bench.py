@@ -1,4 +1,4 @@
-"""Parse + validate each shared sample and generated ~10 KB and ~1 MB documents.
+"""Parse + validate each own package (tests/packages.py) and generated ~10 KB and ~1 MB documents.
 
 Two groups: ``parse`` (parse_package: XML safety checks, model, every lienthong rule) and
 ``parse+xsd`` (the same plus validation against the strict-profile XSD).
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +23,8 @@ from schemas import (
     parse_package,
 )
 from schemas.profile import validate_against_xsd
+from tests import packages
 
-SAMPLES = Path(__file__).resolve().parents[2] / ".." / "shared" / "edxml-samples"
 TODAY = date(2026, 1, 1)
 
 
@@ -62,7 +61,7 @@ def generated(total_bytes: int) -> bytes:
     )
 
 
-INPUTS: dict[str, bytes] = {p.name: p.read_bytes() for p in sorted(SAMPLES.glob("*.edxml"))}
+INPUTS: dict[str, bytes] = {name: packages.package(name) for name in packages.ALL}
 INPUTS["generated-10KB"] = generated(10 * 1024)
 INPUTS["generated-1MB"] = generated(1024 * 1024)
 

@@ -21,7 +21,7 @@ from router.security.audit import verify_chain
 from router.security.signature_gate import SignatureGate
 from schemas import PackageRejected, Reason, parse_package
 from schemas.signature import certificate_fingerprint, sign_package
-from tests.conftest import sample_bytes
+from tests import packages
 from tests.factory import edoc
 from tests.hub import Hub
 from tests.pki import Identity, identity
@@ -135,7 +135,7 @@ async def test_policies(hub: Hub) -> None:
     who = identity("vpcp", "rsa")
     await _register(hub, "vpcp", who)
     tampered = _signed(who).replace(b"V/v k", b"V/V k", 1)
-    placeholder_only = sample_bytes("edoc_new.derived.edxml")
+    placeholder_only = packages.package(packages.NEW)
     gate = await _gate(hub)
     assert gate.policy("vpcp") == "verify-if-present"
     assert _reason(gate, "vpcp", tampered) is Reason.SIGNATURE_INVALID

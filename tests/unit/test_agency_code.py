@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -23,8 +22,7 @@ from schemas.agency_code import (
     tree_regex,
 )
 from schemas.reasons import LienthongError, Reason
-
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "edxml-samples"
+from tests import packages
 
 # code, form, level1, level, parent
 EXAMPLES: list[tuple[str, CodeForm, str | None, int | None, str | None]] = [
@@ -386,10 +384,11 @@ def test_other_document_ids_give_none(text: str) -> None:
     assert parse_document_id(text) is None
 
 
-def test_every_sample_document_id_parses() -> None:
+def test_every_own_package_document_id_parses() -> None:
     found = []
-    for path in sorted(SAMPLES.glob("*.edxml")):
-        found += re.findall(r"<edXML:DocumentId>([^<]+)</edXML:DocumentId>", path.read_text())
+    for name in packages.ALL:
+        text = packages.package(name).decode()
+        found += re.findall(r"<edXML:DocumentId>([^<]+)</edXML:DocumentId>", text)
     assert len(found) >= 10
     for text in found:
         parts = parse_document_id(text)
@@ -397,10 +396,11 @@ def test_every_sample_document_id_parses() -> None:
         assert AgencyCode.parse(parts.organ_id).text == parts.organ_id
 
 
-def test_every_sample_organ_id_parses() -> None:
+def test_every_own_package_organ_id_parses() -> None:
     found = set()
-    for path in sorted(SAMPLES.glob("*.edxml")):
-        found |= set(re.findall(r"<edXML:OrganId>([^<]+)</edXML:OrganId>", path.read_text()))
+    for name in packages.ALL:
+        text = packages.package(name).decode()
+        found |= set(re.findall(r"<edXML:OrganId>([^<]+)</edXML:OrganId>", text))
     assert {"28.22.H17", "G12", "020100107370", "02.29.W00", "000.00.00.A80"} <= found
     for text in found:
         assert AgencyCode.parse(text).form is not CodeForm.OTHER, text

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 
 import pytest
 
@@ -12,7 +11,6 @@ from bench.workload import (
     MAX_FANOUT,
     Workload,
     bench_directory,
-    samples_dir,
 )
 from schemas import EdocPackage, StatusPackage, parse_package
 
@@ -29,7 +27,6 @@ def test_the_directory_is_the_95_top_level_nodes_one_agency_each() -> None:
 
 def test_documents_are_5_to_10_kb_with_fanout_1_to_5_and_parse_cleanly() -> None:
     workload = Workload(bench_directory(), seed=7)
-    assert workload.from_samples, f"the shared samples are expected at {samples_dir()}"
     docs = [workload.document("T", i) for i in range(300)]
     sizes = [len(d.body) for d in docs]
     assert min(sizes) >= 5 * 1024
@@ -62,8 +59,12 @@ def test_answers_are_status_packages_about_the_document_cycling_01_03_06() -> No
     assert codes[:3] == list(ANSWER_CODES)
 
 
-def test_without_the_samples_packages_are_built_to_the_same_sizes(tmp_path: Path) -> None:
-    workload = Workload(bench_directory(5), samples=tmp_path)
-    assert not workload.from_samples
-    sizes = [len(workload.document("S", i).body) for i in range(50)]
-    assert min(sizes) >= 5 * 1024
+def test_both_templates_are_used_with_their_attachments() -> None:
+    workload = Workload(bench_directory(5), seed=3)
+    kinds = set()
+    for i in range(40):
+        pkg = parse_package(workload.document("K", i).body).package
+        assert isinstance(pkg, EdocPackage)
+        kinds.add(pkg.document_type.type)
+        assert any(a.zip_wrapped for a in pkg.attachments)
+    assert kinds == {"1", "71"}

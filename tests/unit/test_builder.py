@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+from collections.abc import Callable
 from datetime import date, datetime
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -38,8 +38,8 @@ from schemas import (
 )
 from schemas.agency_code import normalize
 from schemas.profile import validate_against_xsd
+from tests import packages
 
-SAMPLES = Path(__file__).resolve().parents[2] / ".." / "shared" / "edxml-samples"
 NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 E = "{" + NS + "}"
 TODAY = date(2031, 1, 1)
@@ -236,9 +236,16 @@ def test_every_status_code_roundtrips(code: StatusCode) -> None:
     assert validate_against_xsd(build_package(p)) == []
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in SAMPLES.glob("*.edxml")))
-def test_samples_rebuild_to_the_same_model(name: str) -> None:
-    original = parse_package((SAMPLES / name).read_bytes(), today=TODAY).package
+@pytest.mark.parametrize("name", packages.ALL)
+@pytest.mark.parametrize(
+    "variant",
+    [lambda d: d, packages.lf, packages.dotnet_variant, packages.default_namespace],
+    ids=["as-built", "lf", "dotnet", "default-namespace"],
+)
+def test_own_packages_and_their_variants_rebuild_to_the_same_model(
+    name: str, variant: Callable[[bytes], bytes]
+) -> None:
+    original = parse_package(variant(packages.package(name)), today=TODAY).package
     assert roundtrip(original) == original
 
 

@@ -6,7 +6,7 @@ import base64
 import io
 import json
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -14,9 +14,15 @@ from click.testing import CliRunner
 
 from router.cli import main
 from schemas import EdocPackage, StatusPackage, parse_package
+from tests import packages
 
-SAMPLES = Path(__file__).resolve().parents[2] / ".." / "shared" / "edxml-samples"
-REAL = SAMPLES / "real_vdxp_received_2025-10-13.derived.edxml"
+
+@pytest.fixture
+def real(tmp_path: Path) -> Path:
+    """The production-shaped own package, as a file."""
+    path = tmp_path / "enterprise-alias.edxml"
+    path.write_bytes(packages.package(packages.REAL))
+    return path
 
 EXAMPLE_SPEC = {
     "kind": "edoc",
@@ -75,8 +81,8 @@ def write_spec(tmp_path: Path, spec: Mapping[str, object]) -> Path:
 # -- inspect -----------------------------------------------------------------------------------
 
 
-def test_inspect_json_of_a_document(runner: CliRunner) -> None:
-    result = runner.invoke(main, ["package", "inspect", str(REAL), "--json"])
+def test_inspect_json_of_a_document(runner: CliRunner, real: Path) -> None:
+    result = runner.invoke(main, ["package", "inspect", str(real), "--json"])
     assert result.exit_code == 0, result.output
     s = json.loads(result.stdout)
     assert s["kind"] == "edoc"
@@ -91,20 +97,39 @@ def test_inspect_json_of_a_document(runner: CliRunner) -> None:
     assert s["due_date"] is None
     pdf, doc = s["attachments"]
     assert pdf["content_type"] == "application/pdf"
-    assert pdf["size"] == 183
+    assert pdf["size"] == 64
     assert len(pdf["sha256"]) == 64
     assert "file_name" not in pdf
     assert doc["zip_wrapped"]
     assert doc["file_name"].endswith(".doc")
-    assert doc["file_size"] == 191
+    assert doc["file_size"] == 200
     assert {w["warning"] for w in s["warnings"]} == {
         "DUPLICATE_RECIPIENT_ALIAS",
         "TRACE_HEADER_WITHOUT_ORGAN",
     }
 
 
+@pytest.mark.parametrize("name", packages.ALL)
+@pytest.mark.parametrize(
+    "variant",
+    [packages.lf, packages.without_cid, packages.dotnet_variant, packages.default_namespace],
+    ids=["lf", "no-cid", "dotnet", "default-namespace"],
+)
+def test_inspect_reads_every_producer_variant_alike(
+    runner: CliRunner, name: str, variant: Callable[[bytes], bytes]
+) -> None:
+    data = packages.package(name)
+
+    def inspect(body: bytes) -> object:
+        result = runner.invoke(main, ["package", "inspect", "-", "--json"], input=body)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    assert inspect(variant(data)) == inspect(data)
+
+
 def test_inspect_status_from_stdin(runner: CliRunner) -> None:
-    data = (SAMPLES / "status_rejection_02.edxml").read_bytes()
+    data = packages.package("status_rejection_02")
     result = runner.invoke(main, ["package", "inspect", "-", "--json"], input=data)
     assert result.exit_code == 0, result.output
     s = json.loads(result.stdout)
@@ -116,16 +141,18 @@ def test_inspect_status_from_stdin(runner: CliRunner) -> None:
     assert s["attachments"] == []
 
 
-def test_inspect_human(runner: CliRunner) -> None:
-    result = runner.invoke(main, ["package", "inspect", str(SAMPLES / "edoc_new.derived.edxml")])
+def test_inspect_human(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "new.edxml"
+    path.write_bytes(packages.package(packages.NEW))
+    result = runner.invoke(main, ["package", "inspect", str(path)])
     assert result.exit_code == 0
     assert "74fass22/VPCP-TTĐT" in result.stdout
     assert "28.22.H17" in result.stdout
     assert "PLACEHOLDER_SIGNATURE" in result.stdout
 
 
-def test_inspect_invalid_json(runner: CliRunner) -> None:
-    data = REAL.read_bytes().replace(b"<edXML:OrganId>020100107370</edXML:OrganId>", b"", 1)
+def test_inspect_invalid_json(runner: CliRunner, real: Path) -> None:
+    data = real.read_bytes().replace(b"<edXML:OrganId>020100107370</edXML:OrganId>", b"", 1)
     result = runner.invoke(main, ["package", "inspect", "-", "--json"], input=data)
     assert result.exit_code == 2
     err = json.loads(result.stdout)["error"]

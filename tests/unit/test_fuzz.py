@@ -3,7 +3,8 @@ PackageRejected, never anything else (and never through its internal-error safet
 
 A seeded random mutator (reproducible; override with LIENTHONG_FUZZ_SEED and
 LIENTHONG_FUZZ_CASES) applies byte flips, truncations, insertions, element deletions,
-duplications, swaps, renames and text replacements to the shared samples and to builder
+duplications, swaps, renames and text replacements to the own packages (tests/packages.py)
+and to builder
 output.
 """
 
@@ -15,7 +16,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import date
-from pathlib import Path
 
 from lxml import etree
 
@@ -32,8 +32,8 @@ from schemas import (
     parse_package,
 )
 from schemas.profile import validate_against_xsd
+from tests import packages
 
-SAMPLES = Path(__file__).resolve().parents[2] / ".." / "shared" / "edxml-samples"
 SEED = int(os.environ.get("LIENTHONG_FUZZ_SEED", "20251013"))
 CASES = int(os.environ.get("LIENTHONG_FUZZ_CASES", "12000"))
 
@@ -75,7 +75,7 @@ JUNK_TEXT = [
 
 
 def corpus() -> list[bytes]:
-    files = [p.read_bytes() for p in sorted(SAMPLES.glob("*.edxml"))]
+    files = [packages.package(name) for name in packages.ALL]
     built = EdocPackage(
         sender=Organization("000.00.00.G22", "Văn phòng Chính phủ"),
         recipients=(Organization("000.00.00.H41", "UBND Tỉnh Nghệ An"),),

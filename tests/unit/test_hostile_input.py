@@ -18,8 +18,8 @@ import pytest
 
 from schemas import PackageRejected, ParseLimits, Reason, parse_package
 from schemas.profile import validate_against_xsd
+from tests import packages
 
-SAMPLES = Path(__file__).resolve().parents[2] / ".." / "shared" / "edxml-samples"
 NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 
 BILLION_LAUGHS = (
@@ -222,7 +222,7 @@ def test_large_legitimate_attachment_is_parsed() -> None:
     import base64
 
     payload = bytes(range(256)) * (12 * 1024 * 1024 // 256)
-    sample = (SAMPLES / "real_vdxp_received_2025-10-13.derived.edxml").read_bytes()
+    sample = packages.package(packages.REAL)
     start = sample.index(b"JVBERi0x")
     end = sample.index(b"</edXML:ContentTransferEncoded>", start)
     data = sample[:start] + base64.b64encode(payload) + sample[end:]

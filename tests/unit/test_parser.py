@@ -1,5 +1,5 @@
-"""The edXML parser on the shared samples, on the variants producers write, and on every
-rule that refuses a package."""
+"""The edXML parser on the suite's own packages (tests/packages.py), on the variants
+producers write, and on every rule that refuses a package."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import io
 import zipfile
 from collections.abc import Callable
 from datetime import date, datetime
-from pathlib import Path
 
 import pytest
 from lxml import etree
@@ -25,25 +24,30 @@ from schemas import (
     WarningCode,
     parse_package,
 )
+from tests.packages import (
+    ALL,
+    NEW,
+    REAL,
+    REPLACE,
+    REVOKE,
+    STATUSES,
+    UPDATE,
+    default_namespace,
+    dotnet_variant,
+    package,
+    without_cid,
+)
 
-SAMPLES = Path(__file__).resolve().parents[2] / ".." / "shared" / "edxml-samples"
 NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 DSIG = "http://www.w3.org/2000/09/xmldsig#"
 E = "{" + NS + "}"
 TODAY = date(2026, 1, 1)
 
 
-def sample(name: str) -> bytes:
-    return (SAMPLES / name).read_bytes()
-
-
-NEW = "edoc_new.derived.edxml"
-REVOKE = "edoc_revocation.derived.edxml"
-UPDATE = "edoc_update.derived.edxml"
-REPLACE = "edoc_replacement.derived.edxml"
-REAL = "real_vdxp_received_2025-10-13.derived.edxml"
-STATUS = "status_acceptance_03.edxml"
-ALL_SAMPLES = sorted(p.name for p in SAMPLES.glob("*.edxml"))
+sample = package
+STATUS = "status_acceptance_03"
+ALL_SAMPLES = ALL
+EDOCS_WITH_ATTACHMENTS = (NEW, REVOKE, UPDATE, REPLACE, REAL)
 
 
 def parse(data: bytes, **kw: object) -> EdocPackage | StatusPackage:
@@ -111,11 +115,16 @@ def rejected(data: bytes, **kw: object) -> PackageRejected:
     return info.value
 
 
-# -- the samples ------------------------------------------------------------------------------
+# -- the own packages -------------------------------------------------------------------------
 
 
-def test_there_are_ten_samples() -> None:
-    assert len(ALL_SAMPLES) == 10
+def test_the_own_packages_cover_every_business_type_and_status() -> None:
+    kinds = {(p := parse(sample(n))).kind: p for n in ALL_SAMPLES}
+    assert set(kinds) == {"edoc", "status"}
+    assert {edoc(sample(n)).business_type for n in (NEW, REVOKE, UPDATE, REPLACE)} == set(
+        BusinessDocType
+    )
+    assert {status(sample(n)).status_code for n in STATUSES} == set(STATUSES.values())
 
 
 @pytest.mark.parametrize("name", ALL_SAMPLES)
@@ -162,7 +171,7 @@ def test_edoc_new_fields() -> None:
     assert att.zip_wrapped
     assert att.file_name == "32da2890-1a55-4ccd-9ac9-cd0d98559e67.edxml"
     assert att.sha256 == hashlib.sha256(att.data).hexdigest()
-    assert att.size == len(att.data) == 335
+    assert att.size == len(att.data)
     with zipfile.ZipFile(io.BytesIO(att.data)) as z:
         inner = z.read(z.namelist()[0])
     assert att.file_size == len(inner)
@@ -237,11 +246,11 @@ def test_real_production_package() -> None:
 @pytest.mark.parametrize(
     ("name", "code"),
     [
-        ("status_inbox_01.edxml", StatusCode.ARRIVED),
-        ("status_rejection_02.edxml", StatusCode.REFUSED),
-        ("status_acceptance_03.edxml", StatusCode.ACCEPTED),
-        ("status_finish_06.edxml", StatusCode.DONE),
-        ("status_cancellation_13.edxml", StatusCode.RECALL_REQUESTED),
+        ("status_inbox_01", StatusCode.ARRIVED),
+        ("status_rejection_02", StatusCode.REFUSED),
+        ("status_acceptance_03", StatusCode.ACCEPTED),
+        ("status_finish_06", StatusCode.DONE),
+        ("status_cancellation_13", StatusCode.RECALL_REQUESTED),
     ],
 )
 def test_status_samples(name: str, code: StatusCode) -> None:
@@ -270,6 +279,21 @@ def test_lf_line_endings_give_the_same_package(name: str) -> None:
     data = sample(name)
     assert b"\r\n" in data
     assert parse(data.replace(b"\r\n", b"\n")) == parse(data)
+
+
+@pytest.mark.parametrize("name", ALL_SAMPLES)
+def test_default_namespace_without_prefixes_gives_the_same_package(name: str) -> None:
+    data = sample(name)
+    variant = default_namespace(data)
+    assert b"edXML:" not in variant
+    assert parse(variant) == parse(data)
+
+
+@pytest.mark.parametrize("name", EDOCS_WITH_ATTACHMENTS)
+def test_content_ids_without_cid_give_the_same_package(name: str) -> None:
+    data = sample(name)
+    assert b">cid:" in data
+    assert parse(without_cid(data)) == parse(data)
 
 
 def _reverse_children(*steps: str) -> Callable[[etree._Element], None]:
@@ -349,39 +373,6 @@ def test_missing_optional_sections() -> None:
     assert p.to_places == ()
     assert p.business_type is BusinessDocType.NEW
     assert p.trace_headers == ()
-
-
-def dotnet_variant(data: bytes) -> bytes:
-    """What the .NET SDK writes: xsi/xsd declarations on the root, attributes on
-    TraceHeaderList, xlink attributes on Reference, Attachment children in another order,
-    ContentIds without ``cid:``."""
-    root = etree.fromstring(data)
-    nsmap = {
-        None: NS,
-        "xsi": "http://www.w3.org/2001/XMLSchema-instance",
-        "xsd": "http://www.w3.org/2001/XMLSchema",
-        "xlink": "http://www.w3.org/1999/xlink",
-    }
-    new_root = etree.Element(E + "edXML", nsmap=nsmap)  # type: ignore[arg-type]
-    for child in list(root):
-        new_root.append(child)
-    thl = new_root.find(path("edXMLEnvelope", "edXMLHeader", "TraceHeaderList"))
-    assert thl is not None
-    thl.set("Version", "1.0")
-    thl.set("{http://www.w3.org/2001/XMLSchema-instance}schemaLocation", f"{NS} edXML.xsd")
-    for ref in new_root.iter(E + "Reference"):
-        ref.set("{http://www.w3.org/1999/xlink}type", "simple")
-        cid = ref.findtext(E + "ContentId") or ""
-        ref.set("{http://www.w3.org/1999/xlink}href", "cid:" + cid)
-    for att in new_root.iter(E + "Attachment"):
-        children = list(att)
-        for c in children:
-            att.remove(c)
-        for c in reversed(children):
-            att.append(c)
-    for el in new_root.iter(E + "ContentId"):
-        el.text = (el.text or "").replace("cid:", "")
-    return etree.tostring(new_root, xml_declaration=True, encoding="utf-8")
 
 
 @pytest.mark.parametrize("name", [NEW, REAL, UPDATE])
@@ -663,7 +654,7 @@ def test_not_edxml(data: bytes, reason: Reason) -> None:
     assert rejected(data).reason is reason
 
 
-def test_wrong_namespace_on_a_real_sample() -> None:
+def test_wrong_namespace_is_not_edxml() -> None:
     data = sample(NEW).replace(NS.encode(), b"http://example.org/edxml")
     assert rejected(data).reason is Reason.NOT_EDXML
 

@@ -1,4 +1,4 @@
-"""The strict-profile XSD agrees with the parser: on the samples, on builder output, and on
+"""The strict-profile XSD agrees with the parser: on the own packages, on builder output, and on
 packages mutated to break a rule (both refuse). Where XSD 1.0 cannot express a rule, the gap
 is stated (PARSER_ONLY_RULES) and tested as such."""
 
@@ -7,33 +7,36 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from datetime import date
-from pathlib import Path
 
 import pytest
 from lxml import etree
 
 from schemas import PackageRejected, ParseLimits, Reason, build_package, parse_package
 from schemas.profile import PARSER_ONLY_RULES, XSD_RULES, load_schema, validate_against_xsd
+from tests.packages import (
+    ALL,
+    NEW,
+    REAL,
+    REVOKE,
+    UPDATE,
+    default_namespace,
+    dotnet_variant,
+    package,
+    without_cid,
+)
 
-SAMPLES = Path(__file__).resolve().parents[2] / ".." / "shared" / "edxml-samples"
 NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 E = "{" + NS + "}"
 TODAY = date(2026, 1, 1)
-ALL_SAMPLES = sorted(p.name for p in SAMPLES.glob("*.edxml"))
-NEW = "edoc_new.derived.edxml"
-REVOKE = "edoc_revocation.derived.edxml"
-UPDATE = "edoc_update.derived.edxml"
-REPLACE = "edoc_replacement.derived.edxml"
-REAL = "real_vdxp_received_2025-10-13.derived.edxml"
-STATUS = "status_rejection_02.edxml"
+ALL_SAMPLES = ALL
+STATUS = "status_rejection_02"
 MH = ("edXMLEnvelope", "edXMLHeader", "MessageHeader")
 BUSINESS = ("edXMLEnvelope", "edXMLHeader", "TraceHeaderList", "Bussiness")
 
 Mutation = Callable[[etree._Element], object]
 
 
-def sample(name: str) -> bytes:
-    return (SAMPLES / name).read_bytes()
+sample = package
 
 
 def path(*steps: str) -> str:
@@ -94,16 +97,26 @@ def test_schema_compiles_once() -> None:
 
 
 @pytest.mark.parametrize("name", ALL_SAMPLES)
-def test_samples_are_valid(name: str) -> None:
+def test_own_packages_are_valid(name: str) -> None:
     data = sample(name)
     assert validate_against_xsd(data) == []
     assert parser_reason(data) is None
 
 
 @pytest.mark.parametrize("name", ALL_SAMPLES)
-def test_rebuilt_samples_are_valid(name: str) -> None:
+def test_rebuilt_packages_are_valid(name: str) -> None:
     rebuilt = build_package(parse_package(sample(name), today=TODAY).package)
     assert validate_against_xsd(rebuilt) == []
+
+
+@pytest.mark.parametrize("name", ALL_SAMPLES)
+@pytest.mark.parametrize(
+    "variant", [without_cid, default_namespace, dotnet_variant], ids=lambda f: f.__name__
+)
+def test_producer_variants_are_valid(name: str, variant: Callable[[bytes], bytes]) -> None:
+    data = variant(sample(name))
+    assert validate_against_xsd(data) == []
+    assert parser_reason(data) is None
 
 
 @pytest.mark.parametrize("name", [NEW, REAL])

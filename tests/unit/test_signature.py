@@ -19,7 +19,7 @@ from schemas.signature import (
     sign_package,
     verify_package,
 )
-from tests.conftest import sample_bytes
+from tests import packages
 from tests.factory import edoc
 from tests.pki import Identity, identity
 
@@ -60,7 +60,7 @@ def test_signed_package_verifies_and_the_parser_sees_a_real_signature(signer: Id
 
 
 def test_sdk_placeholder_is_replaced_and_is_not_a_signature(signer: Identity) -> None:
-    body = sample_bytes("edoc_new.derived.edxml")
+    body = packages.package(packages.NEW)
     assert find_signature(body) is None  # the placeholder proves nothing
     signed = sign_package(body, signer.key_pem, signer.cert_pem)
     assert b"<Signature>" not in signed  # the placeholder is gone
