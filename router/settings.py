@@ -30,6 +30,12 @@ class Settings:
     amqp_user_prefix: str = ""
     sweep_seconds: int = 30
     not_arrived_minutes: float = 15.0
+    # mutual TLS to RabbitMQ (router.amqp): CA bundle, client certificate, its key (PEM)
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    hub_key: str | None = None  # Ed25519 key that signs receipts (router.outbox.signing)
+    certificate_warn_days: float = 30.0  # warn senders whose certificate expires sooner
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -49,6 +55,13 @@ class Settings:
             sweep_seconds=_env_int("LIENTHONG_SWEEP_SECONDS", d.sweep_seconds),
             not_arrived_minutes=float(
                 os.environ.get("LIENTHONG_NOT_ARRIVED_MINUTES", d.not_arrived_minutes)
+            ),
+            tls_ca=os.environ.get("LIENTHONG_TLS_CA") or None,
+            tls_cert=os.environ.get("LIENTHONG_TLS_CERT") or None,
+            tls_key=os.environ.get("LIENTHONG_TLS_KEY") or None,
+            hub_key=os.environ.get("LIENTHONG_HUB_KEY") or None,
+            certificate_warn_days=float(
+                os.environ.get("LIENTHONG_CERT_WARN_DAYS", d.certificate_warn_days)
             ),
         )
 

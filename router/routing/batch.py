@@ -197,10 +197,12 @@ SELECT
 class BatchRouter:
     """Validates, authorises and records a batch; returns what to publish."""
 
-    def __init__(self, pool: asyncpg.Pool, *, limits: ParseLimits) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, limits: ParseLimits, gate: SignatureGate | None = None
+    ) -> None:
         self._pool = pool
         self._limits = limits
-        self._gate = SignatureGate(pool)
+        self._gate = gate or SignatureGate(pool)
         self._now = datetime.now(UTC)
 
     async def route(self, batch: Sequence[Incoming]) -> BatchPlan:
