@@ -1,6 +1,15 @@
-"""Transport security: AMQPS with client certificates (mutual TLS).
+"""The one way the hub opens an AMQP connection: :func:`connect`.
 
-Set ``LIENTHONG_AMQP_URL=amqps://user:password@host:5671/lienthong`` and
+Every connection of the hub (routers, the ops service, operator commands, provisioning)
+comes from here, so each one is opened with the same TLS settings, the hub's user from
+``LIENTHONG_AMQP_URL`` and a connection name that shows in RabbitMQ's management UI
+(``lienthong <role> <pid>``)::
+
+    connection = await amqp.connect(settings, "router")            # robust: reconnects
+    connection = await amqp.connect(settings, "redeliver", robust=False)
+
+Transport security: AMQPS with client certificates (mutual TLS). Set
+``LIENTHONG_AMQP_URL=amqps://user:password@host:5671/lienthong`` and
 
 ===================  =====================================================================
 LIENTHONG_TLS_CA     CA bundle (PEM) that signed the broker's certificate
@@ -8,9 +17,8 @@ LIENTHONG_TLS_CERT   this process's client certificate (PEM), for mutual TLS
 LIENTHONG_TLS_KEY    its private key (PEM)
 ===================  =====================================================================
 
-and pass ``ssl_context_from_env()`` to ``aio_pika.connect_robust(url, ssl_context=...)``.
-The context verifies the broker's certificate and host name and refuses anything below
-TLS 1.2.
+(read into :class:`router.settings.Settings`). The context verifies the broker's
+certificate and host name and refuses anything below TLS 1.2.
 
 Gateways using the SDK need no code: aiormq reads ``cafile``, ``certfile`` and ``keyfile``
 from the URL, e.g. ``amqps://vpcp:SECRET@axis.example:5671/lienthong?cafile=/etc/lt/ca.pem
@@ -21,14 +29,15 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Mapping
+from typing import Literal, overload
+from urllib.parse import unquote, urlsplit
 
-__all__ = ["TLS_CA_ENV", "TLS_CERT_ENV", "TLS_KEY_ENV", "client_ssl_context",
-           "ssl_context_from_env"]
+import aio_pika
+from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 
-TLS_CA_ENV = "LIENTHONG_TLS_CA"
-TLS_CERT_ENV = "LIENTHONG_TLS_CERT"
-TLS_KEY_ENV = "LIENTHONG_TLS_KEY"
+from router.settings import Settings
+
+__all__ = ["client_ssl_context", "connect", "hub_user", "ssl_context"]
 
 
 def client_ssl_context(
@@ -41,15 +50,49 @@ def client_ssl_context(
     if cert:
         ctx.load_cert_chain(cert, key)
     elif key:
-        raise ValueError(f"{TLS_KEY_ENV} is set without {TLS_CERT_ENV}")
+        raise ValueError("LIENTHONG_TLS_KEY is set without LIENTHONG_TLS_CERT")
     return ctx
 
 
-def ssl_context_from_env(environ: Mapping[str, str] | None = None) -> ssl.SSLContext | None:
-    """The client context described by ``LIENTHONG_TLS_*``; None when none is set (then an
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The client context the settings describe; None when no TLS file is set (then an
     ``amqps://`` URL still uses TLS with the system's CA store, without a client cert)."""
-    env = os.environ if environ is None else environ
-    ca, cert, key = (env.get(n) or None for n in (TLS_CA_ENV, TLS_CERT_ENV, TLS_KEY_ENV))
-    if not (ca or cert or key):
+    if not (settings.tls_ca or settings.tls_cert or settings.tls_key):
         return None
-    return client_ssl_context(ca, cert, key)
+    return client_ssl_context(settings.tls_ca, settings.tls_cert, settings.tls_key)
+
+
+def hub_user(settings: Settings) -> str:
+    """The hub's own AMQP user (the one in ``LIENTHONG_AMQP_URL``): RabbitMQ checks a
+    published ``user_id`` against the connection's user."""
+    return unquote(urlsplit(settings.amqp_url).username or "guest")
+
+
+@overload
+async def connect(
+    settings: Settings, role: str, *, robust: Literal[True] = ..., connect_timeout: float = ...
+) -> AbstractRobustConnection: ...
+
+
+@overload
+async def connect(
+    settings: Settings, role: str, *, robust: Literal[False], connect_timeout: float = ...
+) -> AbstractConnection: ...
+
+
+async def connect(
+    settings: Settings, role: str, *, robust: bool = True, connect_timeout: float = 10.0
+) -> AbstractConnection:
+    """Open a connection to the hub's vhost as the hub's user, with the TLS settings.
+
+    ``role`` names the connection in RabbitMQ (``lienthong <role> <pid>``). ``robust``
+    connections reconnect and restore their channels by themselves (long-running
+    processes); plain ones are for a command that does one thing and ends.
+    """
+    opener = aio_pika.connect_robust if robust else aio_pika.connect
+    return await opener(
+        settings.amqp_url,
+        ssl_context=ssl_context(settings),
+        timeout=connect_timeout,
+        client_properties={"connection_name": f"lienthong {role} {os.getpid()}"},
+    )

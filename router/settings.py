@@ -31,6 +31,12 @@ class Settings:
     sweep_seconds: int = 30
     not_arrived_minutes: float = 15.0
     audit_anchor_seconds: float = 300.0
+    # mutual TLS to RabbitMQ (router.amqp): CA bundle, client certificate, its key (PEM)
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    hub_key: str | None = None  # Ed25519 key that signs receipts (router.outbox.signing)
+    certificate_warn_days: float = 30.0  # warn senders whose certificate expires sooner
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -53,6 +59,13 @@ class Settings:
             ),
             audit_anchor_seconds=float(
                 os.environ.get("LIENTHONG_AUDIT_ANCHOR_SECONDS", d.audit_anchor_seconds)
+            ),
+            tls_ca=os.environ.get("LIENTHONG_TLS_CA") or None,
+            tls_cert=os.environ.get("LIENTHONG_TLS_CERT") or None,
+            tls_key=os.environ.get("LIENTHONG_TLS_KEY") or None,
+            hub_key=os.environ.get("LIENTHONG_HUB_KEY") or None,
+            certificate_warn_days=float(
+                os.environ.get("LIENTHONG_CERT_WARN_DAYS", d.certificate_warn_days)
             ),
         )
 

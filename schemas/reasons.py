@@ -383,6 +383,10 @@ class WarningCode(Enum):
         "Mã định danh cơ quan không theo dạng chuẩn",
         "An agency code does not follow a known form",
     )
+    CERTIFICATE_EXPIRING_SOON = (
+        "Chứng thư số dùng để ký gói tin sắp hết hạn: hãy đăng ký chứng thư mới",
+        "The certificate that signed the package expires soon: register a new one",
+    )
 
     @property
     def message_vi(self) -> str:

@@ -7,20 +7,19 @@ import json
 import uuid
 from datetime import datetime
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-import aio_pika
 import asyncpg
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
+from router import amqp
 from router.cli._services import connect_db, fail, run_async
+from router.outbox.outbox import Outbox
 from router.recovery import parking as parking_lib
 from router.recovery import redelivery
 from router.settings import Settings
-from router.topology import DELIVER, RECEIPTS
 
 _actor = click.option("--actor", default=lambda: f"cli:{getpass.getuser()}",
                       show_default="cli:<your login>", help="Recorded in the audit log.")
@@ -136,18 +135,17 @@ def parking_requeue(ids: tuple[uuid.UUID, ...], all_matching: bool, state: str,
 
     async def go(settings: Settings) -> None:
         conn = await connect_db(settings)
-        connection = await aio_pika.connect(settings.amqp_url)
         try:
             chosen = list(ids)
             if all_matching:
                 rows = await parking_lib.list_parked(
                     conn, _parked_filter("parked", gateway, reason, since, until, (), limit))
                 chosen += [r["id"] for r in rows]
-            async with connection:
+            async with await amqp.connect(settings, "parking-requeue",
+                                          robust=False) as connection:
                 channel = await connection.channel(publisher_confirms=True)
-                hub_user = unquote(urlsplit(settings.amqp_url).username or "guest")
                 n = await parking_lib.requeue(conn, channel, chosen, actor=actor,
-                                              hub_user=hub_user)
+                                              hub_user=amqp.hub_user(settings))
         finally:
             await conn.close()
         click.echo(f"requeued {n} message(s)")
@@ -229,11 +227,9 @@ def redeliver(states: tuple[str, ...], recipient: str | None, gateway: str | Non
                     return
                 if not yes and not click.confirm(f"Re-deliver {pv.total} deliveries?"):
                     return
-            connection = await aio_pika.connect_robust(settings.amqp_url)
-            async with connection:
+            async with await amqp.connect(settings, "redeliver") as connection:
                 channel = await connection.channel(publisher_confirms=True)
-                exchange = await channel.get_exchange(DELIVER)
-                receipts = await channel.get_exchange(RECEIPTS)
+                outbox = await Outbox.open(channel, settings)
                 with Progress("[progress.description]{task.description}", BarColumn(),
                               MofNCompleteColumn(), TimeRemainingColumn(),
                               console=console) as bar:
@@ -242,9 +238,8 @@ def redeliver(states: tuple[str, ...], recipient: str | None, gateway: str | Non
                     def show(job: redelivery.RedeliveryJob) -> None:
                         bar.update(task, total=job.total, completed=job.done)
 
-                    job = await redelivery.run(pool, exchange, flt, actor=actor, rate=rate,
-                                               resume=resume, progress=show,
-                                               receipts=receipts)
+                    job = await redelivery.run(pool, outbox, flt, actor=actor, rate=rate,
+                                               resume=resume, progress=show)
             console.print(
                 f"job {job.id}: {job.state}, {job.done} re-delivered ({job.queued} queued, "
                 f"{job.undeliverable} undeliverable) in {job.elapsed:.1f} s", highlight=False)

@@ -33,7 +33,7 @@ def apply_cmd() -> None:
             ids = [r["id"] for r in await conn.fetch("SELECT id FROM gateways ORDER BY id")]
         finally:
             await conn.close()
-        await topo.apply(settings.amqp_url, ids)
+        await topo.apply(settings, ids)
         click.echo(f"topology applied in vhost {settings.vhost!r}: core + {len(ids)} gateways; "
                    f"delivery limit of {topo.ROUTER_IN}: {settings.delivery_limit} "
                    f"(policy lt-router-in)")

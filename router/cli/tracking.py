@@ -186,27 +186,18 @@ def deadlines(not_arrived_after: float, watch: float | None) -> None:
     (Routers also sweep by themselves every LIENTHONG_SWEEP_SECONDS.)"""
 
     async def go(settings: Settings) -> None:
-        import aio_pika
-
-        from router import topology
-        from router.outbox import publish as publishing
+        from router import amqp
+        from router.outbox.outbox import Outbox
 
         conn = await connect_db(settings)
-        connection = await aio_pika.connect(settings.amqp_url)
         try:
-            async with connection:
+            async with await amqp.connect(settings, "deadlines") as connection:
                 channel = await connection.channel(publisher_confirms=True)
-                exchange = await channel.get_exchange(topology.RECEIPTS)
+                outbox = await Outbox.open(channel, settings)
                 while True:
-                    res = await deadlines_lib.sweep(
-                        conn, now=datetime.now(UTC),
+                    res = await deadlines_lib.sweep_and_tell(
+                        conn, outbox, now=datetime.now(UTC),
                         not_arrived_after=timedelta(minutes=not_arrived_after))
-                    await publishing.publish_all(
-                        exchange,
-                        [(publishing.receipt_message(r.receipt), r.gateway_id)
-                         for r in res.receipts if r.gateway_id is not None],
-                        mandatory=False,
-                    )
                     click.echo(f"{datetime.now(VIETNAM):%H:%M:%S} flagged {res.not_arrived} "
                                f"not arrived, {res.overdue} overdue")
                     if watch is None:

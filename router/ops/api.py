@@ -277,13 +277,12 @@ async def redeliveries_post(request: web.Request) -> web.Response:
             "The filter differs from the one previewed: preview again, then confirm",
             confirm=fingerprint,
         )
-    channel = await ctx.channel()
-    exchange = await channel.get_exchange(topology.DELIVER, ensure=False)
+    outbox = await ctx.outbox()
     seen: list[redelivery.RedeliveryJob] = []
 
     async def job_task() -> redelivery.RedeliveryJob:
         job = await redelivery.run(
-            ctx.pool, exchange, flt, actor=principal.name, rate=rate, progress=seen.append
+            ctx.pool, outbox, flt, actor=principal.name, rate=rate, progress=seen.append
         )
         _record_job(job)
         log.info("redelivery.finished", job=str(job.id), state=job.state, done=job.done,

@@ -10,14 +10,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import cast
 
-import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aiohttp import web
 
+from router import amqp
 from router.broker_admin import BrokerAdmin
 from router.ops.auth import TokenStore
 from router.ops.queue_health import HealthThresholds, QueueSnapshot
+from router.outbox.outbox import Outbox
 from router.settings import Settings
 
 __all__ = ["CTX", "OpsContext", "thresholds_from_env"]
@@ -45,6 +46,7 @@ class OpsContext:
     jobs: set[asyncio.Task[object]] = field(default_factory=set)
     _amqp: AbstractRobustConnection | None = None
     _channel: AbstractChannel | None = None
+    _outbox: Outbox | None = None
     _amqp_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
@@ -61,12 +63,21 @@ class OpsContext:
         async with self._amqp_lock:
             if self._amqp is None or self._amqp.is_closed:
                 self._amqp = await asyncio.wait_for(
-                    aio_pika.connect_robust(self.settings.amqp_url), connect_timeout
+                    amqp.connect(self.settings, "ops", connect_timeout=connect_timeout),
+                    connect_timeout,
                 )
                 self._channel = None
             if self._channel is None or self._channel.is_closed:
                 self._channel = await self._amqp.channel(publisher_confirms=True)
+                self._outbox = None
             return self._channel
+
+    async def outbox(self) -> Outbox:
+        """Where the service's copies and (signed) receipts leave, on :meth:`channel`."""
+        channel = await self.channel()
+        if self._outbox is None:
+            self._outbox = await Outbox.open(channel, self.settings)
+        return self._outbox
 
     async def close(self) -> None:
         for task in list(self.jobs):

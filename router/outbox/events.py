@@ -1,18 +1,22 @@
 """Telling senders, without being asked: a ``delivery`` receipt to the sender gateway for
-every state change of one of its documents' deliveries (hub-side changes here; changes
-caused by status packages are built in ``router.routing.batch``, deadlines in
-``router.recovery.deadlines``)."""
+every state change of one of its documents' deliveries. :func:`delivery_event` builds
+every such receipt of hub-side changes (revocation, parking, re-delivery, deadlines);
+changes caused by status packages are built in ``router.routing.batch``. They leave,
+signed, through :class:`router.outbox.outbox.Outbox`."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
 
 from router.ledger import Conn
 from router.routing.batch import OutgoingReceipt, derive_id
 from schemas.receipt import Receipt, RecipientOutcome
 
-__all__ = ["delivery_events"]
+__all__ = ["delivery_event", "delivery_events"]
 
 
 async def delivery_events(
@@ -33,26 +37,37 @@ async def delivery_events(
         [str(i) for i in delivery_ids],
     )
     return [
-        OutgoingReceipt(
-            r["sender_gateway_id"],
-            Receipt(
-                receipt_id=str(derive_id("event", cause, r["id"], r["state"])),
-                type="delivery",
-                hub_id=str(r["hub_id"]),
-                kind=r["kind"],
-                document_id=r["edxml_document_id"],
-                sender=r["sender"],
-                recipients=(
-                    RecipientOutcome(
-                        code=r["recipient_code"],
-                        agency=r["agency"],
-                        gateway=r["gateway_id"],
-                        delivery_id=str(r["id"]),
-                        state=r["state"],
-                    ),
-                ),
-                state=r["state"],
-            ),
-        )
+        delivery_event(r, receipt_id=str(derive_id("event", cause, r["id"], r["state"])),
+                       state=r["state"], kind=r["kind"])
         for r in rows
     ]
+
+
+def delivery_event(
+    r: asyncpg.Record | Mapping[str, Any], *, receipt_id: str, state: str, kind: str
+) -> OutgoingReceipt:
+    """The one builder of ``delivery`` receipts: ``r`` names the delivery (``id``,
+    ``hub_id``, ``state``, ``recipient_code``, ``agency``, ``gateway_id``) and its document
+    (``sender_gateway_id``, ``edxml_document_id``, ``sender``); ``state`` is what the
+    sender is told (the delivery's state, or a flag such as ``not_arrived``)."""
+    return OutgoingReceipt(
+        r["sender_gateway_id"],
+        Receipt(
+            receipt_id=receipt_id,
+            type="delivery",
+            hub_id=str(r["hub_id"]),
+            kind=kind,
+            document_id=r["edxml_document_id"],
+            sender=r["sender"],
+            recipients=(
+                RecipientOutcome(
+                    code=r["recipient_code"],
+                    agency=r["agency"],
+                    gateway=r["gateway_id"],
+                    delivery_id=str(r["id"]),
+                    state=r["state"],
+                ),
+            ),
+            state=state,
+        ),
+    )

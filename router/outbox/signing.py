@@ -13,8 +13,9 @@ Key management: the private key is a PKCS#8 PEM file whose path is ``LIENTHONG_H
 It is created once, explicitly, with ``lienthong receipt keygen`` (mode 0600; never
 overwritten) and copied to every router host — routers never generate keys by themselves,
 so two hosts can never sign with different keys by accident. Without ``LIENTHONG_HUB_KEY``
-receipts go out unsigned (and :func:`load_signer` says so in the log); with it set but the
-file unreadable, :func:`load_signer` raises: a router must not start half-configured.
+receipts go out unsigned (and :func:`hub_signer` says so in the log); with it set but the
+file unreadable, :func:`hub_signer` raises: a process must not start half-configured. Every
+receipt leaves through :class:`router.outbox.receipts.ReceiptOutbox`, which signs it.
 ``lienthong receipt public-key`` prints the public key that gateways pin;
 ``lienthong receipt verify FILE --public-key PEM`` checks one receipt offline.
 """
@@ -24,7 +25,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,10 @@ import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from router.settings import Settings
 from schemas.receipt import Receipt, canonical_receipt_bytes, receipt_key_id
 
-__all__ = ["HUB_KEY_ENV", "ReceiptSigner", "generate_hub_key", "load_signer"]
+__all__ = ["HUB_KEY_ENV", "ReceiptSigner", "generate_hub_key", "hub_signer"]
 
 HUB_KEY_ENV = "LIENTHONG_HUB_KEY"
 
@@ -104,17 +105,24 @@ def generate_hub_key(path: str | Path) -> ReceiptSigner:
     return ReceiptSigner(key)
 
 
-def load_signer(environ: Mapping[str, str] | None = None) -> ReceiptSigner | None:
-    """The hub's signer from ``LIENTHONG_HUB_KEY``; None (and a warning) when unset.
+_loaded: dict[str | None, ReceiptSigner | None] = {}
 
-    Raises OSError / ValueError / TypeError when the variable is set but the key cannot be
-    used.
+
+def hub_signer(settings: Settings) -> ReceiptSigner | None:
+    """The hub's signer from ``settings.hub_key`` (``LIENTHONG_HUB_KEY``), read once per
+    process; None (and one warning) when unset.
+
+    Raises OSError / ValueError / TypeError when the key is set but cannot be used: a
+    process must not start half-configured.
     """
-    env = os.environ if environ is None else environ
-    path = env.get(HUB_KEY_ENV)
-    if not path:
+    path = settings.hub_key or None
+    if path in _loaded:
+        return _loaded[path]
+    signer: ReceiptSigner | None = None
+    if path is None:
         log.warning("receipts_unsigned", hint=f"set {HUB_KEY_ENV} (lienthong receipt keygen)")
-        return None
-    signer = ReceiptSigner.from_file(path)
-    log.info("receipt_signing", key_id=signer.key_id)
+    else:
+        signer = ReceiptSigner.from_file(path)
+        log.info("receipt_signing", key_id=signer.key_id)
+    _loaded[path] = signer
     return signer

@@ -20,10 +20,11 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import asyncpg
 
 from router.ledger import Conn
+from router.outbox.events import delivery_event
+from router.outbox.outbox import Outbox
 from router.routing.batch import OutgoingReceipt, derive_id
-from schemas.receipt import Receipt, RecipientOutcome
 
-__all__ = ["DEFAULT_NOT_ARRIVED_AFTER", "SweepResult", "sweep"]
+__all__ = ["DEFAULT_NOT_ARRIVED_AFTER", "SweepResult", "sweep", "sweep_and_tell"]
 
 DEFAULT_NOT_ARRIVED_AFTER = timedelta(minutes=15)
 _VIETNAM = timezone(timedelta(hours=7))
@@ -75,27 +76,7 @@ JOIN documents doc ON doc.hub_id = f.hub_id JOIN agencies sa ON sa.id = doc.send
 
 
 def _receipt(r: asyncpg.Record, flag: str) -> OutgoingReceipt:
-    return OutgoingReceipt(
-        r["sender_gateway_id"],
-        Receipt(
-            receipt_id=str(derive_id(flag, r["id"])),
-            type="delivery",
-            hub_id=str(r["hub_id"]),
-            kind="edoc",
-            document_id=r["edxml_document_id"],
-            sender=r["sender"],
-            recipients=(
-                RecipientOutcome(
-                    code=r["recipient_code"],
-                    agency=r["agency"],
-                    gateway=r["gateway_id"],
-                    delivery_id=str(r["id"]),
-                    state=r["state"],
-                ),
-            ),
-            state=flag,
-        ),
-    )
+    return delivery_event(r, receipt_id=str(derive_id(flag, r["id"])), state=flag, kind="edoc")
 
 
 async def sweep(
@@ -125,3 +106,17 @@ async def sweep(
     return result
 
 
+
+
+async def sweep_and_tell(
+    conn: Conn,
+    outbox: Outbox,
+    *,
+    now: datetime | None = None,
+    not_arrived_after: timedelta = DEFAULT_NOT_ARRIVED_AFTER,
+) -> SweepResult:
+    """:func:`sweep`, then tell the senders (signed, through the outbox). Used by the
+    routers' periodic sweep and by ``lienthong deadlines``."""
+    result = await sweep(conn, now=now, not_arrived_after=not_arrived_after)
+    await outbox.receipts(result.receipts)
+    return result

@@ -10,7 +10,9 @@ recipient and a sample), then :func:`run` it. A run:
   written in one transaction, so an interrupted job resumes where it stopped;
 * keeps each copy's ``message_id`` (the hub's copy id) and headers: a gateway that already
   has a copy drops the new one as a duplicate;
-* honours ``rate`` (copies per second) so a recovering gateway is not flooded.
+* honours ``rate`` (copies per second) so a recovering gateway is not flooded;
+* tells the senders each delivery's new state (signed ``delivery`` receipts, whoever
+  started the job: the CLI or the ops API).
 """
 
 from __future__ import annotations
@@ -26,11 +28,10 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from aio_pika.abc import AbstractExchange
 
 from router.ledger import Conn
-from router.outbox.events import delivery_events
-from router.outbox.publish import MARK_SQL, publish_all, publish_copies, receipt_message
+from router.outbox.outbox import Outbox
+from router.outbox.publish import MARK_SQL
 from router.routing.batch import Copy
 from schemas.agency_code import normalize
 from schemas.reasons import Reason
@@ -220,7 +221,7 @@ Progress = Callable[[RedeliveryJob], None]
 
 async def run(
     pool: asyncpg.Pool,
-    deliver: AbstractExchange,
+    outbox: Outbox,
     flt: RedeliveryFilter | None = None,
     *,
     actor: str,
@@ -228,9 +229,10 @@ async def run(
     batch_size: int = 500,
     resume: uuid.UUID | None = None,
     progress: Progress | None = None,
-    receipts: AbstractExchange | None = None,
 ) -> RedeliveryJob:
-    """Re-deliver what ``flt`` matches (or resume job ``resume``). Returns the job."""
+    """Re-deliver what ``flt`` matches (or resume job ``resume``) through ``outbox``, and
+    tell the senders each delivery's new state (signed ``delivery`` receipts). Returns
+    the job."""
     async with pool.acquire() as conn:
         if resume is not None:
             job = await load_job(conn, resume)
@@ -277,7 +279,7 @@ async def run(
                 )
             if not rows:
                 break
-            states = await publish_copies(deliver, _copies(rows))
+            states = await outbox.copies(_copies(rows))
             ids = list(states)
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute(
@@ -293,15 +295,8 @@ async def run(
                            cursor_id = $5, updated_at = now() WHERE id = $1""",
                     job.id, job.done, job.queued, job.undeliverable, job.cursor_id,
                 )
-            if receipts is not None:  # tell the senders what changed
-                async with pool.acquire() as conn:
-                    events = await delivery_events(conn, ids, cause=f"redelivered:{job.id}")
-                await publish_all(
-                    receipts,
-                    [(receipt_message(e.receipt), e.gateway_id) for e in events
-                     if e.gateway_id is not None],
-                    mandatory=False,
-                )
+            async with pool.acquire() as conn:  # tell the senders what changed
+                await outbox.events(conn, ids, cause=f"redelivered:{job.id}")
             if progress:
                 progress(job)
             if rate:

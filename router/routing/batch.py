@@ -47,11 +47,12 @@ class BatchRouter:
         pool: asyncpg.Pool,
         *,
         limits: ParseLimits,
+        gate: SignatureGate | None = None,
         signature_refresh_seconds: float = 30.0,
     ) -> None:
         self._pool = pool
         self._limits = limits
-        self._gate = SignatureGate(pool, refresh_seconds=signature_refresh_seconds)
+        self._gate = gate or SignatureGate(pool, refresh_seconds=signature_refresh_seconds)
 
     async def route(self, batch: Sequence[Incoming]) -> BatchPlan:
         plan = BatchPlan(outcomes=[""] * len(batch))

@@ -33,7 +33,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import aiormq
@@ -46,15 +45,16 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from router import metrics, topology
-from router.amqp import ssl_context_from_env
+from router import amqp, metrics, topology
 from router.outbox import events as notifications
 from router.outbox import publish as publishing
-from router.outbox.signing import load_signer
+from router.outbox.outbox import Outbox
+from router.outbox.signing import hub_signer
 from router.recovery import deadlines, parking
 from router.routing import faults
 from router.routing.batch import BatchPlan, BatchRouter, Copy, Incoming, OutgoingReceipt, derive_id
 from router.security import anchors, posture
+from router.security.signature_gate import SignatureGate
 from router.settings import Settings
 from schemas import ParseLimits
 from schemas.reasons import Reason
@@ -112,6 +112,7 @@ class RouterWorker:
                 max_recipients=settings.max_recipients,
                 max_attachments=settings.max_attachments,
             ),
+            gate=SignatureGate(pool, warn_days=settings.certificate_warn_days),
         )
         self.stats = BatchStats()
         self._connection: AbstractRobustConnection | None = None
@@ -119,15 +120,14 @@ class RouterWorker:
         self._deliver: AbstractExchange | None = None
         self._receipts: AbstractExchange | None = None
         self._dead: AbstractExchange | None = None
+        self._outbox: Outbox | None = None
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
-        self._hub_user = unquote(urlsplit(settings.amqp_url).username or "guest")
-        self._signer = load_signer()  # None: receipts unsigned (a warning is logged)
+        self._hub_user = amqp.hub_user(settings)
+        hub_signer(settings)  # an unusable key stops the worker now (unset: a warning)
         self._last_full = False
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._connection = await aio_pika.connect_robust(
-            self.settings.amqp_url, ssl_context=ssl_context_from_env()
-        )
+        self._connection = await amqp.connect(self.settings, "router")
         async with self._connection:
             consume = await self._connection.channel()
             await consume.set_qos(prefetch_count=self.settings.batch_size * 2)
@@ -135,6 +135,7 @@ class RouterWorker:
             self._deliver = await self._publish_channel.get_exchange(topology.DELIVER)
             self._receipts = await self._publish_channel.get_exchange(topology.RECEIPTS)
             self._dead = await self._publish_channel.get_exchange(topology.DEAD)
+            self._outbox = await Outbox.open(self._publish_channel, self.settings)
             queue = await consume.get_queue(topology.ROUTER_IN)
             tag = await queue.consume(self._on_message)
             parking_channel = await self._connection.channel()
@@ -144,10 +145,10 @@ class RouterWorker:
             log.info("router.started", batch_size=self.settings.batch_size, pid=os.getpid())
             async with self.pool.acquire() as conn:
                 await posture.record_start(conn, "router", self.settings,
-                                           receipts_signed=self._signer is not None)
+                                           receipts_signed=self._outbox.signed)
             sweeper = asyncio.create_task(self._sweep_deadlines(stop))
             anchoring = asyncio.create_task(anchors.anchor_loop(
-                self.pool, self._receipts, self._signer,
+                self.pool, self._receipts, self._outbox.signer,
                 interval=self.settings.audit_anchor_seconds, stop=stop))
             try:
                 while not stop.is_set():
@@ -189,12 +190,12 @@ class RouterWorker:
         while not stop.is_set():
             await asyncio.sleep(every)
             try:
+                assert self._outbox is not None
                 async with self.pool.acquire() as conn:
-                    res = await deadlines.sweep(
-                        conn,
+                    res = await deadlines.sweep_and_tell(
+                        conn, self._outbox,
                         not_arrived_after=timedelta(minutes=self.settings.not_arrived_minutes),
                     )
-                await self._publish_receipts(res.receipts)
                 if res.not_arrived or res.overdue:
                     log.warning("router.recovery.deadlines", not_arrived=res.not_arrived,
                                 overdue=res.overdue)
@@ -405,41 +406,12 @@ class RouterWorker:
 
     # publishing ------------------------------------------------------------------------
     async def _publish_copies(self, copies: list[Copy]) -> dict[uuid.UUID, str]:
-        assert self._deliver is not None
-        return await publishing.publish_copies(self._deliver, copies)
+        assert self._outbox is not None
+        return await self._outbox.copies(copies)
 
     async def _publish_receipts(self, receipts: list[OutgoingReceipt]) -> None:
-        if not receipts:
-            return
-        assert self._receipts is not None
-        sign = self._signer.sign if self._signer is not None else None
-        messages = [
-            publishing.receipt_message(sign(r.receipt) if sign else r.receipt) for r in receipts
-        ]
-        # a receipt for no gateway (a message without user_id whose sender cannot be
-        # known) goes only to the client's direct reply-to address
-        items = [(m, r.gateway_id) for m, r in zip(messages, receipts, strict=True)
-                 if r.gateway_id is not None]
-        # the client that sent the package gets its receipt at once as well; the queue
-        # copy stays the gateway's durable record
-        replies = [(m, r.reply_to) for m, r in zip(messages, receipts, strict=True)
-                   if r.reply_to]
-        assert self._publish_channel is not None
-        await asyncio.gather(
-            publishing.publish_all(self._receipts, items, mandatory=False),
-            self._reply(replies),
-        )
-
-    async def _reply(self, replies: list[tuple[aio_pika.Message, str]]) -> None:
-        """Best effort: the receipt is in the gateway's queue whatever happens here."""
-        if not replies:
-            return
-        assert self._publish_channel is not None
-        try:
-            await publishing.publish_all(self._publish_channel.default_exchange, replies,
-                                         mandatory=False, retries=1)
-        except Exception as exc:
-            log.warning("router.reply_failed", error=repr(exc), replies=len(replies))
+        assert self._outbox is not None
+        await self._outbox.receipts(receipts)  # signed; direct replies as well
 
     async def _mark(self, states: dict[uuid.UUID, str]) -> None:
         if not states:

@@ -8,6 +8,8 @@
     warnings = gate.check(gateway_id, body, parsed.package.has_signature, now)
     # raises PackageRejected(SIGNATURE_REQUIRED | SIGNATURE_INVALID | SIGNATURE_WRAPPING |
     #                        CERTIFICATE_UNKNOWN | CERTIFICATE_EXPIRED | CERTIFICATE_REVOKED)
+    # returns (CERTIFICATE_EXPIRING_SOON,) when the signing certificate expires within
+    # ``warn_days`` (LIENTHONG_CERT_WARN_DAYS): the sender reads it in its receipt
 
 Policies and certificates of every gateway are loaded in one query and cached for
 ``refresh_seconds``: a certificate added, revoked or a policy changed takes effect on every
@@ -46,7 +48,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from router.security.certificates import DEFAULT_POLICY
-from schemas.reasons import PackageRejected, Reason, ValidationWarning
+from schemas.reasons import PackageRejected, Reason, ValidationWarning, WarningCode
 from schemas.signature import DSIG_NS, SignatureInfo, find_signature, verify_signature
 
 __all__ = ["SignatureGate"]
@@ -176,8 +178,9 @@ class SignatureGate:
         certs = gw.certs if gw is not None else {}
         fp = info.fingerprint
         if fp is None:
-            self._verify_any(gateway_id, info, certs, now)
-            return _NO_WARNINGS
+            return self._expiry_warnings(
+                gateway_id, self._verify_any(gateway_id, info, certs, now), now
+            )
         trusted = certs.get(fp)
         if trusted is None:
             other = self._owner.get(fp)
@@ -188,8 +191,7 @@ class SignatureGate:
             )
         self._check_window(trusted, now)
         verify_signature(info, trusted.public_key)
-        self._maybe_warn(gateway_id, trusted, now)
-        return _NO_WARNINGS
+        return self._expiry_warnings(gateway_id, trusted, now)
 
     @staticmethod
     def _check_window(t: _Trusted, now: datetime) -> None:
@@ -207,8 +209,9 @@ class SignatureGate:
 
     def _verify_any(
         self, gateway_id: str, info: SignatureInfo, certs: dict[str, _Trusted], now: datetime
-    ) -> None:
-        """KeyInfo names no certificate: try the gateway's currently valid ones."""
+    ) -> _Trusted:
+        """KeyInfo names no certificate: try the gateway's currently valid ones; returns
+        the one that verifies."""
         valid = [
             t
             for t in certs.values()
@@ -224,17 +227,21 @@ class SignatureGate:
                 verify_signature(info, t.public_key)
             except PackageRejected:
                 continue
-            return
+            return t
         raise PackageRejected(
             Reason.SIGNATURE_INVALID,
             f"no certificate in KeyInfo and none of {gateway_id}'s certificates verifies it",
         )
 
-    def _maybe_warn(self, gateway_id: str, t: _Trusted, now: datetime) -> None:
-        if t.fingerprint in self._warned:
-            return
+    def _expiry_warnings(
+        self, gateway_id: str, t: _Trusted, now: datetime
+    ) -> tuple[ValidationWarning, ...]:
+        """CERTIFICATE_EXPIRING_SOON for every package signed with a certificate that
+        expires within ``warn_days`` (logged once per certificate and process)."""
         days = (t.not_after - now).total_seconds() / 86400
-        if days <= self._warn_days:
+        if days > self._warn_days:
+            return _NO_WARNINGS
+        if t.fingerprint not in self._warned:
             self._warned.add(t.fingerprint)
             log.warning(
                 "certificate_expiring",
@@ -242,3 +249,10 @@ class SignatureGate:
                 fingerprint=t.fingerprint,
                 days_left=round(days, 2),
             )
+        return (
+            ValidationWarning(
+                WarningCode.CERTIFICATE_EXPIRING_SOON,
+                f"certificate sha256:{t.fingerprint} expires {t.not_after.isoformat()}"
+                f" ({max(days, 0):.0f} days left; gateway {gateway_id})",
+            ),
+        )

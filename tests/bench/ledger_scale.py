@@ -18,6 +18,7 @@ import aio_pika
 
 from router import topology
 from router.directory.registry import AgencyRow
+from router.outbox.outbox import Outbox
 from router.recovery import deadlines, redelivery
 from router.reporting import statistics
 from tests.hub import Hub, create_template, drop_database, require_services, throwaway_hub
@@ -107,9 +108,9 @@ async def main(deliveries: int, redeliver_n: int) -> None:
             connection = await aio_pika.connect(hub.settings.amqp_url)
             async with connection:
                 channel = await connection.channel(publisher_confirms=True)
-                exchange = await channel.get_exchange(topology.DELIVER)
+                outbox = await Outbox.open(channel, hub.settings)
                 t = time.perf_counter()
-                job = await redelivery.run(hub.pool, exchange, flt, actor="bench")
+                job = await redelivery.run(hub.pool, outbox, flt, actor="bench")
                 took = time.perf_counter() - t
                 print(f"re-delivery: {job.done} deliveries ({job.queued} queued) in {took:.1f} s "
                       f"= {job.done / took:.0f}/s")

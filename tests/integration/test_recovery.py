@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from router import topology
 from router.cli.gateway import inbox as inbox_cli
 from router.directory.registry import AgencyRow
+from router.outbox.outbox import Outbox
 from router.recovery import parking, redelivery
 from tests.factory import edoc
 from tests.hub import Hub, queue_depth
@@ -56,9 +57,9 @@ async def _redeliver_queued(hub: Hub, gateway: str) -> redelivery.RedeliveryJob:
     """What an operator does: re-deliver every queued copy of ``gateway`` (same ids)."""
     conn, channel = await _channel(hub)
     async with conn:
-        deliver = await channel.get_exchange(topology.DELIVER)
+        outbox = await Outbox.open(channel, hub.settings)
         flt = redelivery.RedeliveryFilter(states=("queued",), gateway=gateway)
-        return await redelivery.run(hub.pool, deliver, flt, actor="test")
+        return await redelivery.run(hub.pool, outbox, flt, actor="test")
 
 
 async def test_missing_inbox_is_undeliverable_then_redelivered_once(hub: Hub) -> None:
@@ -84,7 +85,7 @@ async def test_missing_inbox_is_undeliverable_then_redelivered_once(hub: Hub) ->
 
         # the gateway's queues come back; one copy was already taken by hand earlier:
         await topology.declare_gateway(channel, "lgsp-nghean")
-        deliver = await channel.get_exchange(topology.DELIVER)
+        outbox = await Outbox.open(channel, hub.settings)
         # interrupt the job after the first batch, then resume it
         seen_batches = 0
 
@@ -95,12 +96,12 @@ async def test_missing_inbox_is_undeliverable_then_redelivered_once(hub: Hub) ->
                 raise KeyboardInterrupt
 
         with pytest.raises(KeyboardInterrupt):
-            await redelivery.run(hub.pool, deliver, flt, actor="test", batch_size=10,
+            await redelivery.run(hub.pool, outbox, flt, actor="test", batch_size=10,
                                  progress=stop_after_first)
         job_id = await hub.pool.fetchval("SELECT id FROM redelivery_jobs")
         row = await hub.pool.fetchrow("SELECT state, done FROM redelivery_jobs")
         assert row is not None and tuple(row) == ("interrupted", 10)
-        job = await redelivery.run(hub.pool, deliver, actor="test", resume=job_id, rate=200)
+        job = await redelivery.run(hub.pool, outbox, actor="test", resume=job_id, rate=200)
         assert (job.state, job.done, job.queued) == ("done", 30, 30)
     assert await queue_depth(hub, "lt.gw.lgsp-nghean.inbox") == 30
     # and the same job again sends nothing: they are queued now

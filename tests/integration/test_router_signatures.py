@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import functools
 
+from cryptography.hazmat.primitives import hashes
+
 from router.directory.registry import AgencyRow
 from router.security import certificates
 from schemas import BusinessDocType
@@ -66,3 +68,28 @@ async def test_sender_is_told_when_its_revocation_closes_deliveries(hub: Hub) ->
                 break
         assert first is not None and event.hub_id == first.hub_id
         assert event.recipients[0].agency == "000.00.00.H41"
+
+
+async def test_a_soon_expiring_certificate_is_accepted_with_a_warning(hub: Hub) -> None:
+    """The sender hears, in the accepted receipt, that its certificate expires soon."""
+    await _setup(hub)
+    soon, fresh = identity("vpcp-old", "p256", days=10), identity("vpcp-new", "p256")
+    async with hub.pool.acquire() as conn:
+        await certificates.add_certificate(conn, "vpcp", soon.cert_pem)
+        await certificates.add_certificate(conn, "vpcp", fresh.cert_pem)
+        await certificates.set_signature_policy(conn, "vpcp", "required")
+    await hub.start_router()
+    async with hub.client("vpcp", sign=functools.partial(
+            sign_package, key_pem=soon.key_pem, cert_pem=soon.cert_pem)) as vpcp:
+        for _ in range(2):  # every package tells it, not only the first one
+            r = await vpcp.send(edoc("000.00.00.G22", ["000.00.00.H41"])[1])
+            assert r is not None and r.type == "accepted", r
+            expiring = [w for w in r.warnings if w["warning"] == "CERTIFICATE_EXPIRING_SOON"]
+            assert len(expiring) == 1, r.warnings
+            assert "hết hạn" in expiring[0]["message_vi"]
+            assert soon.cert.fingerprint(hashes.SHA256()).hex() in expiring[0]["detail"]
+        vpcp._sign = functools.partial(sign_package, key_pem=fresh.key_pem,
+                                       cert_pem=fresh.cert_pem)
+        r = await vpcp.send(edoc("000.00.00.G22", ["000.00.00.H41"])[1])
+        assert r is not None and r.type == "accepted", r
+        assert not [w for w in r.warnings if w["warning"] == "CERTIFICATE_EXPIRING_SOON"]

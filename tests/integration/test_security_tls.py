@@ -17,14 +17,16 @@ import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import aio_pika
 import aiormq
 import pytest
 
-from router.amqp import ssl_context_from_env
+from router.amqp import ssl_context
 from router.directory.registry import AgencyRow
+from router.settings import Settings
 from tests.factory import edoc
 from tests.hub import Hub
 from tests.pki import identity
@@ -42,6 +44,10 @@ class TlsListener:
         return {"LIENTHONG_TLS_CA": self.path("ca.pem"),
                 "LIENTHONG_TLS_CERT": self.path(f"{client}.cert.pem"),
                 "LIENTHONG_TLS_KEY": self.path(f"{client}.key.pem")}
+
+    def settings(self, client: str = "client") -> Settings:
+        return Settings(tls_ca=self.path("ca.pem"), tls_cert=self.path(f"{client}.cert.pem"),
+                        tls_key=self.path(f"{client}.key.pem"))
 
 
 def _free_port() -> int:
@@ -130,7 +136,7 @@ async def test_the_router_side_context_from_the_environment(
     hub: Hub, tls_listener: TlsListener
 ) -> None:
     await hub.add_gateway("vpcp", serves=["000.00.00.G22"])
-    ctx = ssl_context_from_env(tls_listener.env())
+    ctx = ssl_context(tls_listener.settings())
     assert ctx is not None
     conn = await aio_pika.connect(_url(hub, "vpcp", tls_listener.port), ssl_context=ctx,
                                   timeout=10)
@@ -138,26 +144,26 @@ async def test_the_router_side_context_from_the_environment(
         channel = await conn.channel()
         queue = await channel.get_queue("lt.gw.vpcp.inbox", ensure=False)
         assert await queue.get(fail=False) is None
-    assert ssl_context_from_env({}) is None
+    assert ssl_context(Settings()) is None
 
 
 @pytest.mark.parametrize(
     ("case", "env"),
     [
-        ("no client certificate", {"LIENTHONG_TLS_CA": "ca.pem"}),
-        ("client certificate from another CA", {"LIENTHONG_TLS_CA": "ca.pem",
-                                                "LIENTHONG_TLS_CERT": "rogue.cert.pem",
-                                                "LIENTHONG_TLS_KEY": "rogue.key.pem"}),
-        ("broker not trusted by the client", {"LIENTHONG_TLS_CA": "rogue-ca.pem",
-                                              "LIENTHONG_TLS_CERT": "client.cert.pem",
-                                              "LIENTHONG_TLS_KEY": "client.key.pem"}),
+        ("no client certificate", {"tls_ca": "ca.pem"}),
+        ("client certificate from another CA", {"tls_ca": "ca.pem",
+                                                "tls_cert": "rogue.cert.pem",
+                                                "tls_key": "rogue.key.pem"}),
+        ("broker not trusted by the client", {"tls_ca": "rogue-ca.pem",
+                                              "tls_cert": "client.cert.pem",
+                                              "tls_key": "client.key.pem"}),
     ],
 )
 async def test_mutual_tls_refuses(
     hub: Hub, tls_listener: TlsListener, case: str, env: dict[str, str]
 ) -> None:
     await hub.add_gateway("vpcp", serves=["000.00.00.G22"])
-    ctx = ssl_context_from_env({k: tls_listener.path(v) for k, v in env.items()})
+    ctx = ssl_context(Settings(**{k: tls_listener.path(v) for k, v in env.items()}))
     with pytest.raises((aiormq.exceptions.AMQPConnectionError, ConnectionError, OSError)):
         await _open(_url(hub, "vpcp", tls_listener.port), ctx)
 
@@ -166,3 +172,87 @@ async def _open(url: str, ctx: ssl.SSLContext | None) -> None:
     conn = await aio_pika.connect(url, ssl_context=ctx, timeout=10)
     async with conn:
         await conn.channel()  # TLS 1.3: a refused client cert may surface only here
+
+
+async def _park_one(hub: Hub) -> str:
+    """A parked submission as the router leaves it (operators requeue such rows)."""
+    return str(await hub.pool.fetchval(
+        """INSERT INTO parked_messages (id, source_queue, reason, reason_code, error, body,
+               content_sha256, routing_key)
+           VALUES (gen_random_uuid(), 'lt.router.in', 'POISON', 5003, 'boom', '\\x00',
+                   '\\x00', '000.00.00.G22') RETURNING id"""
+    ))
+
+
+async def test_operator_commands_and_the_ops_api_connect_under_mutual_tls(
+    hub: Hub, tls_listener: TlsListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`lienthong redeliver`, `parking requeue`, `deadlines` and the ops API's requeue open
+    their AMQP connection with the TLS settings: a broker that demands a client
+    certificate lets them in."""
+    from aiohttp.test_utils import TestClient, TestServer
+    from click.testing import CliRunner
+
+    from router.cli.recovery import parking as parking_cli
+    from router.cli.recovery import redeliver as redeliver_cli
+    from router.cli.tracking import deadlines as deadlines_cli
+    from router.ops.auth import TokenStore
+    from router.ops.server import create_app
+    from router.topology import declare_gateway, inbox_queue
+
+    await hub.add_gateway("vpcp", serves=["000.00.00.G22"])
+    await hub.add_gateway("lgsp-nghean", serves=["#.H41"])
+    await hub.add_agencies([AgencyRow("000.00.00.G22", "Văn phòng Chính phủ"),
+                            AgencyRow("000.00.00.H41", "UBND tỉnh Nghệ An")])
+    # a copy that could not be delivered (the province's inbox is gone), for `redeliver`
+    await hub.admin.request(
+        "DELETE", f"/queues/{hub.settings.vhost}/{inbox_queue('lgsp-nghean')}",
+        ok_missing=True,
+    )
+    await hub.start_router()
+    async with hub.client("vpcp") as vpcp:
+        receipt = await vpcp.send(edoc("000.00.00.G22", ["000.00.00.H41"])[1])
+    assert receipt is not None and receipt.recipients[0].state == "undeliverable"
+    conn = await aio_pika.connect(hub.settings.amqp_url)
+    async with conn:
+        await declare_gateway(await conn.channel(), "lgsp-nghean")
+
+    tls_url = (f"amqps://guest:guest@127.0.0.1:{tls_listener.port}/"
+               f"{quote(hub.settings.vhost, safe='')}")
+    env = {"LIENTHONG_AMQP_URL": tls_url,
+           "LIENTHONG_DATABASE_URL": hub.settings.database_url,
+           "LIENTHONG_MANAGEMENT_URL": hub.settings.management_url,
+           **tls_listener.env()}
+    runner = CliRunner()
+
+    done = await asyncio.to_thread(
+        runner.invoke, redeliver_cli, ["--gateway", "lgsp-nghean", "--yes"], env=env)
+    assert done.exit_code == 0, done.output
+    assert "1 re-delivered (1 queued" in done.output
+
+    flagged = await asyncio.to_thread(
+        runner.invoke, deadlines_cli, ["--not-arrived-after", "0"], env=env)
+    assert flagged.exit_code == 0, flagged.output
+    assert "flagged 1 not arrived" in flagged.output
+
+    parked = await _park_one(hub)
+    requeued = await asyncio.to_thread(
+        runner.invoke, parking_cli, ["requeue", parked], env=env)
+    assert requeued.exit_code == 0, requeued.output
+    assert "requeued 1 message(s)" in requeued.output
+
+    # the ops service, configured from the same environment
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    operator = "operator-token-0123456789abcdef"
+    app = create_app(Settings.from_env(), tokens=TokenStore.parse(f"alice:operator:{operator}"),
+                     pool=hub.pool, refresh_interval=None)
+    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        resp = await client.post("/api/parking/requeue", json={"ids": [await _park_one(hub)]},
+                                 headers={"Authorization": f"Bearer {operator}"})
+        assert resp.status == 200, await resp.text()
+        assert await resp.json() == {"requeued": 1}
+    finally:
+        await client.close()

@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from router.cli.security import receipt as receipt_cli
-from router.outbox.signing import ReceiptSigner, generate_hub_key, load_signer
+from router.outbox.signing import ReceiptSigner, generate_hub_key, hub_signer
+from router.settings import Settings
 from schemas.receipt import (
     Receipt,
     ReceiptSignatureError,
@@ -116,10 +117,12 @@ def test_hub_key_file_is_private_and_never_overwritten(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError):
         generate_hub_key(path)
     assert ReceiptSigner.from_file(path).key_id == signer.key_id
-    assert load_signer({"LIENTHONG_HUB_KEY": str(path)}) is not None
-    assert load_signer({}) is None
+    loaded = hub_signer(Settings(hub_key=str(path)))
+    assert loaded is not None and loaded.key_id == signer.key_id
+    assert hub_signer(Settings(hub_key=str(path))) is loaded  # read once per process
+    assert hub_signer(Settings()) is None
     with pytest.raises(FileNotFoundError):
-        load_signer({"LIENTHONG_HUB_KEY": str(tmp_path / "missing.key")})
+        hub_signer(Settings(hub_key=str(tmp_path / "missing.key")))
 
 
 def test_receipt_cli_keygen_public_key_and_verify(tmp_path: Path) -> None:
