@@ -13,6 +13,7 @@ from router.ops.errors import STATUS, error_body
 from router.ops.openapi import openapi_document
 from router.ops.server import create_app
 from router.ops.validation import operation_specs, parse_time
+from router.recovery import redelivery
 from router.settings import Settings
 from schemas.reasons import Reason
 
@@ -88,3 +89,29 @@ async def test_a_filter_read_letter_by_letter_is_refused(app_client: Any) -> Non
     assert resp.status == 400
     assert body["reason"] == "OPS_BAD_FILTER"
     assert body["detail"] == "body filter/states: 'queued' is not of type 'array'"
+
+
+async def test_a_handler_bug_is_a_500_never_a_400(
+    app_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(cls: type, text: str) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(redelivery.RedeliveryFilter, "from_json", classmethod(broken))
+    resp = await app_client.post(
+        "/api/redeliveries", json={"filter": {"states": ["queued"]}},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    body = await resp.json()
+    assert resp.status == 500, body
+    assert body["reason"] == "OPS_INTERNAL"
+    assert "a bug" not in str(body)  # internals stay in the log
+
+
+async def test_an_unreachable_ledger_is_a_503(app_client: Any) -> None:
+    resp = await app_client.get(
+        "/api/throughput?minutes=5", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    body = await resp.json()
+    assert resp.status == 503, body
+    assert body["reason"] == "OPS_UNAVAILABLE"
