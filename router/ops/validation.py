@@ -205,7 +205,8 @@ async def validation_middleware(request: web.Request, handler: Handler) -> web.S
     route = info.route
     if route.resource is None:  # no route: aiohttp's 404 / 405
         return await handler(request)
-    spec = operation_specs().get((route.resource.canonical, request.method))
+    method = "GET" if request.method == "HEAD" else request.method  # aiohttp's implicit HEAD
+    spec = operation_specs().get((route.resource.canonical, method))
     if spec is None:  # not an API operation (dashboard, static files)
         return await handler(request)
     query: dict[str, Any] = {}

@@ -115,3 +115,11 @@ async def test_an_unreachable_ledger_is_a_503(app_client: Any) -> None:
     body = await resp.json()
     assert resp.status == 503, body
     assert body["reason"] == "OPS_UNAVAILABLE"
+
+
+async def test_head_is_checked_like_get(app_client: Any) -> None:
+    resp = await app_client.head(
+        "/api/redeliveries?limit=abc", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert resp.status == 400
+    assert resp.content_type == "application/json"
