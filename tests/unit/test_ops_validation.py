@@ -123,3 +123,13 @@ async def test_head_is_checked_like_get(app_client: Any) -> None:
     )
     assert resp.status == 400
     assert resp.content_type == "application/json"
+
+
+async def test_a_body_over_the_limit_is_a_413_in_json(app_client: Any) -> None:
+    resp = await app_client.post(
+        "/api/parking/drop", data=b"[" + b"0," * (1024 * 1024) + b"0]",
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )
+    body = await resp.json()
+    assert resp.status == 413, body
+    assert body["reason"] == "OPS_BODY_TOO_LARGE"
