@@ -15,6 +15,7 @@ Numeric codes are grouped by the stage that rejects:
       3100-3109 the message's AMQP envelope (type, unreadable properties)
 4xxx  signatures and certificates
 5xxx  delivery: undeliverable, parked, processing errors
+6xxx  operations: what an operator asked for (ops API, CLI) cannot be done
 ====  =====================================================
 
 Numeric codes are never reused or renumbered: a removed reason's code stays in
@@ -33,6 +34,7 @@ __all__ = [
     "RESERVED",
     "RETIRED_CODES",
     "LienthongError",
+    "OperationRefused",
     "PackageRejected",
     "Reason",
     "ValidationWarning",
@@ -310,6 +312,59 @@ class Reason(Enum):
         "Gói tin trong khu cách ly đã bị hủy bởi người vận hành",
         "The parked package was dropped by an operator",
     )
+    # 6xxx operations: an operator's request (ops API, CLI) that cannot be done
+    OPS_BAD_PARAMETER = _ReasonInfo(
+        6001, "Tham số truy vấn hoặc đường dẫn không hợp lệ",
+        "A query or path parameter is not valid",
+    )
+    OPS_BAD_BODY = _ReasonInfo(
+        6002, "Nội dung yêu cầu (JSON) không hợp lệ", "The request body (JSON) is not valid"
+    )
+    OPS_BAD_FILTER = _ReasonInfo(6003, "Bộ lọc không hợp lệ", "The filter is not valid")
+    OPS_UNKNOWN_GATEWAY = _ReasonInfo(
+        6004, "Không có hệ thống kết nối này", "No such gateway"
+    )
+    OPS_UNKNOWN_AGENCY = _ReasonInfo(
+        6005, "Không có cơ quan với mã định danh này", "No agency has this code or alias"
+    )
+    OPS_JOB_NOT_FOUND = _ReasonInfo(
+        6006, "Không có công việc gửi lại này", "No such re-delivery job"
+    )
+    OPS_DOCUMENT_NOT_FOUND = _ReasonInfo(
+        6007, "Không tìm thấy văn bản", "No such document (hub id or edXML DocumentId)"
+    )
+    OPS_NOT_FOUND = _ReasonInfo(6008, "Không có đường dẫn này", "No such path")
+    OPS_METHOD_NOT_ALLOWED = _ReasonInfo(
+        6009, "Đường dẫn này không hỗ trợ phương thức đã dùng",
+        "This path does not support the method used",
+    )
+    OPS_UNAUTHORIZED = _ReasonInfo(
+        6010, "Thiếu hoặc sai mã truy cập (Authorization: Bearer <token>)",
+        "Missing or invalid access token (Authorization: Bearer <token>)",
+    )
+    OPS_FORBIDDEN = _ReasonInfo(
+        6011, "Chỉ người vận hành (operator) được thực hiện thao tác này",
+        "Only an operator token may do this",
+    )
+    OPS_PREVIEW_MISMATCH = _ReasonInfo(
+        6012, "Bộ lọc đã thay đổi so với lần xem trước: hãy xem trước lại rồi xác nhận",
+        "The filter differs from the one previewed: preview again, then confirm",
+    )
+    OPS_UNAVAILABLE = _ReasonInfo(
+        6013, "Không kết nối được PostgreSQL hoặc RabbitMQ, hãy thử lại",
+        "PostgreSQL or RabbitMQ is unreachable, try again",
+    )
+    OPS_INTERNAL = _ReasonInfo(
+        6014, "Lỗi nội bộ của dịch vụ vận hành", "Internal error of the ops service"
+    )
+    OPS_REDELIVERY_FAILED = _ReasonInfo(6015, "Gửi lại thất bại", "The re-delivery failed")
+    OPS_WHY_REQUIRED = _ReasonInfo(
+        6016, "Hãy ghi lý do (why): được lưu trong nhật ký kiểm toán",
+        "Say why (why): it is kept in the audit log",
+    )
+    OPS_BODY_TOO_LARGE = _ReasonInfo(
+        6017, "Nội dung yêu cầu quá lớn", "The request body is too large"
+    )
 
     @property
     def code(self) -> int:
@@ -424,6 +479,13 @@ class LienthongError(Exception):
 
     def as_dict(self) -> dict[str, Any]:
         return self.reason.as_dict(self.detail or None)
+
+
+class OperationRefused(LienthongError, ValueError):
+    """What an operator asked for cannot be done (bad filter, unknown gateway, no such job).
+
+    A ``ValueError`` too, so callers that refuse bad input the plain way still do.
+    """
 
 
 class PackageRejected(LienthongError):

@@ -1,6 +1,10 @@
 """The ops JSON API (``/api/...``), described by :mod:`router.ops.openapi`.
 
-Errors are JSON ``{"error", "message_vi", "message_en"}``. Times are ISO 8601 with zone.
+Requests reach these handlers already checked against the OpenAPI document
+(:mod:`router.ops.validation`): handlers read typed values from ``request[PARAMS]`` and
+``request[BODY]`` and call library functions (no SQL here). What an operator asked for
+and cannot get is raised as :class:`OperationRefused` and answered, with its reason, in
+the one error shape of :mod:`router.ops.errors`. Times are ISO 8601 with zone.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,12 +22,17 @@ import structlog
 from aiohttp import web
 
 from router import metrics, topology
-from router.ops.auth import PRINCIPAL, error_response, require_operator
+from router.directory import lookup
+from router.ledger import Conn
+from router.ops.auth import PRINCIPAL, require_operator
 from router.ops.context import CTX
+from router.ops.errors import error_response
 from router.ops.openapi import openapi_document
 from router.ops.queue_health import gateway_health, summary
-from router.recovery import parking, redelivery
+from router.ops.validation import BODY, PARAMS, parse_time
+from router.recovery import parking, redelivery, redelivery_jobs
 from router.reporting import tracking
+from schemas.reasons import OperationRefused, Reason
 
 __all__ = ["add_api_routes", "filter_fingerprint"]
 
@@ -39,22 +49,18 @@ def _json(data: Any, status: int = 200) -> web.Response:
     )
 
 
-def _bad_request(vi: str, en: str) -> web.Response:
-    return error_response(400, "bad_request", vi, en)
+def _time(params: dict[str, Any], name: str) -> datetime | None:
+    raw = params.get(name)
+    return parse_time(raw) if raw is not None else None
 
 
-def _time_param(request: web.Request, name: str) -> datetime | None:
-    raw = request.query.get(name)
-    if not raw:
-        return None
-    value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query.get(name)
-    value = int(raw) if raw else default
-    return max(lo, min(value, hi))
+async def _known(conn: Conn, *, gateway: str | None, agencies: Sequence[str | None]) -> None:
+    """Refuse names the directory does not know (a typo would match nothing)."""
+    if gateway is not None:
+        await lookup.require_gateway(conn, gateway)
+    for code in agencies:
+        if code is not None:
+            await lookup.require_agency(conn, code)
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -82,127 +88,71 @@ async def gateways(request: web.Request) -> web.Response:
 
 
 async def document(request: web.Request) -> web.Response:
-    ident = request.match_info["ident"]
+    ident: str = request[PARAMS]["ident"]
     async with request.app[CTX].conn() as conn:
         hub_ids = await tracking.find_document(conn, ident)
         found = [t for h in hub_ids if (t := await tracking.timeline(conn, h)) is not None]
     if not found:
-        return error_response(
-            404,
-            "not_found",
-            f"Không tìm thấy văn bản {ident}",
-            f"No document {ident} (hub id or edXML DocumentId)",
-        )
+        raise OperationRefused(Reason.OPS_DOCUMENT_NOT_FOUND, ident)
     return _json({"query": ident, "documents": [t.as_dict() for t in found]})
 
 
 async def deliveries(request: web.Request) -> web.Response:
-    q = request.query
-    try:
-        since = _time_param(request, "since")
-        until = _time_param(request, "until")
-        limit = _int_param(request, "limit", 100, 1, 1000)
-    except ValueError:
-        return _bad_request(
-            "Tham số không hợp lệ (since/until: thời gian ISO 8601, limit: số)",
-            "Bad parameter (since/until: ISO 8601 time, limit: a number)",
-        )
+    p = request[PARAMS]
+    limit = int(p.get("limit", 100))
     async with request.app[CTX].conn() as conn:
-        try:
-            rows = await tracking.query_deliveries(
-                conn,
-                state=q.get("state") or None,
-                recipient=q.get("recipient") or None,
-                sender=q.get("sender") or None,
-                gateway=q.get("gateway") or None,
-                since=since,
-                until=until,
-                limit=limit,
-            )
-        except ValueError as exc:
-            return _bad_request(f"Trạng thái không hợp lệ: {exc}", f"Bad state: {exc}")
+        await _known(conn, gateway=p.get("gateway"),
+                     agencies=(p.get("recipient"), p.get("sender")))
+        rows = await tracking.query_deliveries(
+            conn,
+            state=p.get("state"),
+            recipient=p.get("recipient"),
+            sender=p.get("sender"),
+            gateway=p.get("gateway"),
+            since=_time(p, "since"),
+            until=_time(p, "until"),
+            limit=limit,
+        )
     return _json({"count": len(rows), "limit": limit, "deliveries": rows})
 
 
 async def throughput(request: web.Request) -> web.Response:
-    try:
-        minutes = _int_param(request, "minutes", 60, 1, 24 * 60)
-    except ValueError:
-        return _bad_request("minutes phải là số", "minutes must be a number")
+    minutes = int(request[PARAMS].get("minutes", 60))
     async with request.app[CTX].conn() as conn:
         rows = await tracking.throughput(conn, minutes)
     return _json({"minutes": minutes, "series": rows})
 
 
 async def parking_list(request: web.Request) -> web.Response:
-    try:
-        flt = parking.ParkedFilter(
-            state=request.query.get("state", "parked") or None,
-            gateway=request.query.get("gateway") or None,
-            reason=request.query.get("reason") or None,
-            since=_time_param(request, "since"),
-            until=_time_param(request, "until"),
-            limit=_int_param(request, "limit", 100, 1, 1000),
-        )
-    except ValueError:
-        return _bad_request("Tham số không hợp lệ", "Bad parameter")
+    p = request[PARAMS]
+    state = p.get("state", "parked")
+    flt = parking.ParkedFilter(
+        state=None if state == "all" else state,
+        gateway=p.get("gateway"),
+        reason=p.get("reason"),
+        since=_time(p, "since"),
+        until=_time(p, "until"),
+        limit=int(p.get("limit", 100)),
+    )
     ctx = request.app[CTX]
     async with ctx.conn() as conn:
+        await _known(conn, gateway=flt.gateway, agencies=())
         rows = await parking.list_parked(conn, flt)
     queues = await ctx.snapshot.queues()
     waiting = int((queues.get(topology.PARKING) or {}).get("messages") or 0)
     return _json({"count": len(rows), "broker_waiting": waiting, "parked": rows})
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError("body is not JSON") from exc
-    if not isinstance(body, dict):
-        raise TypeError("body must be a JSON object")
-    return body
-
-
-def _object(body: dict[str, Any], key: str) -> dict[str, Any]:
-    value = body.get(key) or {}
-    if not isinstance(value, dict):
-        raise TypeError(f"{key} must be an object")
-    return value
-
-
-def _rate(raw: Any) -> float | None:
-    if raw in (None, ""):
-        return None
-    rate = float(raw)
-    if rate <= 0:
-        raise ValueError("rate must be positive")
-    return rate
-
-
 def _ids(body: dict[str, Any]) -> list[uuid.UUID]:
-    raw = body.get("ids")
-    if not isinstance(raw, list) or not raw:
-        raise ValueError("ids: a non-empty list of parked message ids")
-    return [uuid.UUID(str(x)) for x in raw]
+    return [uuid.UUID(x) for x in body["ids"]]  # the document requires them, as UUIDs
 
 
 @require_operator
 async def parking_drop(request: web.Request) -> web.Response:
     principal = request[PRINCIPAL]
-    try:
-        body = await _json_body(request)
-        ids = _ids(body)
-        why = str(body.get("why") or "")
-    except (ValueError, TypeError) as exc:
-        return _bad_request(f"Yêu cầu không hợp lệ: {exc}", f"Bad request: {exc}")
-    if not why.strip():
-        return _bad_request(
-            "Hãy ghi lý do hủy (why), được lưu trong nhật ký kiểm toán",
-            "Say why (why): it is kept in the audit log",
-        )
+    body = request[BODY]
     async with request.app[CTX].conn() as conn:
-        n = await parking.drop(conn, ids, actor=principal.name, why=why)
+        n = await parking.drop(conn, _ids(body), actor=principal.name, why=body["why"])
     log.info("parking.dropped", actor=principal.name, count=n)
     return _json({"dropped": n})
 
@@ -210,14 +160,12 @@ async def parking_drop(request: web.Request) -> web.Response:
 @require_operator
 async def parking_requeue(request: web.Request) -> web.Response:
     principal = request[PRINCIPAL]
-    try:
-        ids = _ids(await _json_body(request))
-    except (ValueError, TypeError) as exc:
-        return _bad_request(f"Yêu cầu không hợp lệ: {exc}", f"Bad request: {exc}")
+    ids = _ids(request[BODY])
     ctx = request.app[CTX]
     channel = await ctx.channel()
     async with ctx.conn() as conn:
-        n = await parking.requeue(conn, channel, ids, actor=principal.name)
+        n = await parking.requeue(conn, channel, ids, actor=principal.name,
+                                  hub_user=ctx.hub_user)
     log.info("parking.requeued", actor=principal.name, count=n)
     return _json({"requeued": n})
 
@@ -241,12 +189,12 @@ async def redeliveries_post(request: web.Request) -> web.Response:
     """Dry run without ``confirm``; with ``confirm`` (the dry run's fingerprint), run."""
     principal = request[PRINCIPAL]
     ctx = request.app[CTX]
-    try:
-        body = await _json_body(request)
-        flt = redelivery.RedeliveryFilter.from_json(json.dumps(_object(body, "filter")))
-        rate = _rate(body.get("rate"))
-    except (ValueError, TypeError, KeyError) as exc:
-        return _bad_request(f"Bộ lọc không hợp lệ: {exc}", f"Bad filter: {exc}")
+    body = request[BODY]
+    # the document has checked the filter: from_json cannot fail on it (if it does, a bug)
+    flt = redelivery.RedeliveryFilter.from_json(json.dumps(body.get("filter") or {}))
+    rate = body.get("rate")
+    async with ctx.conn() as conn:
+        await _known(conn, gateway=flt.gateway, agencies=(flt.recipient, flt.sender))
     fingerprint = filter_fingerprint(flt)
     confirm = body.get("confirm")
     if not confirm:
@@ -263,20 +211,9 @@ async def redeliveries_post(request: web.Request) -> web.Response:
             }
         )
     if not principal.is_operator:
-        return error_response(
-            403,
-            "forbidden",
-            "Chỉ người vận hành (operator) được gửi lại",
-            "Only an operator token may re-deliver",
-        )
+        raise OperationRefused(Reason.OPS_FORBIDDEN, "only an operator token may re-deliver")
     if confirm != fingerprint:
-        return error_response(
-            409,
-            "preview_mismatch",
-            "Bộ lọc đã thay đổi so với lần xem trước: hãy xem trước lại rồi xác nhận",
-            "The filter differs from the one previewed: preview again, then confirm",
-            confirm=fingerprint,
-        )
+        return error_response(Reason.OPS_PREVIEW_MISMATCH, confirm=fingerprint)
     outbox = await ctx.outbox()
     seen: list[redelivery.RedeliveryJob] = []
 
@@ -299,37 +236,23 @@ async def redeliveries_post(request: web.Request) -> web.Response:
             job = task.result()
         except Exception as exc:
             log.exception("redelivery.failed")
-            return error_response(
-                500, "redelivery_failed", "Gửi lại thất bại", "Re-delivery failed",
-                detail=repr(exc)[:500],
-            )
+            return error_response(Reason.OPS_REDELIVERY_FAILED, repr(exc)[:500])
         return _json({"dry_run": False, "job": job.as_dict()})
     running = seen[-1].as_dict() if seen else None
     return _json({"dry_run": False, "job": running, "running": True}, status=202)
 
 
 async def redeliveries_list(request: web.Request) -> web.Response:
-    limit = _int_param(request, "limit", 20, 1, 200)
+    limit = int(request[PARAMS].get("limit", 20))
     async with request.app[CTX].conn() as conn:
-        rows = await conn.fetch(
-            """SELECT id, created_at, actor, filter, rate, state, total, done, queued,
-                      undeliverable, updated_at, finished_at, error
-                 FROM redelivery_jobs ORDER BY created_at DESC LIMIT $1""",
-            limit,
-        )
-    jobs = [{**dict(r), "filter": json.loads(r["filter"])} for r in rows]
-    return _json({"jobs": jobs})
+        jobs = await redelivery_jobs.recent_jobs(conn, limit)
+    return _json({"jobs": [j.as_dict() for j in jobs]})
 
 
 async def redelivery_get(request: web.Request) -> web.Response:
-    try:
-        job_id = uuid.UUID(request.match_info["job_id"])
-    except ValueError:
-        return _bad_request("Mã công việc không hợp lệ", "Bad job id")
+    job_id = uuid.UUID(request[PARAMS]["job_id"])
     async with request.app[CTX].conn() as conn:
-        job = await redelivery.load_job(conn, job_id)
-    if job is None:
-        return error_response(404, "not_found", "Không có công việc này", "No such job")
+        job = await redelivery_jobs.job(conn, job_id)
     return _json(job.as_dict())
 
 

@@ -13,9 +13,11 @@ from typing import Any
 from aiohttp import web
 
 from router.ledger import Conn
-from router.ops.auth import TokenStore, error_response
+from router.ops.auth import TokenStore
 from router.ops.context import CTX
+from router.ops.errors import error_response
 from router.security import audit
+from schemas.reasons import Reason
 
 __all__ = ["AUDIT_PATHS", "add_audit_routes", "record_tokens_loaded", "token_fingerprints"]
 
@@ -49,7 +51,7 @@ async def record_tokens_loaded(conn: Conn, tokens: TokenStore) -> None:
 
 
 def _bad(en: str, vi: str) -> web.Response:
-    return error_response(400, "bad_request", vi, en)
+    return error_response(Reason.OPS_BAD_PARAMETER, f"{en} / {vi}")
 
 
 async def audit_list(request: web.Request) -> web.Response:

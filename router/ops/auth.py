@@ -26,6 +26,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from router.ops.errors import error_response
+from schemas.reasons import Reason
+
 __all__ = [
     "OPERATOR",
     "PRINCIPAL",
@@ -34,7 +37,6 @@ __all__ = [
     "TokenConfigError",
     "TokenStore",
     "auth_middleware",
-    "error_response",
     "require_operator",
 ]
 
@@ -145,12 +147,6 @@ class TokenStore:
         return found
 
 
-def error_response(status: int, error: str, vi: str, en: str, **extra: object) -> web.Response:
-    return web.json_response(
-        {"error": error, "message_vi": vi, "message_en": en, **extra}, status=status
-    )
-
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -166,12 +162,7 @@ def auth_middleware(store: TokenStore) -> Callable[..., Awaitable[web.StreamResp
             store.authenticate(token.strip()) if scheme.lower() == "bearer" and token else None
         )
         if principal is None:
-            resp = error_response(
-                401,
-                "unauthorized",
-                "Thiếu hoặc sai mã truy cập (Authorization: Bearer <token>)",
-                "Missing or invalid access token (Authorization: Bearer <token>)",
-            )
+            resp = error_response(Reason.OPS_UNAUTHORIZED)
             resp.headers["WWW-Authenticate"] = "Bearer"
             return resp
         request[PRINCIPAL] = principal
@@ -186,12 +177,7 @@ def require_operator(handler: Handler) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
         principal = request.get(PRINCIPAL)
         if principal is None or not principal.is_operator:
-            return error_response(
-                403,
-                "forbidden",
-                "Chỉ người vận hành (operator) được thực hiện thao tác này",
-                "Only an operator token may do this",
-            )
+            return error_response(Reason.OPS_FORBIDDEN)
         return await handler(request)
 
     wrapped.__name__ = getattr(handler, "__name__", "handler")

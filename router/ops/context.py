@@ -9,6 +9,7 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import cast
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
@@ -51,6 +52,12 @@ class OpsContext:
 
     def __post_init__(self) -> None:
         self.snapshot = QueueSnapshot(self.admin, self.settings.vhost, ttl=self.snapshot_ttl)
+
+    @property
+    def hub_user(self) -> str:
+        """The AMQP user :meth:`channel` connects as: what RabbitMQ accepts as ``user_id``
+        on its publishes (a re-submitted parked package)."""
+        return unquote(urlsplit(self.settings.amqp_url).username or "guest")
 
     @contextlib.asynccontextmanager
     async def conn(self) -> AsyncIterator[asyncpg.Connection]:

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import aiormq
 import asyncpg
 import structlog
 from aiohttp import web
@@ -35,20 +36,39 @@ from router import migrate
 from router.broker_admin import BrokerAdmin, BrokerAdminError
 from router.ops.api import add_api_routes
 from router.ops.audit_api import add_audit_routes, record_tokens_loaded
-from router.ops.auth import PRINCIPAL, TokenStore, auth_middleware, error_response
+from router.ops.auth import PRINCIPAL, TokenStore, auth_middleware
 from router.ops.context import CTX, OpsContext, thresholds_from_env
+from router.ops.errors import error_response, reason_for_status
 from router.ops.gauges import GaugeRefresher
+from router.ops.validation import validation_middleware
 from router.security import posture
 from router.settings import Settings
+from schemas.reasons import OperationRefused, Reason
 
 __all__ = ["STATIC_DIR", "create_app", "serve"]
 
 log = structlog.get_logger("lienthong.ops")
 
 STATIC_DIR = Path(__file__).with_name("static")
+MAX_REQUEST_LINE = 64 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# What means "a service is away" (503, try again), as opposed to a bug (500): lost or
+# refused connections, timeouts, PostgreSQL's connection and shutdown errors, the
+# management API. A query PostgreSQL refuses for its content is a bug, never a 503.
+DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    BrokerAdminError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.QueryCanceledError,
+    asyncpg.InterfaceError,
+    aiormq.exceptions.AMQPConnectionError,
+)
 
 
 @web.middleware
@@ -62,21 +82,25 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     try:
         try:
             response = await handler(request)
+        except OperationRefused as exc:
+            response = error_response(exc.reason, exc.detail or None)
         except web.HTTPException as exc:
-            status = exc.status
-            exc.headers["X-Request-Id"] = request_id
-            raise
-        except (OSError, asyncpg.PostgresError, BrokerAdminError, TimeoutError) as exc:
-            log.warning("request.dependency_unavailable", error=repr(exc)[:300])
+            if exc.status < 400:  # redirects and the like go out as they are
+                status = exc.status
+                exc.headers["X-Request-Id"] = request_id
+                raise
+            # aiohttp's own refusals (no route, method, body size) in the one error shape
             response = error_response(
-                503,
-                "unavailable",
-                "Không kết nối được PostgreSQL hoặc RabbitMQ, hãy thử lại",
-                "PostgreSQL or RabbitMQ is unreachable, try again",
+                reason_for_status(exc.status), exc.reason, status=exc.status
             )
+            if "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+        except DEPENDENCY_ERRORS as exc:
+            log.warning("request.dependency_unavailable", error=repr(exc)[:300])
+            response = error_response(Reason.OPS_UNAVAILABLE)
         except Exception:
             log.exception("request.failed")
-            response = error_response(500, "internal", "Lỗi nội bộ", "Internal error")
+            response = error_response(Reason.OPS_INTERNAL, status=500)
         status = response.status
         response.headers["X-Request-Id"] = request_id
         return response
@@ -153,7 +177,13 @@ def create_app(
     ``refresh_interval`` None the background gauge refresh is off (tests);
     ``snapshot_ttl``: seconds the broker's queue statistics are reused (tests: 0). At start it
     appends the tokens loaded and any weakened setting to the audit log."""
-    app = web.Application(middlewares=[request_context, auth_middleware(tokens)])
+    app = web.Application(
+        middlewares=[request_context, auth_middleware(tokens), validation_middleware],
+        # a query in Vietnamese is 9 bytes a letter once percent-encoded: room for every
+        # documented parameter at its longest (a longer request line is refused by the HTTP
+        # layer itself, with a plain-text 400, before any of this code runs)
+        handler_args={"max_line_size": MAX_REQUEST_LINE},
+    )
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         own_pool = pool is None

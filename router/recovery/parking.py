@@ -27,7 +27,7 @@ from aio_pika.abc import AbstractChannel
 
 from router import topology
 from router.ledger import Conn
-from schemas.reasons import Reason
+from schemas.reasons import OperationRefused, Reason
 
 __all__ = [
     "ORIGINAL_USER_HEADER",
@@ -188,12 +188,14 @@ async def requeue(
     ids: Sequence[uuid.UUID],
     *,
     actor: str,
-    hub_user: str = "guest",
+    hub_user: str,
 ) -> int:
     """Send parked messages back: submissions through validation, copies to their inbox.
 
-    ``hub_user`` is the AMQP user of ``channel`` (the hub's own); submissions are published
-    with it as ``user_id`` and the original gateway in ``lt-original-user``.
+    ``hub_user`` is the AMQP user of ``channel`` (the hub's own: RabbitMQ refuses a
+    ``user_id`` that is not the connection's user); submissions are published with it as
+    ``user_id`` and the original gateway in ``lt-original-user``, which the routers trust
+    only from the hub's user.
     """
     rows = await conn.fetch(
         """SELECT id, source_queue, amqp_user, gateway_id, routing_key, message_id,
@@ -234,7 +236,9 @@ async def drop(
     conn: Conn, ids: Sequence[uuid.UUID], *, actor: str, why: str
 ) -> int:
     if not why.strip():
-        raise ValueError("say why (--why): dropping is recorded in the audit log")
+        raise OperationRefused(
+            Reason.OPS_WHY_REQUIRED, "say why (--why): dropping is recorded in the audit log"
+        )
     return await _settle(conn, list(ids), "dropped", actor, why)
 
 

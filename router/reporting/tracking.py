@@ -22,6 +22,7 @@ from typing import Any
 from router.ledger import Conn
 from router.routing import lifecycle
 from schemas.agency_code import normalize
+from schemas.reasons import OperationRefused, Reason
 
 __all__ = [
     "DELIVERY_STATES",
@@ -315,7 +316,7 @@ async def query_deliveries(
     and ``sender`` are agency codes in any spelling; ``gateway`` is the recipient gateway;
     ``since``/``until`` bound the delivery's creation time. Values are Python objects
     (``uuid.UUID``, ``datetime``): pass the rows through :func:`jsonable` for JSON.
-    Raises ValueError for an unknown state.
+    Raises :class:`OperationRefused` (a ValueError) for an unknown state.
     """
     where: list[str] = []
     args: list[Any] = []
@@ -330,8 +331,9 @@ async def query_deliveries(
         elif state in DELIVERY_STATES:
             where.append(f"d.state = {arg(state)}")
         else:
-            raise ValueError(
-                f"unknown state {state!r}: use one of {', '.join((*LISTS, *DELIVERY_STATES))}"
+            raise OperationRefused(
+                Reason.OPS_BAD_FILTER,
+                f"unknown state {state!r}: use one of {', '.join((*LISTS, *DELIVERY_STATES))}",
             )
     if recipient:
         where.append(f"d.recipient_agency_id = ANY({arg(await _agency_ids(conn, recipient))})")

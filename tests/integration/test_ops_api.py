@@ -3,6 +3,7 @@ tracking, delivery lists, re-delivery (dry run then confirm), throughput and met
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -16,9 +17,10 @@ from router.ops.auth import TokenStore
 from router.ops.context import CTX
 from router.ops.gauges import GaugeRefresher
 from router.ops.server import create_app
+from router.recovery import parking
 from router.topology import inbox_queue
 from tests.factory import edoc
-from tests.hub import Hub
+from tests.hub import Hub, queue_depth
 from tests.polling import eventually
 
 READ = "read-token-0123456789abcdef"
@@ -288,3 +290,146 @@ async def test_parking_is_listed_and_only_operators_drop(
     )
     assert row is not None
     assert tuple(row) == ("dropped", "alice")
+
+
+# ---- bad input: a 4xx with a reason, never a 500; one JSON error shape everywhere ----
+
+
+def _is_error(body: dict[str, Any], reason: str) -> bool:
+    return bool(
+        body.get("reason") == reason
+        and isinstance(body.get("code"), int)
+        and 6000 <= body["code"] < 6030
+        and body.get("error")
+        and body.get("message_vi")
+        and body.get("message_en")
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "reason"),
+    [
+        ("GET", "/api/redeliveries?limit=abc", None, 400, "OPS_BAD_PARAMETER"),
+        ("GET", "/api/redeliveries?limit=null", None, 400, "OPS_BAD_PARAMETER"),
+        ("GET", "/api/redeliveries?limit=-3.2e-48", None, 400, "OPS_BAD_PARAMETER"),
+        ("GET", "/api/redeliveries?limit=5&limit=6", None, 400, "OPS_BAD_PARAMETER"),
+        ("GET", "/api/deliveries?since=", None, 400, "OPS_BAD_PARAMETER"),
+        ("GET", "/api/deliveries?since=0001-01-01T00:00:00%2B01:00", None, 400,
+         "OPS_BAD_PARAMETER"),
+        ("GET", "/api/deliveries?state=lost", None, 400, "OPS_BAD_PARAMETER"),
+        ("GET", "/api/deliveries?nonsense=1", None, 400, "OPS_BAD_PARAMETER"),
+        ("GET", "/api/deliveries?recipient=%00", None, 400, "OPS_BAD_PARAMETER"),
+        ("GET", "/api/throughput?minutes=0", None, 400, "OPS_BAD_PARAMETER"),
+        ("GET", "/api/redeliveries/not-a-uuid", None, 400, "OPS_BAD_PARAMETER"),
+        ("POST", "/api/redeliveries", {"filter": {"hub_ids": [{}]}}, 400, "OPS_BAD_FILTER"),
+        ("POST", "/api/redeliveries", {"filter": {"delivery_ids": [1]}}, 400,
+         "OPS_BAD_FILTER"),
+        ("POST", "/api/redeliveries", {"filter": {"states": "queued"}}, 400, "OPS_BAD_FILTER"),
+        ("POST", "/api/redeliveries", {"filter": {"states": ["arrived"]}}, 400,
+         "OPS_BAD_FILTER"),
+        ("POST", "/api/redeliveries", {"filter": {"since": "yesterday"}}, 400,
+         "OPS_BAD_FILTER"),
+        ("POST", "/api/redeliveries", {"filter": {}, "rate": -1}, 400, "OPS_BAD_BODY"),
+        ("POST", "/api/redeliveries", [1, 2], 400, "OPS_BAD_BODY"),
+        ("POST", "/api/redeliveries", "{not json", 400, "OPS_BAD_BODY"),
+        ("POST", "/api/redeliveries", {"filter": {"gateway": "khong-co"}}, 400,
+         "OPS_UNKNOWN_GATEWAY"),
+        ("POST", "/api/redeliveries", {"filter": {"recipient": "000.00.00.X99"}}, 400,
+         "OPS_UNKNOWN_AGENCY"),
+        ("GET", "/api/deliveries?gateway=khong-co", None, 400, "OPS_UNKNOWN_GATEWAY"),
+        ("POST", "/api/parking/drop", {"ids": [str(uuid.uuid4())], "why": "  "}, 400,
+         "OPS_WHY_REQUIRED"),
+        ("POST", "/api/parking/requeue", {"ids": ["x"]}, 400, "OPS_BAD_BODY"),
+        ("POST", "/api/parking/requeue", None, 400, "OPS_BAD_BODY"),
+        ("GET", f"/api/redeliveries/{uuid.UUID(int=7)}", None, 404, "OPS_JOB_NOT_FOUND"),
+        ("GET", "/api/documents/khong-co", None, 404, "OPS_DOCUMENT_NOT_FOUND"),
+        ("GET", "/api/khong-co", None, 404, "OPS_NOT_FOUND"),
+        ("GET", "/khong-co", None, 404, "OPS_NOT_FOUND"),
+        ("DELETE", "/api/gateways", None, 405, "OPS_METHOD_NOT_ALLOWED"),
+        ("PUT", "/api/redeliveries", None, 405, "OPS_METHOD_NOT_ALLOWED"),
+    ],
+)
+async def test_bad_input_is_refused_with_a_reason_never_a_500(
+    hub: Hub, ops: TestClient[Any, Any], method: str, path: str, body: Any, status: int,
+    reason: str,
+) -> None:
+    await _directory(hub)
+    kwargs: dict[str, Any] = {"headers": auth(OPERATOR)}
+    if isinstance(body, str):
+        kwargs["data"] = body.encode()
+    elif body is not None:
+        kwargs["json"] = body
+    resp = await ops.request(method, path, **kwargs)
+    assert resp.content_type == "application/json", await resp.text()
+    answer = await resp.json()
+    assert resp.status == status, answer
+    assert _is_error(answer, reason), answer
+    if status == 405:
+        assert resp.headers["Allow"]
+
+
+async def test_a_good_filter_is_still_previewed(hub: Hub, ops: TestClient[Any, Any]) -> None:
+    await _directory(hub)
+    flt = {"states": ["undeliverable", "queued"], "gateway": "btc", "recipient": "g12",
+           "since": "2026-01-01T00:00:00Z", "hub_ids": [str(uuid.uuid4())]}
+    resp = await ops.post("/api/redeliveries", json={"filter": flt}, headers=auth(READ))
+    answer = await resp.json()
+    assert resp.status == 200, answer
+    assert answer["preview"]["total"] == 0
+    assert answer["filter"]["states"] == ["undeliverable", "queued"]
+
+
+# ---- parking requeue as a real (non-guest) hub user ----
+
+
+async def test_requeue_with_a_non_guest_hub_user_routes_the_package(hub: Hub) -> None:
+    await _directory(hub)
+    # the hub's own AMQP user, as production has it: not guest
+    hub_user, password = f"{hub.settings.vhost}.hub", uuid.uuid4().hex
+    await hub.admin.put_user(hub_user, password)
+    try:
+        await hub.admin.set_permissions(
+            hub.settings.vhost, hub_user, configure=".*", write=".*", read=".*"
+        )
+        hub.settings = hub.settings.with_(
+            amqp_url=f"amqp://{quote(hub_user, safe='')}:{password}@127.0.0.1:5672/"
+            f"{quote(hub.settings.vhost, safe='')}"
+        )
+        await hub.start_router()
+        # a submission of Văn phòng Chính phủ that a router parked (what the router
+        # records when it parks a package: see RouterWorker._park)
+        doc, body = edoc("000.00.00.G22", ["000.00.00.H41"])
+        async with hub.pool.acquire() as conn:
+            parked = await parking.record_parked(
+                conn, body=body,
+                headers={"lt-reason": "POISON", "lt-error": "the router died",
+                         parking.ORIGINAL_USER_HEADER: hub.credentials["vpcp"].user},
+                amqp_user=None, routing_key="000.00.00.G22",
+                message_id=str(uuid.uuid4()), message_type="edoc",
+            )
+        app = create_app(hub.settings, tokens=TOKENS, pool=hub.pool, refresh_interval=None)
+        async with TestClient(TestServer(app)) as ops:
+            resp = await ops.post("/api/parking/requeue", json={"ids": [str(parked.id)]},
+                                  headers=auth(OPERATOR))
+            answer = await resp.json()
+            assert resp.status == 200, answer
+            assert answer == {"requeued": 1}
+
+        async def routed() -> bool:
+            row = await hub.pool.fetchrow(
+                """SELECT doc.sender_gateway_id, d.state FROM documents doc
+                   JOIN deliveries d ON d.hub_id = doc.hub_id
+                   WHERE doc.edxml_document_id = $1""",
+                doc.document_id,
+            )
+            return row is not None and tuple(row) == ("vpcp", "queued")
+
+        await eventually(routed)  # accepted on behalf of vpcp, queued for Nghệ An
+        assert await queue_depth(hub, inbox_queue("nghean")) == 1
+        state = await hub.pool.fetchval(
+            "SELECT state FROM parked_messages WHERE id = $1", parked.id
+        )
+        assert state == "requeued"
+    finally:
+        await hub.stop_routers()
+        await hub.admin.delete_user(hub_user)

@@ -179,7 +179,9 @@ async def test_parked_submission_requeued_through_validation_or_dropped(
         ids = [uuid.UUID(str(r["id"])) for r in rows]
         conn, channel = await _channel(hub)
         async with conn, hub.pool.acquire() as c:
-            assert await parking.requeue(c, channel, ids[:1], actor="ops:test") == 1
+            assert await parking.requeue(
+                c, channel, ids[:1], actor="ops:test", hub_user="guest"
+            ) == 1
         accepted = None
         async for receipt in _receipts(vpcp):
             if receipt.type == "accepted":
