@@ -43,6 +43,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
+from adapters import wire
 from adapters.seen import CopyFilter, SeenCopies
 from schemas import (
     EdocPackage,
@@ -56,6 +57,8 @@ from schemas import (
 )
 from schemas.agency_code import normalize
 from schemas.receipt import Receipt
+
+wire.install()  # before any connection: see adapters.wire
 
 __all__ = ["GatewayClient", "InboxMessage"]
 
@@ -208,6 +211,7 @@ class GatewayClient:
         await self.close()
 
     async def connect(self) -> None:
+        wire.install()  # a frame with non-UTF-8 text must not kill this connection
         self._connection = await aio_pika.connect_robust(self.amqp_url)
         self._channel = await self._connection.channel(publisher_confirms=True)
         await self._channel.set_qos(prefetch_count=100)

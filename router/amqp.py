@@ -23,6 +23,12 @@ import os
 import ssl
 from collections.abc import Mapping
 
+from adapters import wire
+
+# Every hub process talks AMQP through this module: whatever bytes a gateway publishes,
+# decoding a delivered frame must not kill the connection (see adapters.wire).
+wire.install()
+
 __all__ = ["TLS_CA_ENV", "TLS_CERT_ENV", "TLS_KEY_ENV", "client_ssl_context",
            "ssl_context_from_env"]
 

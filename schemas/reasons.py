@@ -175,6 +175,14 @@ class Reason(Enum):
         "The declared package kind does not match its content",
         22,
     )
+    # 1100-1109 the AMQP message around the file (its routing key, properties, headers)
+    BAD_MESSAGE_PROPERTIES = _ReasonInfo(
+        1100,
+        "Khóa định tuyến, thuộc tính hoặc tiêu đề AMQP của thông điệp không hợp lệ "
+        "(không phải UTF-8)",
+        "The message's AMQP routing key, properties or headers are not valid (not UTF-8)",
+        10,
+    )
     # 2xxx directory and authorisation
     SENDER_NOT_REGISTERED = _ReasonInfo(
         2001,

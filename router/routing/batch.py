@@ -61,6 +61,9 @@ class Incoming:
     sent_at: float | None = None  # epoch seconds the gateway stamped (lt-sent-at), if any
     # where the sender's client waits for its receipt (RabbitMQ direct reply-to), if any
     reply_to: str | None = None
+    # set by intake when the AMQP envelope (routing key, message_id, type, user_id, header
+    # keys) could not be represented as text; the fields above then hold printable stand-ins
+    wire_error: str | None = None
 
     def __post_init__(self) -> None:
         if not self.sha256:
@@ -266,6 +269,10 @@ class BatchRouter:
 
     # parsing -------------------------------------------------------------------------
     def _parse(self, msg: Incoming) -> ParsedPackage | PackageRejected:
+        # Early rejection rule (issue #11): a message whose envelope could not be decoded
+        # is refused before anything else looks at it; its body is not even parsed.
+        if msg.wire_error:
+            return PackageRejected(Reason.BAD_MESSAGE_PROPERTIES, msg.wire_error)
         try:
             parsed = parse_package(msg.body, limits=self._limits)
         except PackageRejected as exc:

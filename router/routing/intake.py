@@ -33,6 +33,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aio_pika
@@ -46,6 +47,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
+from adapters import wire
 from router import metrics, topology
 from router.amqp import ssl_context_from_env
 from router.outbox import events as notifications
@@ -96,6 +98,71 @@ class BatchStats:
     duplicates: int = 0
     parked: int = 0
     copies: int = 0
+
+
+_TEXT_PROPERTIES = ("routing_key", "message_id", "type", "user_id", "reply_to",
+                    "correlation_id", "app_id", "content_type", "content_encoding")
+
+
+def _clean(value: Any, path: str, problems: list[str]) -> Any:
+    """A header value that pamqp can encode again: undecodable keys and texts (kept by
+    ``adapters.wire`` as surrogates) become printable, and each one is reported."""
+    if isinstance(value, str):
+        if wire.undecodable(value):
+            problems.append(f"header {path} {wire.raw(value)!r} is not UTF-8")
+            return wire.printable(value)
+        return value
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            key = str(k)
+            if wire.undecodable(key):
+                problems.append(f"header key {wire.raw(key)!r} is not UTF-8")
+                key = wire.printable(key)
+            out[key] = _clean(v, f"{path}.{key}" if path else key, problems)
+        return out
+    if isinstance(value, list | tuple):
+        return [_clean(v, path, problems) for v in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A delivered message's AMQP envelope in a form the hub can store and publish again.
+
+    ``adapters.wire`` lets undecodable bytes through the frame reader as surrogates; here
+    each text property and header is checked: ``error`` says what was not UTF-8 (None when
+    all was), and every field holds a printable stand-in (``\\xff`` for a byte 0xff), never
+    the raw text, so nothing downstream (asyncpg, pamqp's encoders, JSON) trips on it."""
+
+    routing_key: str
+    message_id: str | None
+    type: str | None
+    user_id: str | None
+    reply_to: str | None
+    headers: dict[str, Any]
+    error: str | None
+
+    @classmethod
+    def of(cls, m: AbstractIncomingMessage) -> Envelope:
+        problems: list[str] = []
+        text: dict[str, str | None] = {}
+        for name in _TEXT_PROPERTIES:
+            value = getattr(m, name, None)
+            if isinstance(value, str) and wire.undecodable(value):
+                problems.append(f"{name} {wire.raw(value)!r} is not UTF-8")
+                value = wire.printable(value)
+            text[name] = value if isinstance(value, str) else None
+        headers = _clean(dict(m.headers or {}), "", problems)
+        return cls(
+            routing_key=text["routing_key"] or "",
+            message_id=text["message_id"],
+            type=text["type"],
+            user_id=text["user_id"],
+            reply_to=text["reply_to"],
+            headers=headers,
+            error="; ".join(problems)[:1000] or None,
+        )
 
 
 class RouterWorker:
@@ -197,22 +264,45 @@ class RouterWorker:
         self._inbox.put_nowait(message)
 
     async def _on_parked(self, message: AbstractIncomingMessage) -> None:
-        """Copy a dead-lettered message into the ledger for operators, then ack it."""
+        """Copy a dead-lettered message into the ledger for operators, then ack it.
+
+        Whatever arrives is recorded (an undecodable envelope in printable form, with what
+        was wrong in the error). A message that cannot be recorded is never retried in a
+        loop: a data error sends it to ``lt.quarantine`` at once; while PostgreSQL is away
+        it goes back, and the ``lt-parking`` policy's delivery limit moves it to the
+        quarantine if that lasts (or if it kills the routers that take it)."""
+        env = Envelope.of(message)
         try:
             async with self.pool.acquire() as conn:
                 rec = await parking.record_parked(
                     conn,
                     body=message.body,
-                    headers=dict(message.headers or {}),
-                    amqp_user=message.user_id,
-                    routing_key=message.routing_key,
-                    message_id=message.message_id,
-                    message_type=message.type,
+                    headers=env.headers,
+                    amqp_user=env.user_id,
+                    routing_key=env.routing_key,
+                    message_id=env.message_id,
+                    message_type=env.type,
+                    wire_error=env.error,
                 )
         except Exception as exc:
-            log.error("router.parking_record_failed", error=repr(exc))
-            await asyncio.sleep(1)
-            await message.nack(requeue=True)
+            if _transient(exc):
+                log.error("router.parking_record_failed", error=repr(exc))
+                await asyncio.sleep(1)
+                await message.nack(requeue=True)
+                return
+            log.error("router.parking_unrecordable", error=repr(exc),
+                      routing_key=env.routing_key, message_id=env.message_id)
+            try:
+                assert self._publish_channel is not None
+                await parking.quarantine(self._publish_channel, message.body, env.headers,
+                                         routing_key=env.routing_key,
+                                         message_id=env.message_id, message_type=env.type,
+                                         user_id=env.user_id, error=repr(exc))
+            except Exception as qexc:
+                log.error("router.quarantine_failed", error=repr(qexc))
+                await message.nack(requeue=True)  # the policy's delivery limit ends it
+                return
+            await message.ack()
             return
         if rec.delivery_ids:
             try:
@@ -372,27 +462,30 @@ class RouterWorker:
         s.copies += len(plan.copies)
 
     def _incoming(self, m: AbstractIncomingMessage) -> Incoming:
-        user = m.user_id
-        if user and user == self._hub_user and m.headers:
+        env = Envelope.of(m)
+        user = env.user_id
+        if user and user == self._hub_user and env.headers:
             # a parked package the hub re-submits for its original gateway
-            original = m.headers.get(parking.ORIGINAL_USER_HEADER)
+            original = env.headers.get(parking.ORIGINAL_USER_HEADER)
             if original:
-                user = original.decode() if isinstance(original, bytes) else str(original)
+                user = (original.decode("utf-8", "backslashreplace")
+                        if isinstance(original, bytes) else str(original))
         sent_at = None
-        raw = (m.headers or {}).get("lt-sent-at")
+        raw = env.headers.get("lt-sent-at")
         if isinstance(raw, int | float):
             sent_at = float(raw)
         # only RabbitMQ's direct reply-to addresses: never a queue name a sender chose
-        reply_to = m.reply_to if (m.reply_to or "").startswith(DIRECT_REPLY_PREFIX) else None
+        reply_to = env.reply_to if (env.reply_to or "").startswith(DIRECT_REPLY_PREFIX) else None
         return Incoming(
             reply_to=reply_to,
             sent_at=sent_at,
             body=m.body,
             amqp_user=user,
-            routing_key=m.routing_key or "",
-            message_id=m.message_id,
-            declared_type=m.type,
+            routing_key=env.routing_key,
+            message_id=env.message_id,
+            declared_type=env.type,
             redelivered=bool(m.redelivered),
+            wire_error=env.error,
         )
 
     # publishing ------------------------------------------------------------------------
@@ -505,7 +598,7 @@ class RouterWorker:
                 str(rid),
                 f'{{"sha256": "{msg.sha256.hex()}"}}',
             )
-        headers = dict(message.headers or {})
+        headers = Envelope.of(message).headers  # never the raw, undecodable texts
         headers.update({"lt-reason": Reason.POISON.name, "lt-error": detail[:1000],
                         parking.ORIGINAL_USER_HEADER: msg.amqp_user or ""})
         await self._dead.publish(
