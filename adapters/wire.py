@@ -9,7 +9,8 @@ which then reconnects and gets the same message again, forever.
 
 :func:`install` replaces pamqp's decoders for short strings and field tables (the entries of
 ``pamqp.decode.METHODS`` that ``by_type`` looks up, and the nested-table entry of
-``pamqp.decode.TABLE_MAPPING``) by versions that decode with ``surrogateescape``: valid UTF-8
+``pamqp.decode.TABLE_MAPPING``) by versions that decode with ``surrogateescape`` (and its
+timestamp decoder by one that gives an out-of-range timestamp back as an integer): valid UTF-8
 comes out exactly as before, undecodable bytes are kept losslessly as lone surrogates
 (``"\\udcff\\udcfe.H60".encode("utf-8", "surrogateescape") == b"\\xff\\xfe.H60"``).
 :func:`undecodable` tells whether a decoded text holds such bytes, :func:`raw` gives the bytes
@@ -93,6 +94,16 @@ def field_table(value: bytes) -> tuple[int, common.FieldTable]:
     return end, data
 
 
+def timestamp(value: bytes) -> tuple[int, common.FieldValue]:
+    """pamqp's ``timestamp``, but a value no datetime can hold (year > 9999) comes back as
+    the integer it is instead of raising inside the frame reader."""
+    try:
+        return _PAMQP_TIMESTAMP(value)
+    except (ValueError, OverflowError, OSError):
+        return 8, int(common.Struct.timestamp.unpack(value[0:8])[0])
+
+
+_PAMQP_TIMESTAMP = _decode.timestamp
 _Decoder = Callable[..., tuple[int, common.FieldValue]]
 
 
@@ -101,6 +112,8 @@ def installed() -> bool:
         _decode.METHODS.get("shortstr") is short_str
         and _decode.METHODS.get("table") is field_table
         and _decode.TABLE_MAPPING.get(b"F") is field_table
+        and _decode.METHODS.get("timestamp") is timestamp
+        and _decode.TABLE_MAPPING.get(b"T") is timestamp
     )
 
 
@@ -109,5 +122,7 @@ def install() -> None:
     methods: dict[str, _Decoder] = _decode.METHODS
     methods["shortstr"] = short_str
     methods["table"] = field_table
+    methods["timestamp"] = timestamp
     mapping: dict[bytes, _Decoder] = _decode.TABLE_MAPPING
     mapping[b"F"] = field_table
+    mapping[b"T"] = timestamp

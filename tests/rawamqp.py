@@ -33,14 +33,27 @@ def _lenient_string(encoder: struct.Struct, value: str) -> bytes:
     return encoder.pack(len(temp)) + temp
 
 
+def _lenient_table(value: dict[str, Any]) -> bytes:
+    if not value:
+        return common.Struct.integer.pack(0)
+    data = []
+    for key, item in sorted(value.items()):
+        data.append(_lenient_string(common.Struct.byte, key))
+        data.append(_encode.encode_table_value(item))
+    output = b"".join(data)
+    return common.Struct.integer.pack(len(output)) + output
+
+
 @contextlib.contextmanager
 def _lenient_encoding() -> Iterator[None]:
-    saved = _encode._string
+    saved = _encode._string, _encode.field_table, _encode.METHODS["table"]
     _encode._string = _lenient_string
+    _encode.field_table = _lenient_table
+    _encode.METHODS["table"] = _lenient_table
     try:
         yield
     finally:
-        _encode._string = saved
+        _encode._string, _encode.field_table, _encode.METHODS["table"] = saved
 
 
 async def publish_raw(
@@ -72,5 +85,3 @@ async def publish_raw(
         with contextlib.suppress(Exception):
             await connection.close()
 
-
-_ = common  # re-exported types are used by callers building properties

@@ -15,10 +15,12 @@ A crash anywhere before 5 leaves the messages unacked: RabbitMQ redelivers them,
 ledger's unique keys turn the second pass into a resume (same ids, same copies), and
 gateways drop copies they already have by ``message_id``.
 
-Messages redelivered after a crash are *suspects*: the worker records an attempt for each
-before it routes them, in small groups and then one by one, and parks a message that keeps
-failing (``lt.parking`` with the reason, a POISON rejection in the ledger and a receipt to
-the sender) instead of letting it take the worker down forever.
+Messages redelivered after a crash are *suspects*: the worker routes them in small groups
+the first time, then one by one, counting an attempt against a message only when it was
+processed alone, and parks a message that keeps failing alone (``lt.parking`` with the
+reason, a POISON rejection in the ledger and a receipt to the sender) instead of letting it
+take the worker down forever. A message whose outcome the ledger already holds is never
+parked: it is resumed.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ log = structlog.get_logger("lienthong.router")
 DIRECT_REPLY_PREFIX = "amq.rabbitmq.reply-to."
 OUTAGE_PATIENCE = 300.0  # seconds a batch waits for PostgreSQL/RabbitMQ to come back
 SUSPECT_GROUP = 16  # first retry after a crash: in groups this small
-PARK_AFTER = 3  # a message that failed this many times on its own is parked
+PARK_AFTER = 3  # a message that took its router down alone this many times is parked
 
 
 class _Abandon(Exception):
@@ -104,6 +106,15 @@ _TEXT_PROPERTIES = ("routing_key", "message_id", "type", "user_id", "reply_to",
                     "correlation_id", "app_id", "content_type", "content_encoding")
 
 
+def _unstorable(text: str) -> bool:
+    """Not UTF-8 on the wire, or holding NUL (which PostgreSQL text cannot store)."""
+    return wire.undecodable(text) or "\x00" in text
+
+
+def _stand_in(text: str) -> str:
+    return wire.printable(text).replace("\x00", "\\x00")
+
+
 def _clean(value: Any, path: str, problems: list[str]) -> Any:
     """A header value that pamqp can encode again: undecodable keys and texts (kept by
     ``adapters.wire`` as surrogates) become printable, and each one is reported."""
@@ -116,9 +127,9 @@ def _clean(value: Any, path: str, problems: list[str]) -> Any:
         out: dict[str, Any] = {}
         for k, v in value.items():
             key = str(k)
-            if wire.undecodable(key):
-                problems.append(f"header key {wire.raw(key)!r} is not UTF-8")
-                key = wire.printable(key)
+            if _unstorable(key):
+                problems.append(f"header key {wire.raw(key)!r} is not UTF-8 text")
+                key = _stand_in(key)
             out[key] = _clean(v, f"{path}.{key}" if path else key, problems)
         return out
     if isinstance(value, list | tuple):
@@ -149,9 +160,9 @@ class Envelope:
         text: dict[str, str | None] = {}
         for name in _TEXT_PROPERTIES:
             value = getattr(m, name, None)
-            if isinstance(value, str) and wire.undecodable(value):
-                problems.append(f"{name} {wire.raw(value)!r} is not UTF-8")
-                value = wire.printable(value)
+            if isinstance(value, str) and _unstorable(value):
+                problems.append(f"{name} {wire.raw(value)!r} is not UTF-8 text")
+                value = _stand_in(value)
             text[name] = value if isinstance(value, str) else None
         headers = _clean(dict(m.headers or {}), "", problems)
         return cls(
@@ -392,35 +403,44 @@ class RouterWorker:
                 return
 
     async def _handle_suspects(self, suspects: list[AbstractIncomingMessage]) -> None:
+        """Messages redelivered after a crash. Only a message that was being processed
+        *alone* when a router died can be blamed for it:
+
+        * the first time a message comes back it goes in a small group, and nothing is
+          counted against it (the crash may have been any message's fault, or none's);
+        * a message that comes back again goes alone, and each solo attempt is counted;
+        * one that took its router down alone more than ``PARK_AFTER`` times is parked,
+          unless the ledger already holds its outcome (accepted or rejected): that one is
+          finished (resumed), never parked, so no sender gets contradictory receipts."""
         incoming = [self._incoming(m) for m in suspects]
-        attempts = await self._record_attempts(incoming)
-        # those already tried alone too often are parked; the rest go in small groups
-        groups: list[list[int]] = []
-        small: list[int] = []
-        for i, n in enumerate(attempts):
-            if n > PARK_AFTER:
+        seen_before = await self._note_suspects(incoming)
+        first = [i for i, seen in enumerate(seen_before) if not seen]
+        groups = [first[k : k + SUSPECT_GROUP] for k in range(0, len(first), SUSPECT_GROUP)]
+        for group in groups:
+            await self._route_suspects(suspects, incoming, group)
+        for i in (i for i, seen in enumerate(seen_before) if seen):
+            attempts = await self._count_solo_attempt(incoming[i])
+            if attempts > PARK_AFTER and not await self._already_decided(incoming[i]):
                 await self._park(suspects[i], incoming[i], "failed repeatedly")
                 continue
-            if n >= 2:
-                groups.append([i])
-            else:
-                small.append(i)
-        groups += [small[k : k + SUSPECT_GROUP] for k in range(0, len(small), SUSPECT_GROUP)]
-        for group in groups:
-            msgs = [suspects[i] for i in group]
-            try:
-                await self._outlasting_outages(self._route_and_publish, msgs)
-            except _Abandon:
-                raise
-            except Exception as exc:
-                log.error("router.suspect_failed", error=repr(exc), size=len(msgs))
-                await self._note_error([incoming[i] for i in group], repr(exc))
-                for m in msgs:
-                    await m.nack(requeue=True)
-                continue
+            await self._route_suspects(suspects, incoming, [i])
+
+    async def _route_suspects(self, suspects: list[AbstractIncomingMessage],
+                              incoming: list[Incoming], group: list[int]) -> None:
+        msgs = [suspects[i] for i in group]
+        try:
+            await self._outlasting_outages(self._route_and_publish, msgs)
+        except _Abandon:
+            raise
+        except Exception as exc:
+            log.error("router.suspect_failed", error=repr(exc), size=len(msgs))
+            await self._note_error([incoming[i] for i in group], repr(exc))
             for m in msgs:
-                await m.ack()
-            await self._clear_attempts([incoming[i] for i in group])
+                await m.nack(requeue=True)
+            return
+        for m in msgs:
+            await m.ack()
+        await self._clear_attempts([incoming[i] for i in group])
 
     async def _route_and_publish(self, messages: Sequence[AbstractIncomingMessage]) -> None:
         incoming = [self._incoming(m) for m in messages]
@@ -532,18 +552,45 @@ class RouterWorker:
         )
 
     # suspects and parking --------------------------------------------------------------
-    async def _record_attempts(self, incoming: list[Incoming]) -> list[int]:
+    async def _note_suspects(self, incoming: list[Incoming]) -> list[bool]:
+        """Remember these suspects; True for each one that was a suspect before (it came
+        back again since: it goes alone from now on)."""
         rows = await self.pool.fetch(
-            """INSERT INTO processing_attempts AS p (content_sha256, message_id, attempts)
-               SELECT s, m, 1 FROM unnest($1::bytea[], $2::text[]) AS u(s, m)
-               ON CONFLICT (content_sha256, message_id)
-               DO UPDATE SET attempts = p.attempts + 1, updated_at = now()
-               RETURNING content_sha256, message_id, attempts""",
+            """WITH u AS (SELECT DISTINCT s, m FROM unnest($1::bytea[], $2::text[]) AS u(s, m)),
+               ins AS (
+                   INSERT INTO processing_attempts (content_sha256, message_id, attempts)
+                   SELECT s, m, 0 FROM u
+                   ON CONFLICT (content_sha256, message_id) DO NOTHING
+                   RETURNING content_sha256, message_id)
+               SELECT content_sha256, message_id FROM ins""",
             [m.sha256 for m in incoming],
             [self._attempt_key(m) for m in incoming],
         )
-        by_key = {(bytes(r["content_sha256"]), r["message_id"]): r["attempts"] for r in rows}
-        return [by_key[(m.sha256, self._attempt_key(m))] for m in incoming]
+        new = {(bytes(r["content_sha256"]), r["message_id"]) for r in rows}
+        return [(m.sha256, self._attempt_key(m)) not in new for m in incoming]
+
+    async def _count_solo_attempt(self, msg: Incoming) -> int:
+        """Count one attempt at this message processed alone; returns the count."""
+        n = await self.pool.fetchval(
+            """INSERT INTO processing_attempts AS p (content_sha256, message_id, attempts)
+               VALUES ($1, $2, 1)
+               ON CONFLICT (content_sha256, message_id)
+               DO UPDATE SET attempts = p.attempts + 1, updated_at = now()
+               RETURNING attempts""",
+            msg.sha256, self._attempt_key(msg),
+        )
+        return int(n)
+
+    async def _already_decided(self, msg: Incoming) -> bool:
+        """Does the ledger hold this message's outcome (a document or a rejection)?
+        Asked only of a message about to be parked (rare), so the unindexed look-up of
+        documents by content is acceptable."""
+        return bool(await self.pool.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM rejections WHERE id = $3 AND reason <> 'POISON')
+                   OR EXISTS (SELECT 1 FROM documents
+                              WHERE content_sha256 = $1 AND message_id IS NOT DISTINCT FROM $2)""",
+            msg.sha256, msg.message_id, derive_id("rejection", msg.key),
+        ))
 
     @staticmethod
     def _attempt_key(m: Incoming) -> str:
