@@ -78,7 +78,9 @@ async def publish_raw(
                     body, exchange=exchange, routing_key=wire_text(routing_key),
                     properties=props, timeout=timeout,
                 )
-            except (aiormq.exceptions.ChannelClosed, aiormq.exceptions.ChannelAccessRefused):
+            except aiormq.exceptions.AMQPError:
+                # the broker refused it: a permission, a user_id that is not the
+                # connection's, or a frame it closes the channel or connection over
                 return False
         return isinstance(confirm, commands.Basic.Ack)
     finally:
