@@ -43,6 +43,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
+from adapters import wire
 from adapters.seen import CopyFilter, SeenCopies
 from schemas import (
     EdocPackage,
@@ -63,6 +64,8 @@ from schemas.audit_anchor import (
     verify_anchor,
 )
 from schemas.receipt import Receipt
+
+wire.install()  # before any connection: see adapters.wire
 
 __all__ = ["GatewayClient", "InboxMessage"]
 
@@ -223,6 +226,7 @@ class GatewayClient:
         await self.close()
 
     async def connect(self) -> None:
+        wire.install()  # a frame with non-UTF-8 text must not kill this connection
         self._connection = await aio_pika.connect_robust(self.amqp_url)
         self._channel = await self._connection.channel(publisher_confirms=True)
         await self._channel.set_qos(prefetch_count=100)

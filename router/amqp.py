@@ -35,7 +35,12 @@ from urllib.parse import unquote, urlsplit
 import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 
+from adapters import wire
 from router.settings import Settings
+
+# Every hub process talks AMQP through this module: whatever bytes a gateway publishes,
+# decoding a delivered frame must not kill the connection (see adapters.wire).
+wire.install()
 
 __all__ = ["client_ssl_context", "connect", "hub_user", "ssl_context"]
 

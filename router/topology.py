@@ -11,6 +11,9 @@ lt.gw.<id>.inbox       quorum  a gateway's documents and status packages
 lt.gw.<id>.receipts    quorum  a gateway's receipts and state-change events
 lt.dead                fanout  dead letters of lt.router.in and of every inbox
 lt.parking             quorum  poison messages, kept with their x-death history
+lt.quarantine          fanout  dead letters of lt.parking (what routers cannot record)
+lt.quarantine          quorum  kept for operators (``lienthong parking quarantine``);
+                               nothing consumes it automatically, so nothing loops
 lt.unroutable          fanout  alternate exchange of lt.submit and lt.receipts
 lt.unroutable          quorum  what no binding wanted, kept for operators
 =====================  ======  =====================================================
@@ -30,6 +33,10 @@ policy                 pattern                         definition
 lt-router-in           ``^lt\.router\.in$``            delivery-limit (setting), dead
                                                        letters to lt.dead at least once
 lt-gateway-inbox       ``^lt\.gw\..+\.inbox$``         the same, for every inbox
+lt-parking             ``^lt\.parking$``               delivery-limit 10, dead letters to
+                                                       lt.quarantine: a parked message that
+                                                       routers cannot record (or that kills
+                                                       them) never loops
 =====================  ==============================  ==================================
 
 A queue that an earlier version declared with these as queue arguments keeps them
@@ -57,6 +64,7 @@ __all__ = [
     "DEAD",
     "DELIVER",
     "PARKING",
+    "QUARANTINE",
     "RECEIPTS",
     "ROUTER_IN",
     "SUBMIT",
@@ -79,9 +87,11 @@ DELIVER = "lt.deliver"
 RECEIPTS = "lt.receipts"
 DEAD = "lt.dead"
 PARKING = "lt.parking"
+QUARANTINE = "lt.quarantine"
 UNROUTABLE = "lt.unroutable"
 
 GATEWAY_DELIVERY_LIMIT = 20
+PARKING_DELIVERY_LIMIT = 10
 
 
 def inbox_queue(gateway_id: str) -> str:
@@ -118,6 +128,10 @@ def policies(delivery_limit: int) -> list[Policy]:
                {"delivery-limit": delivery_limit, **dead_letters}),
         Policy("lt-gateway-inbox", r"^lt\.gw\..+\.inbox$",
                {"delivery-limit": GATEWAY_DELIVERY_LIMIT, **dead_letters}),
+        # every router consumes lt.parking: a message none can record must leave it
+        Policy("lt-parking", r"^lt\.parking$",
+               {"delivery-limit": PARKING_DELIVERY_LIMIT, **dead_letters,
+                "dead-letter-exchange": QUARANTINE}),
     ]
 
 
@@ -154,6 +168,10 @@ async def declare_core(channel: AbstractChannel) -> None:
     unroutable = await channel.declare_exchange(UNROUTABLE, ExchangeType.FANOUT, durable=True)
     unroutable_q = await _quorum_queue(channel, UNROUTABLE)
     await unroutable_q.bind(unroutable)
+
+    quarantine = await channel.declare_exchange(QUARANTINE, ExchangeType.FANOUT, durable=True)
+    quarantine_q = await _quorum_queue(channel, QUARANTINE)
+    await quarantine_q.bind(quarantine)
 
     dead = await channel.declare_exchange(DEAD, ExchangeType.FANOUT, durable=True)
     parking = await _quorum_queue(channel, PARKING)

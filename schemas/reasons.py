@@ -182,6 +182,14 @@ class Reason(Enum):
         "The declared package kind does not match its content",
         22,
     )
+    # 1100-1109 the AMQP message around the file (its routing key, properties, headers)
+    BAD_MESSAGE_PROPERTIES = _ReasonInfo(
+        1100,
+        "Khóa định tuyến, thuộc tính hoặc tiêu đề AMQP của thông điệp không hợp lệ "
+        "(không phải UTF-8)",
+        "The message's AMQP routing key, properties or headers are not valid (not UTF-8)",
+        10,
+    )
     # 2xxx directory and authorisation
     SENDER_NOT_REGISTERED = _ReasonInfo(
         2001,
@@ -257,12 +265,6 @@ class Reason(Enum):
         3100,
         "Thiếu thuộc tính AMQP type (edoc hoặc status)",
         "The AMQP type property (edoc or status) is missing",
-        22,
-    )
-    ENVELOPE_UNREADABLE = _ReasonInfo(
-        3101,
-        "Không đọc được khóa định tuyến, thuộc tính hoặc tiêu đề AMQP của thông điệp",
-        "The message's routing key, AMQP properties or headers cannot be read",
         22,
     )
     # 4xxx signatures

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import click
+from aio_pika.abc import AbstractChannel, AbstractConnection
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
@@ -253,3 +254,81 @@ def redeliver(states: tuple[str, ...], recipient: str | None, gateway: str | Non
         raise SystemExit(130) from None
 
 
+@parking.group("quarantine")
+def quarantine() -> None:
+    """lt.quarantine: what routers could not record from lt.parking (nothing consumes it:
+    look, then drop). Khu cách ly thứ cấp: thông điệp không ghi được vào sổ cái."""
+
+
+async def _quarantine_channel(
+    settings: Settings,
+) -> tuple[AbstractConnection, AbstractChannel]:
+    connection = await amqp.connect(settings, "quarantine", robust=False)
+    return connection, await connection.channel()
+
+
+@quarantine.command("list")
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def quarantine_list(limit: int, as_json: bool) -> None:
+    """List quarantined messages (nothing is removed)."""
+
+    async def go(settings: Settings) -> None:
+        connection, channel = await _quarantine_channel(settings)
+        async with connection:
+            rows = await parking_lib.list_quarantine(channel, limit=limit)
+        if as_json:
+            click.echo(json.dumps([{k: _jsonable(v) for k, v in r.items() if k != "headers"}
+                                   for r in rows], ensure_ascii=False, indent=2, default=str))
+            return
+        table = Table("id", "routing key", "user", "message id", "size", "error")
+        for r in rows:
+            table.add_row(str(r["id"]), str(r["routing_key"]), str(r["amqp_user"] or "-"),
+                          str(r["message_id"] or "-"), str(r["size"]), r["error"][:60])
+        Console().print(table)
+        click.echo(f"{len(rows)} message(s) in quarantine")
+
+    run_async(go)
+
+
+@quarantine.command("show")
+@click.argument("quarantine_id", type=click.UUID)
+def quarantine_show(quarantine_id: uuid.UUID) -> None:
+    """Everything about one quarantined message (the body is printed as text)."""
+
+    async def go(settings: Settings) -> None:
+        connection, channel = await _quarantine_channel(settings)
+        async with connection:
+            rows = await parking_lib.list_quarantine(channel, limit=10_000)
+        row = next((r for r in rows if r["id"] == quarantine_id), None)
+        if row is None:
+            fail(f"no quarantined message {quarantine_id}", 2)
+            return
+        body = bytes(row.pop("body"))
+        click.echo(json.dumps({k: _jsonable(v) for k, v in row.items()}, ensure_ascii=False,
+                              indent=2, default=str))
+        click.echo("--- body ---")
+        click.echo(body.decode("utf-8", "replace")[:20000])
+
+    run_async(go)
+
+
+@quarantine.command("drop")
+@click.argument("ids", nargs=-1, type=click.UUID, required=True)
+@click.option("--why", required=True, help="Why it is dropped (kept in the audit log).")
+@_actor
+def quarantine_drop(ids: tuple[uuid.UUID, ...], why: str, actor: str) -> None:
+    """Remove quarantined messages for good, each recorded in the audit log."""
+
+    async def go(settings: Settings) -> None:
+        conn = await connect_db(settings)
+        connection, channel = await _quarantine_channel(settings)
+        try:
+            async with connection:
+                n = await parking_lib.drop_quarantined(conn, channel, list(ids), actor=actor,
+                                                       why=why)
+        finally:
+            await conn.close()
+        click.echo(f"dropped {n} quarantined message(s)")
+
+    run_async(go)

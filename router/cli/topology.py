@@ -7,6 +7,7 @@ import click
 from router import topology as topo
 from router.broker_admin import BrokerAdmin
 from router.cli._services import connect_db, run_async
+from router.directory.registry import sync_gateway_permissions
 from router.settings import Settings
 
 
@@ -17,7 +18,8 @@ def topology() -> None:
 
 @topology.command("apply")
 def apply_cmd() -> None:
-    """Declare the vhost, the hub's exchanges and queues, and every gateway's queues.
+    """Declare the vhost, the hub's exchanges and queues, and every gateway's queues;
+    re-issue every gateway's permissions.
     Idempotent."""
 
     async def go(settings: Settings) -> None:
@@ -31,6 +33,11 @@ def apply_cmd() -> None:
         conn = await connect_db(settings)
         try:
             ids = [r["id"] for r in await conn.fetch("SELECT id FROM gateways ORDER BY id")]
+            # every gateway's permissions as this version writes them (e.g. topic regexes
+            # that admit only agency-code characters)
+            async with BrokerAdmin(settings.management_url) as admin:
+                for gid in ids:
+                    await sync_gateway_permissions(conn, admin, settings.vhost, gid)
         finally:
             await conn.close()
         await topo.apply(settings, ids)

@@ -99,20 +99,28 @@ def read_agencies_csv(path: Path) -> list[AgencyRow]:
     return rows
 
 
+# One part of an agency code (between dots), in any case. RabbitMQ matches a topic
+# permission against the routing key's raw bytes: a wildcard must admit only these
+# characters, never ``.*`` or ``[^.]+`` (which admit any byte, e.g. ``b"\xff\xfe.H60"``).
+CODE_PART = "[A-Za-z0-9_-]+"
+
+
 @lru_cache(maxsize=4096)
 def _pattern_regex(pattern: str) -> str:
-    """Translate a topic pattern over agency codes into an anchored regex."""
+    """Translate a topic pattern over agency codes into an anchored regex whose wildcards
+    admit only agency-code characters."""
     parts = normalize(pattern).split(".")
     if parts == ["#"]:
-        return "^.*$"
+        return rf"^{CODE_PART}(?:\.{CODE_PART})*$"
     out = ""
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         if part == "#":
             # "#" stands for zero or more parts together with their dots
-            out = out[:-2] + r"(?:\.[^.]+)*" if last else out + r"(?:[^.]+\.)*"
+            out = (out[:-2] + rf"(?:\.{CODE_PART})*" if last
+                   else out + rf"(?:{CODE_PART}\.)*")
             continue
-        out += ("[^.]+" if part == "*" else re.escape(part)) + ("" if last else r"\.")
+        out += (CODE_PART if part == "*" else re.escape(part)) + ("" if last else r"\.")
     return f"^{out}$"
 
 

@@ -31,9 +31,14 @@ from schemas.reasons import OperationRefused, Reason
 
 __all__ = [
     "ORIGINAL_USER_HEADER",
+    "QUARANTINE_ERROR_HEADER",
     "ParkedFilter",
     "drop",
+    "drop_quarantined",
     "list_parked",
+    "list_quarantine",
+    "quarantine",
+    "quarantine_id",
     "record_parked",
     "requeue",
     "show",
@@ -93,10 +98,14 @@ async def record_parked(
     routing_key: str | None,
     message_id: str | None,
     message_type: str | None,
+    wire_error: str | None = None,
 ) -> ParkedRecord:
     """Copy one dead-lettered message into the ledger (idempotent) and mark the
-    deliveries of a parked copy undeliverable."""
+    deliveries of a parked copy undeliverable. Texts must be valid UTF-8 (the router
+    passes printable stand-ins); ``wire_error`` says what its envelope held instead."""
     reason, error, queue = classify(headers)
+    if wire_error:
+        error = f"{error}; {Reason.BAD_MESSAGE_PROPERTIES.name}: {wire_error}"
     if not amqp_user and headers.get(ORIGINAL_USER_HEADER):
         amqp_user = str(_plain(headers[ORIGINAL_USER_HEADER]))
     sha = hashlib.sha256(body).digest()
@@ -120,7 +129,7 @@ async def record_parked(
                ON CONFLICT (id) DO NOTHING RETURNING id""",
             pid, queue, reason.name, reason.code, error[:2000], amqp_user, gateway,
             routing_key, message_id, message_type,
-            json.dumps(_plain(headers), ensure_ascii=False), body, sha,
+            json.dumps(_plain(headers), ensure_ascii=False, default=str), body, sha,
         )
         if inserted and delivery_ids:
             await conn.execute(
@@ -262,3 +271,110 @@ async def _settle(
                 [r["reason"] for r in done],
             )
     return len(done)
+
+
+# the quarantine ------------------------------------------------------------------------
+# What routers could not record from lt.parking (or what kept killing them there): kept in
+# the lt.quarantine queue, which nothing consumes by itself, for operators to look at and
+# drop with ``lienthong parking quarantine``. A message there is identified by a uuid
+# derived from its message_id and body.
+
+QUARANTINE_ERROR_HEADER = "lt-quarantine-error"
+
+
+def quarantine_id(message_id: str | None, body: bytes) -> uuid.UUID:
+    return uuid.uuid5(_NS, f"quarantine|{message_id}|{hashlib.sha256(body).hexdigest()}")
+
+
+async def quarantine(
+    channel: AbstractChannel,
+    body: bytes,
+    headers: dict[str, Any],
+    *,
+    routing_key: str,
+    message_id: str | None,
+    message_type: str | None,
+    user_id: str | None,
+    error: str,
+) -> None:
+    """Put one message aside in ``lt.quarantine`` (confirmed when ``channel`` confirms).
+    Texts must be encodable (printable stand-ins for undecodable bytes)."""
+    exchange = await channel.get_exchange(topology.QUARANTINE, ensure=False)
+    await exchange.publish(
+        aio_pika.Message(
+            body,
+            message_id=message_id,
+            type=message_type,
+            headers={**headers, QUARANTINE_ERROR_HEADER: error[:1000],
+                     ORIGINAL_USER_HEADER: user_id or ""},
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        ),
+        routing_key=routing_key,
+    )
+
+
+def _quarantined(msg: aio_pika.abc.AbstractIncomingMessage) -> dict[str, Any]:
+    headers = dict(msg.headers or {})
+    deaths = _plain(headers.get("x-death") or [])
+    first = deaths[0] if deaths else {}
+    why = headers.get(QUARANTINE_ERROR_HEADER) or (
+        f"{first.get('reason')} after {first.get('count')} deliveries on {first.get('queue')}"
+        if first else "unknown")
+    return {
+        "id": quarantine_id(msg.message_id, msg.body),
+        "routing_key": msg.routing_key,
+        "message_id": msg.message_id,
+        "message_type": msg.type,
+        "amqp_user": _plain(headers.get(ORIGINAL_USER_HEADER)) or msg.user_id,
+        "error": str(_plain(why)),
+        "size": len(msg.body),
+        "sha256": hashlib.sha256(msg.body).hexdigest(),
+        "headers": _plain(headers),
+        "body": msg.body,
+    }
+
+
+async def list_quarantine(channel: AbstractChannel, *, limit: int = 100) -> list[dict[str, Any]]:
+    """Read up to ``limit`` quarantined messages without removing any (they are taken
+    and then given back when ``channel`` closes: the caller closes it)."""
+    queue = await channel.get_queue(topology.QUARANTINE, ensure=False)
+    out: list[dict[str, Any]] = []
+    while len(out) < limit:
+        msg = await queue.get(no_ack=False, fail=False)
+        if msg is None:
+            break
+        out.append(_quarantined(msg))
+    return out
+
+
+async def drop_quarantined(
+    conn: Conn, channel: AbstractChannel, ids: Sequence[uuid.UUID], *, actor: str, why: str,
+    scan: int = 10_000,
+) -> int:
+    """Remove the quarantined messages with these ids (the others stay), each recorded in
+    the audit log with who and why. The caller closes ``channel``."""
+    if not why.strip():
+        raise ValueError("say why (--why): dropping is recorded in the audit log")
+    wanted = set(ids)
+    queue = await channel.get_queue(topology.QUARANTINE, ensure=False)
+    dropped: list[dict[str, Any]] = []
+    for _ in range(scan):
+        if not wanted:
+            break
+        msg = await queue.get(no_ack=False, fail=False)
+        if msg is None:
+            break
+        info = _quarantined(msg)
+        if info["id"] in wanted:
+            await conn.execute(
+                "INSERT INTO audit_log (actor, action, subject, details) "
+                "VALUES ($1, 'quarantine.dropped', $2, $3::jsonb)",
+                actor, str(info["id"]),
+                json.dumps({"why": why, "sha256": info["sha256"],
+                            "routing_key": info["routing_key"],
+                            "message_id": info["message_id"]}, ensure_ascii=False),
+            )
+            await msg.ack()
+            wanted.discard(info["id"])
+            dropped.append(info)
+    return len(dropped)

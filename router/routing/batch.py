@@ -82,7 +82,7 @@ class BatchRouter:
 
     def _parse(self, msg: Incoming) -> ParsedPackage | PackageRejected:
         if msg.wire_error:  # decided on its envelope alone; the body is not read
-            return PackageRejected(Reason.ENVELOPE_UNREADABLE, msg.wire_error)
+            return PackageRejected(Reason.BAD_MESSAGE_PROPERTIES, msg.wire_error)
         try:
             return parse_package(msg.body, limits=self._limits)
         except PackageRejected as exc:

@@ -61,7 +61,7 @@ _NS = uuid.UUID("6c69656e-7468-6f6e-672d-687562000001")  # lienthong hub namespa
 # every reason this module decides (a unit test holds one case for each)
 ROUTING_REASONS: frozenset[Reason] = frozenset(
     {
-        Reason.ENVELOPE_UNREADABLE,
+        Reason.BAD_MESSAGE_PROPERTIES,
         Reason.TYPE_MISSING,
         Reason.KIND_MISMATCH,
         Reason.GATEWAY_UNKNOWN,
@@ -274,7 +274,7 @@ def _decide_one(
 ) -> Plan:
     # the envelope first: what the broker handed over must be readable and complete
     if msg.wire_error:
-        raise _Refuse(Reason.ENVELOPE_UNREADABLE, msg.wire_error)
+        raise _Refuse(Reason.BAD_MESSAGE_PROPERTIES, msg.wire_error)
     if not msg.declared_type:
         raise _Refuse(Reason.TYPE_MISSING, "the AMQP type property must be edoc or status")
     if isinstance(parsed, PackageRejected):

@@ -15,10 +15,12 @@ A crash anywhere before 5 leaves the messages unacked: RabbitMQ redelivers them,
 ledger's unique keys turn the second pass into a resume (same ids, same copies), and
 gateways drop copies they already have by ``message_id``.
 
-Messages redelivered after a crash are *suspects*: the worker records an attempt for each
-before it routes them, in small groups and then one by one, and parks a message that keeps
-failing (``lt.parking`` with the reason, a POISON rejection in the ledger and a receipt to
-the sender) instead of letting it take the worker down forever.
+Messages redelivered after a crash are *suspects*: the worker routes them in small groups
+the first time, then one by one, counting an attempt against a message only when it was
+processed alone, and parks a message that keeps failing alone (``lt.parking`` with the
+reason, a POISON rejection in the ledger and a receipt to the sender) instead of letting it
+take the worker down forever. A message whose outcome the ledger already holds is never
+parked: it is resumed.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import aio_pika
 import aiormq
@@ -45,6 +48,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
+from adapters import wire
 from router import amqp, metrics, topology
 from router.outbox import events as notifications
 from router.outbox import publish as publishing
@@ -67,7 +71,7 @@ log = structlog.get_logger("lienthong.router")
 DIRECT_REPLY_PREFIX = "amq.rabbitmq.reply-to."
 OUTAGE_PATIENCE = 300.0  # seconds a batch waits for PostgreSQL/RabbitMQ to come back
 SUSPECT_GROUP = 16  # first retry after a crash: in groups this small
-PARK_AFTER = 3  # a message that failed this many times on its own is parked
+PARK_AFTER = 3  # a message that took its router down alone this many times is parked
 
 
 class _Abandon(Exception):
@@ -97,6 +101,80 @@ class BatchStats:
     duplicates: int = 0
     parked: int = 0
     copies: int = 0
+
+
+_TEXT_PROPERTIES = ("routing_key", "message_id", "type", "user_id", "reply_to",
+                    "correlation_id", "app_id", "content_type", "content_encoding")
+
+
+def _unstorable(text: str) -> bool:
+    """Not UTF-8 on the wire, or holding NUL (which PostgreSQL text cannot store)."""
+    return wire.undecodable(text) or "\x00" in text
+
+
+def _stand_in(text: str) -> str:
+    return wire.printable(text).replace("\x00", "\\x00")
+
+
+def _clean(value: Any, path: str, problems: list[str]) -> Any:
+    """A header value that pamqp can encode again: undecodable keys and texts (kept by
+    ``adapters.wire`` as surrogates) become printable, and each one is reported."""
+    if isinstance(value, str):
+        if wire.undecodable(value):
+            problems.append(f"header {path} {wire.raw(value)!r} is not UTF-8")
+            return wire.printable(value)
+        return value
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            key = str(k)
+            if _unstorable(key):
+                problems.append(f"header key {wire.raw(key)!r} is not UTF-8 text")
+                key = _stand_in(key)
+            out[key] = _clean(v, f"{path}.{key}" if path else key, problems)
+        return out
+    if isinstance(value, list | tuple):
+        return [_clean(v, path, problems) for v in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A delivered message's AMQP envelope in a form the hub can store and publish again.
+
+    ``adapters.wire`` lets undecodable bytes through the frame reader as surrogates; here
+    each text property and header is checked: ``error`` says what was not UTF-8 (None when
+    all was), and every field holds a printable stand-in (``\\xff`` for a byte 0xff), never
+    the raw text, so nothing downstream (asyncpg, pamqp's encoders, JSON) trips on it."""
+
+    routing_key: str
+    message_id: str | None
+    type: str | None
+    user_id: str | None
+    reply_to: str | None
+    headers: dict[str, Any]
+    error: str | None
+
+    @classmethod
+    def of(cls, m: AbstractIncomingMessage) -> Envelope:
+        problems: list[str] = []
+        text: dict[str, str | None] = {}
+        for name in _TEXT_PROPERTIES:
+            value = getattr(m, name, None)
+            if isinstance(value, str) and _unstorable(value):
+                problems.append(f"{name} {wire.raw(value)!r} is not UTF-8 text")
+                value = _stand_in(value)
+            text[name] = value if isinstance(value, str) else None
+        headers = _clean(dict(m.headers or {}), "", problems)
+        return cls(
+            routing_key=text["routing_key"] or "",
+            message_id=text["message_id"],
+            type=text["type"],
+            user_id=text["user_id"],
+            reply_to=text["reply_to"],
+            headers=headers,
+            error="; ".join(problems)[:1000] or None,
+        )
 
 
 class RouterWorker:
@@ -206,22 +284,45 @@ class RouterWorker:
         self._inbox.put_nowait(message)
 
     async def _on_parked(self, message: AbstractIncomingMessage) -> None:
-        """Copy a dead-lettered message into the ledger for operators, then ack it."""
+        """Copy a dead-lettered message into the ledger for operators, then ack it.
+
+        Whatever arrives is recorded (an undecodable envelope in printable form, with what
+        was wrong in the error). A message that cannot be recorded is never retried in a
+        loop: a data error sends it to ``lt.quarantine`` at once; while PostgreSQL is away
+        it goes back, and the ``lt-parking`` policy's delivery limit moves it to the
+        quarantine if that lasts (or if it kills the routers that take it)."""
+        env = Envelope.of(message)
         try:
             async with self.pool.acquire() as conn:
                 rec = await parking.record_parked(
                     conn,
                     body=message.body,
-                    headers=dict(message.headers or {}),
-                    amqp_user=message.user_id,
-                    routing_key=message.routing_key,
-                    message_id=message.message_id,
-                    message_type=message.type,
+                    headers=env.headers,
+                    amqp_user=env.user_id,
+                    routing_key=env.routing_key,
+                    message_id=env.message_id,
+                    message_type=env.type,
+                    wire_error=env.error,
                 )
         except Exception as exc:
-            log.error("router.parking_record_failed", error=repr(exc))
-            await asyncio.sleep(1)
-            await message.nack(requeue=True)
+            if _transient(exc):
+                log.error("router.parking_record_failed", error=repr(exc))
+                await asyncio.sleep(1)
+                await message.nack(requeue=True)
+                return
+            log.error("router.parking_unrecordable", error=repr(exc),
+                      routing_key=env.routing_key, message_id=env.message_id)
+            try:
+                assert self._publish_channel is not None
+                await parking.quarantine(self._publish_channel, message.body, env.headers,
+                                         routing_key=env.routing_key,
+                                         message_id=env.message_id, message_type=env.type,
+                                         user_id=env.user_id, error=repr(exc))
+            except Exception as qexc:
+                log.error("router.quarantine_failed", error=repr(qexc))
+                await message.nack(requeue=True)  # the policy's delivery limit ends it
+                return
+            await message.ack()
             return
         if rec.delivery_ids:
             try:
@@ -311,35 +412,44 @@ class RouterWorker:
                 return
 
     async def _handle_suspects(self, suspects: list[AbstractIncomingMessage]) -> None:
+        """Messages redelivered after a crash. Only a message that was being processed
+        *alone* when a router died can be blamed for it:
+
+        * the first time a message comes back it goes in a small group, and nothing is
+          counted against it (the crash may have been any message's fault, or none's);
+        * a message that comes back again goes alone, and each solo attempt is counted;
+        * one that took its router down alone more than ``PARK_AFTER`` times is parked,
+          unless the ledger already holds its outcome (accepted or rejected): that one is
+          finished (resumed), never parked, so no sender gets contradictory receipts."""
         incoming = [self._incoming(m) for m in suspects]
-        attempts = await self._record_attempts(incoming)
-        # those already tried alone too often are parked; the rest go in small groups
-        groups: list[list[int]] = []
-        small: list[int] = []
-        for i, n in enumerate(attempts):
-            if n > PARK_AFTER:
+        seen_before = await self._note_suspects(incoming)
+        first = [i for i, seen in enumerate(seen_before) if not seen]
+        groups = [first[k : k + SUSPECT_GROUP] for k in range(0, len(first), SUSPECT_GROUP)]
+        for group in groups:
+            await self._route_suspects(suspects, incoming, group)
+        for i in (i for i, seen in enumerate(seen_before) if seen):
+            attempts = await self._count_solo_attempt(incoming[i])
+            if attempts > PARK_AFTER and not await self._already_decided(incoming[i]):
                 await self._park(suspects[i], incoming[i], "failed repeatedly")
                 continue
-            if n >= 2:
-                groups.append([i])
-            else:
-                small.append(i)
-        groups += [small[k : k + SUSPECT_GROUP] for k in range(0, len(small), SUSPECT_GROUP)]
-        for group in groups:
-            msgs = [suspects[i] for i in group]
-            try:
-                await self._outlasting_outages(self._route_and_publish, msgs)
-            except _Abandon:
-                raise
-            except Exception as exc:
-                log.error("router.suspect_failed", error=repr(exc), size=len(msgs))
-                await self._note_error([incoming[i] for i in group], repr(exc))
-                for m in msgs:
-                    await m.nack(requeue=True)
-                continue
+            await self._route_suspects(suspects, incoming, [i])
+
+    async def _route_suspects(self, suspects: list[AbstractIncomingMessage],
+                              incoming: list[Incoming], group: list[int]) -> None:
+        msgs = [suspects[i] for i in group]
+        try:
+            await self._outlasting_outages(self._route_and_publish, msgs)
+        except _Abandon:
+            raise
+        except Exception as exc:
+            log.error("router.suspect_failed", error=repr(exc), size=len(msgs))
+            await self._note_error([incoming[i] for i in group], repr(exc))
             for m in msgs:
-                await m.ack()
-            await self._clear_attempts([incoming[i] for i in group])
+                await m.nack(requeue=True)
+            return
+        for m in msgs:
+            await m.ack()
+        await self._clear_attempts([incoming[i] for i in group])
 
     async def _route_and_publish(self, messages: Sequence[AbstractIncomingMessage]) -> None:
         incoming = [self._incoming(m) for m in messages]
@@ -381,27 +491,30 @@ class RouterWorker:
         s.copies += len(plan.copies)
 
     def _incoming(self, m: AbstractIncomingMessage) -> Incoming:
-        user = m.user_id
-        if user and user == self._hub_user and m.headers:
+        env = Envelope.of(m)
+        user = env.user_id
+        if user and user == self._hub_user and env.headers:
             # a parked package the hub re-submits for its original gateway
-            original = m.headers.get(parking.ORIGINAL_USER_HEADER)
+            original = env.headers.get(parking.ORIGINAL_USER_HEADER)
             if original:
-                user = original.decode() if isinstance(original, bytes) else str(original)
+                user = (original.decode("utf-8", "backslashreplace")
+                        if isinstance(original, bytes) else str(original))
         sent_at = None
-        raw = (m.headers or {}).get("lt-sent-at")
+        raw = env.headers.get("lt-sent-at")
         if isinstance(raw, int | float):
             sent_at = float(raw)
         # only RabbitMQ's direct reply-to addresses: never a queue name a sender chose
-        reply_to = m.reply_to if (m.reply_to or "").startswith(DIRECT_REPLY_PREFIX) else None
+        reply_to = env.reply_to if (env.reply_to or "").startswith(DIRECT_REPLY_PREFIX) else None
         return Incoming(
             reply_to=reply_to,
             sent_at=sent_at,
             body=m.body,
             amqp_user=user,
-            routing_key=m.routing_key or "",
-            message_id=m.message_id,
-            declared_type=m.type,
+            routing_key=env.routing_key,
+            message_id=env.message_id,
+            declared_type=env.type,
             redelivered=bool(m.redelivered),
+            wire_error=env.error,
         )
 
     # publishing ------------------------------------------------------------------------
@@ -422,18 +535,45 @@ class RouterWorker:
         )
 
     # suspects and parking --------------------------------------------------------------
-    async def _record_attempts(self, incoming: list[Incoming]) -> list[int]:
+    async def _note_suspects(self, incoming: list[Incoming]) -> list[bool]:
+        """Remember these suspects; True for each one that was a suspect before (it came
+        back again since: it goes alone from now on)."""
         rows = await self.pool.fetch(
-            """INSERT INTO processing_attempts AS p (content_sha256, message_id, attempts)
-               SELECT s, m, 1 FROM unnest($1::bytea[], $2::text[]) AS u(s, m)
-               ON CONFLICT (content_sha256, message_id)
-               DO UPDATE SET attempts = p.attempts + 1, updated_at = now()
-               RETURNING content_sha256, message_id, attempts""",
+            """WITH u AS (SELECT DISTINCT s, m FROM unnest($1::bytea[], $2::text[]) AS u(s, m)),
+               ins AS (
+                   INSERT INTO processing_attempts (content_sha256, message_id, attempts)
+                   SELECT s, m, 0 FROM u
+                   ON CONFLICT (content_sha256, message_id) DO NOTHING
+                   RETURNING content_sha256, message_id)
+               SELECT content_sha256, message_id FROM ins""",
             [m.sha256 for m in incoming],
             [self._attempt_key(m) for m in incoming],
         )
-        by_key = {(bytes(r["content_sha256"]), r["message_id"]): r["attempts"] for r in rows}
-        return [by_key[(m.sha256, self._attempt_key(m))] for m in incoming]
+        new = {(bytes(r["content_sha256"]), r["message_id"]) for r in rows}
+        return [(m.sha256, self._attempt_key(m)) not in new for m in incoming]
+
+    async def _count_solo_attempt(self, msg: Incoming) -> int:
+        """Count one attempt at this message processed alone; returns the count."""
+        n = await self.pool.fetchval(
+            """INSERT INTO processing_attempts AS p (content_sha256, message_id, attempts)
+               VALUES ($1, $2, 1)
+               ON CONFLICT (content_sha256, message_id)
+               DO UPDATE SET attempts = p.attempts + 1, updated_at = now()
+               RETURNING attempts""",
+            msg.sha256, self._attempt_key(msg),
+        )
+        return int(n)
+
+    async def _already_decided(self, msg: Incoming) -> bool:
+        """Does the ledger hold this message's outcome (a document or a rejection)?
+        Asked only of a message about to be parked (rare), so the unindexed look-up of
+        documents by content is acceptable."""
+        return bool(await self.pool.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM rejections WHERE id = $3 AND reason <> 'POISON')
+                   OR EXISTS (SELECT 1 FROM documents
+                              WHERE content_sha256 = $1 AND message_id IS NOT DISTINCT FROM $2)""",
+            msg.sha256, msg.message_id, derive_id("rejection", msg.key),
+        ))
 
     @staticmethod
     def _attempt_key(m: Incoming) -> str:
@@ -488,7 +628,7 @@ class RouterWorker:
                 str(rid),
                 f'{{"sha256": "{msg.sha256.hex()}"}}',
             )
-        headers = dict(message.headers or {})
+        headers = Envelope.of(message).headers  # never the raw, undecodable texts
         headers.update({"lt-reason": Reason.POISON.name, "lt-error": detail[:1000],
                         parking.ORIGINAL_USER_HEADER: msg.amqp_user or ""})
         await self._dead.publish(

@@ -139,7 +139,7 @@ def _clash() -> Rejection:
 
 
 CASES: dict[Reason, Case] = {
-    Reason.ENVELOPE_UNREADABLE: Case(
+    Reason.BAD_MESSAGE_PROPERTIES: Case(
         lambda: rejected(message(edoc(G22, [H41])[1], wire_error="routing key not UTF-8")),
         "routing key not UTF-8"),
     Reason.TYPE_MISSING: Case(lambda: rejected(message(edoc(G22, [H41])[1], kind=None))),
