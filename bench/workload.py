@@ -14,13 +14,13 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+from router.settings import Settings
 from schemas import (
     Code,
     DocumentType,
@@ -91,7 +91,7 @@ def bench_directory(n: int = 95) -> list[BenchGateway]:
 
 def samples_dir() -> Path:
     """``LIENTHONG_SAMPLES``, else ``<repo>/../shared/edxml-samples``."""
-    override = os.environ.get("LIENTHONG_SAMPLES")
+    override = Settings.from_env().samples
     if override:
         return Path(override)
     return Path(__file__).resolve().parents[1].parent / "shared" / "edxml-samples"

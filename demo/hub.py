@@ -50,7 +50,7 @@ DEMO_DATABASE = "lienthong_demo"
 
 
 def samples_dir() -> Path:
-    env = os.environ.get("LIENTHONG_SAMPLES")
+    env = Settings.from_env().samples
     if env:
         return Path(env)
     return HERE.parents[2] / "shared" / "edxml-samples"
@@ -165,7 +165,7 @@ def _hub_key() -> tuple[Path, ReceiptSigner]:
     """The demo hub's receipt-signing key: the operator's (``LIENTHONG_HUB_KEY``, only
     read, never made) when set, else the demo's own, made on the first run in a folder
     of the temporary directory that only this user can enter."""
-    configured = os.environ.get(HUB_KEY_ENV)
+    configured = Settings.from_env().hub_key
     if configured:
         if not Path(configured).is_file():
             raise RuntimeError(f"{HUB_KEY_ENV} names {configured}, which is not a file "

@@ -19,9 +19,10 @@ from the URL, e.g. ``amqps://vpcp:SECRET@axis.example:5671/lienthong?cafile=/etc
 
 from __future__ import annotations
 
-import os
 import ssl
 from collections.abc import Mapping
+
+from router.settings import Settings
 
 __all__ = ["TLS_CA_ENV", "TLS_CERT_ENV", "TLS_KEY_ENV", "client_ssl_context",
            "ssl_context_from_env"]
@@ -48,8 +49,8 @@ def client_ssl_context(
 def ssl_context_from_env(environ: Mapping[str, str] | None = None) -> ssl.SSLContext | None:
     """The client context described by ``LIENTHONG_TLS_*``; None when none is set (then an
     ``amqps://`` URL still uses TLS with the system's CA store, without a client cert)."""
-    env = os.environ if environ is None else environ
-    ca, cert, key = (env.get(n) or None for n in (TLS_CA_ENV, TLS_CERT_ENV, TLS_KEY_ENV))
+    settings = Settings.from_env(environ)
+    ca, cert, key = settings.tls_ca, settings.tls_cert, settings.tls_key
     if not (ca or cert or key):
         return None
     return client_ssl_context(ca, cert, key)

@@ -14,6 +14,7 @@ Numeric codes are grouped by the stage that rejects:
 3xxx  the ledger: duplicates, status lifecycle, business flows
 4xxx  signatures and certificates
 5xxx  delivery: undeliverable, parked, processing errors
+6xxx  running the hub: settings, processes, operations
 ====  =====================================================
 
 Numeric codes are never reused or renumbered. Warnings (:class:`WarningCode`) are a
@@ -295,6 +296,17 @@ class Reason(Enum):
         5005,
         "Gói tin trong khu cách ly đã bị hủy bởi người vận hành",
         "The parked package was dropped by an operator",
+    )
+    # 6030-6059 running the hub: settings and worker processes
+    SETTING_INVALID = _ReasonInfo(
+        6030,
+        "Cấu hình (biến môi trường) không hợp lệ",
+        "A setting (environment variable) is invalid",
+    )
+    WORKERS_CRASHING = _ReasonInfo(
+        6031,
+        "Tiến trình định tuyến bị lỗi liên tục, đã dừng khởi động lại",
+        "Router workers kept crashing; the supervisor stopped restarting them",
     )
 
     @property

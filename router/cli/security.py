@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -200,7 +199,7 @@ def receipt() -> None:
 def _key_path(path: Path | None) -> Path:
     if path is not None:
         return path
-    env = os.environ.get(HUB_KEY_ENV)
+    env = Settings.from_env().hub_key
     if not env:
         fail(f"give --key or set {HUB_KEY_ENV}", EXIT_REFUSED)
     return Path(str(env))

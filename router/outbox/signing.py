@@ -31,6 +31,7 @@ import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from router.settings import Settings
 from schemas.receipt import Receipt, receipt_key_id
 
 __all__ = ["HUB_KEY_ENV", "ReceiptSigner", "generate_hub_key", "load_signer"]
@@ -101,8 +102,7 @@ def load_signer(environ: Mapping[str, str] | None = None) -> ReceiptSigner | Non
     Raises OSError / ValueError / TypeError when the variable is set but the key cannot be
     used.
     """
-    env = os.environ if environ is None else environ
-    path = env.get(HUB_KEY_ENV)
+    path = Settings.from_env(environ).hub_key
     if not path:
         log.warning("receipts_unsigned", hint=f"set {HUB_KEY_ENV} (lienthong receipt keygen)")
         return None

@@ -10,6 +10,7 @@ import pytest
 from router.directory.registry import AgencyRow
 from schemas import StatusCode
 from tests.factory import edoc, status
+from tests.faults import Faults
 from tests.hub import Hub, queue_depth
 
 
@@ -90,10 +91,7 @@ async def test_rejected_with_reason_and_nothing_delivered(
         assert bytes(row["body"]) == body  # bad input is kept, never lost
 
 
-async def test_poison_message_is_parked_and_the_ledger_says_why(
-    hub: Hub, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("LIENTHONG_ENABLE_FAULTS", "1")
+async def test_poison_message_is_parked_and_the_ledger_says_why(hub: Hub, faults: Faults) -> None:
     await _setup(hub)
     await hub.start_router()
     _, poison = edoc("000.00.00.G22", ["000.00.00.H41"], extra_text=" LIENTHONG-FAULT:raise")
