@@ -4,13 +4,16 @@ delivered, and the router keeps going."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from pathlib import Path
 
 import pytest
 
 from router.directory.registry import AgencyRow
+from router.processes import RouterProcesses
 from schemas import StatusCode
 from tests.factory import edoc, status
-from tests.faults import Faults
+from tests.faults import Faults, spawn_env
 from tests.hub import Hub, queue_depth
 
 
@@ -112,3 +115,33 @@ async def test_poison_message_is_parked_and_the_ledger_says_why(hub: Hub, faults
     assert "injected fault" in parked["error"]
     assert bytes(parked["body"]) == poison
     assert await _inbox_count(hub, "lgsp-nghean") == 1
+
+
+async def test_the_product_has_no_fault_hook(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old LIENTHONG_ENABLE_FAULTS switch is gone: a gateway's marker is just text."""
+    monkeypatch.setenv("LIENTHONG_ENABLE_FAULTS", "1")
+    await _setup(hub)
+    await hub.start_router()
+    _, marked = edoc("000.00.00.G22", ["000.00.00.H41"], extra_text=" LIENTHONG-FAULT:raise")
+    async with hub.client("vpcp", receipt_timeout=30) as vpcp:
+        receipt = await vpcp.send(marked)
+    assert receipt is not None and receipt.type == "accepted", receipt
+    assert await _inbox_count(hub, "lgsp-nghean") == 1
+
+
+async def test_the_test_fault_hook_crashes_a_spawned_router(hub: Hub, tmp_path: Path) -> None:
+    """tests/faults.py reaches router processes through PYTHONPATH (the chaos tests' way)."""
+    await _setup(hub)
+    routers = RouterProcesses(hub.settings, 1, log_path=tmp_path / "router.log", env=spawn_env())
+    try:
+        _, crash = edoc("000.00.00.G22", ["000.00.00.H41"], extra_text=" LIENTHONG-FAULT:crash")
+        async with hub.client("vpcp", receipt_timeout=1) as vpcp:
+            with contextlib.suppress(Exception):
+                await vpcp.send(crash)
+        deadline = asyncio.get_running_loop().time() + 60
+        while routers.procs[0].poll() is None:
+            assert asyncio.get_running_loop().time() < deadline, "the router did not crash"
+            await asyncio.sleep(0.1)
+        assert routers.procs[0].returncode == 70
+    finally:
+        routers.stop()
