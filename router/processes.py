@@ -3,8 +3,11 @@ demo and the chaos tests start, all run the way an operator runs them
 (``python -m router.cli router -n 1`` per worker).
 
 Workers never outlive the process that started them: on Linux each worker asks the kernel
-for SIGTERM when its parent dies (``prctl(PR_SET_PDEATHSIG)``), so ``kill -9`` of the
-supervisor stops its workers within a moment instead of leaving orphans that keep consuming.
+for SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``), so ``kill -9`` of the
+supervisor stops its workers at once instead of leaving orphans that keep consuming. SIGKILL,
+not SIGTERM: a worker stuck reconnecting may not finish a graceful stop, and the broker
+returns a killed worker's unacknowledged messages as after any crash (the ledger makes the
+second routing a duplicate). An orderly stop (SIGTERM to the supervisor) stays graceful.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ def worker_argv(index: int | None = None) -> list[str]:
 
 
 def die_with_parent(parent: int | None = None) -> Callable[[], None]:
-    """A ``preexec_fn`` for a child that must not outlive its parent: SIGTERM on the
+    """A ``preexec_fn`` for a child that must not outlive its parent: SIGKILL on the
     parent's death (Linux), and an immediate exit if the parent is already gone."""
     expected = os.getpid() if parent is None else parent
     # resolved here, in the parent: the child between fork and exec only makes the call
@@ -47,7 +50,7 @@ def die_with_parent(parent: int | None = None) -> Callable[[], None]:
 
     def arm() -> None:
         if prctl is not None:
-            prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != expected:  # the parent died before the request was armed
             os._exit(1)
 
