@@ -91,10 +91,7 @@ def bench_directory(n: int = 95) -> list[BenchGateway]:
 
 def samples_dir() -> Path:
     """``LIENTHONG_SAMPLES``, else ``<repo>/../shared/edxml-samples``."""
-    override = Settings.from_env().samples
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "edxml-samples"
+    return Settings.from_env().samples_dir
 
 
 def _load_edoc_templates(directory: Path) -> list[EdocPackage]:

@@ -50,10 +50,7 @@ DEMO_DATABASE = "lienthong_demo"
 
 
 def samples_dir() -> Path:
-    env = Settings.from_env().samples
-    if env:
-        return Path(env)
-    return HERE.parents[2] / "shared" / "edxml-samples"
+    return Settings.from_env().samples_dir
 
 
 @dataclass

@@ -15,6 +15,7 @@ import math
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -278,6 +279,13 @@ class Settings:
             rows.append({"variable": f.metadata["env"], "value": value,
                          "source": self.source(f.name), "meaning": f.metadata["help"]})
         return rows
+
+    @property
+    def samples_dir(self) -> Path:
+        """``LIENTHONG_SAMPLES``, else ``shared/edxml-samples`` beside the repository."""
+        if self.samples:
+            return Path(self.samples)
+        return Path(__file__).resolve().parents[2] / "shared" / "edxml-samples"
 
     @property
     def vhost(self) -> str:

@@ -166,3 +166,17 @@ def test_no_environment_read_outside_settings() -> None:
             if re.search(r"os\.environ|os\.getenv|getenv\(", text):
                 offenders.append(str(path.relative_to(REPO)))
     assert offenders == []
+
+
+def test_samples_default_beside_the_repository_for_demo_and_bench(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bench.workload import samples_dir as bench_samples
+    from demo.hub import samples_dir as demo_samples
+
+    monkeypatch.delenv("LIENTHONG_SAMPLES", raising=False)
+    expected = REPO.parent / "shared" / "edxml-samples"
+    assert Settings.from_env({}).samples_dir == expected
+    assert demo_samples() == expected == bench_samples()
+    monkeypatch.setenv("LIENTHONG_SAMPLES", "/srv/samples")
+    assert demo_samples() == Path("/srv/samples") == bench_samples()
