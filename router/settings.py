@@ -28,6 +28,8 @@ __all__ = [
     "child_environment",
     "named_secret",
     "redact_url",
+    "unknown_variables",
+    "variables",
 ]
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -322,6 +324,14 @@ def redact_url(url: str) -> str:
     if parts.port is not None:
         netloc += f":{parts.port}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """``LIENTHONG_*`` variables set but not read by lienthong (a typo, or a retired one):
+    reported, never silently ignored."""
+    env = os.environ if environ is None else environ
+    known = {f.metadata["env"] for f in variables()}
+    return sorted(n for n in env if n.startswith("LIENTHONG_") and n not in known)
 
 
 def named_secret(name: str, environ: Mapping[str, str] | None = None) -> str | None:

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from router.settings import Settings
+from router.settings import Settings, unknown_variables
 
 
 @click.group()
@@ -20,6 +20,10 @@ def show(as_json: bool) -> None:
     """Print every variable lienthong reads: its effective value, its source (env or
     default) and its meaning. Passwords in URLs and tokens are shown as ***."""
     rows = Settings.from_env().effective()
+    unknown = unknown_variables()
+    if unknown:
+        click.echo("lienthong: không dùng / not used by lienthong (a typo?): "
+                   + ", ".join(unknown), err=True)
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return

@@ -6,10 +6,11 @@ import asyncio
 import sys
 
 import click
+import structlog
 
 from router.logs import configure_logging
 from router.processes import RestartPolicy, Supervisor
-from router.settings import Settings
+from router.settings import Settings, unknown_variables
 
 
 @click.command("router")
@@ -31,6 +32,10 @@ def router_cmd(processes: int, max_crashes: int, crash_window: float,
     """
     settings = Settings.from_env()
     configure_logging(settings.log_level)
+    unknown = unknown_variables()
+    if unknown and worker_index is None:  # said once, by the supervisor or the lone worker
+        structlog.get_logger().warning("settings.unknown_variables", names=unknown,
+                                       hint="not read by lienthong: a typo?")
     if processes > 1:
         settings.metrics_port_of(processes - 1, processes)  # every worker's port exists
         policy = RestartPolicy(max_crashes=max_crashes, window=crash_window)

@@ -105,6 +105,15 @@ def test_config_show_redacts_secrets_and_names_sources() -> None:
     assert re.search(r"LIENTHONG_BATCH_WAIT_MS\s+default\s+20", text)
 
 
+def test_config_show_names_unknown_variables() -> None:
+    result = CliRunner().invoke(cli, ["config", "show"], env={
+        "LIENTHONG_BATCH_SIZ": "64", "LIENTHONG_ENABLE_FAULTS": "1"})
+    assert result.exit_code == 0
+    assert "not used by lienthong" in result.stderr
+    assert "LIENTHONG_BATCH_SIZ," in result.stderr and "LIENTHONG_ENABLE_FAULTS" in result.stderr
+    assert re.search(r"LIENTHONG_BATCH_SIZE\s+default\s+200", result.stdout)
+
+
 def test_config_show_json_lists_every_variable() -> None:
     rows = json.loads(_config_show(SECRET_ENV, "--json"))
     assert "s3cr3t" not in json.dumps(rows)
