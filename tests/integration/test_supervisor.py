@@ -116,8 +116,10 @@ def _scrape(port: int) -> bool:
 async def test_crashing_workers_back_off_then_the_supervisor_gives_up() -> None:
     # the ledger is unreachable: every worker dies at start
     env = _env(LIENTHONG_DATABASE_URL="postgresql://postgres@127.0.0.1:9/nowhere")
+    started = time.monotonic()
     with _supervisor(env, "-n", "2") as proc:
         await _until("the supervisor to give up", lambda: proc.poll() is not None, 120)
+        print(f"supervisor gave up {time.monotonic() - started:.1f} s after start")
         assert proc.stderr is not None
         err = proc.stderr.read()
     assert proc.returncode == 3
@@ -148,6 +150,7 @@ async def test_workers_die_with_their_supervisor(hub: Hub) -> None:
         started = time.monotonic()
         await _until("the workers to exit", lambda: not any(map(_alive, workers)), 10)
         gone_after = time.monotonic() - started
+        print(f"workers gone {gone_after:.2f} s after kill -9 of their supervisor")
         await _until("no consumer left", lambda: _consumers_is(hub, 0), 10)
     assert gone_after < 3.0
 
