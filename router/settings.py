@@ -231,7 +231,8 @@ class Settings:
             try:
                 values[f.name] = _convert(f, raw)
             except ValueError as exc:
-                problems.append(f"{name}={raw!r}: {exc}")
+                shown = _REDACTED if f.metadata["redact"] else raw  # never echo a secret
+                problems.append(f"{name}={shown!r}: {exc}")
         if problems:
             raise SettingsError(problems)
         settings = cls(**values, from_environment=frozenset(values))
