@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import time
 import uuid
@@ -28,6 +27,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from router import topology
+from router.settings import Settings
 
 __all__ = ["relay"]
 
@@ -108,11 +108,10 @@ async def _main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    settings = Settings.from_env()
     await relay(
-        os.environ["LIENTHONG_AMQP_URL"],
-        stop,
-        batch_size=int(os.environ.get("LIENTHONG_BATCH_SIZE") or 200),
-        batch_wait_ms=int(os.environ.get("LIENTHONG_BATCH_WAIT_MS") or 20),
+        settings.amqp_url, stop, batch_size=settings.batch_size,
+        batch_wait_ms=settings.batch_wait_ms,
     )
 
 

@@ -56,7 +56,7 @@ from router import migrate, topology
 from router.broker_admin import BrokerAdmin
 from router.directory.provision import ensure_core, provision_gateway
 from router.directory.registry import AgencyRow, GatewayCredentials, import_agencies
-from router.settings import Settings
+from router.settings import Settings, child_environment
 
 __all__ = [
     "RESULT_KEYS",
@@ -126,13 +126,11 @@ class BenchEnvironment:
     credentials: dict[str, GatewayCredentials]
 
     def process_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            LIENTHONG_AMQP_URL=self.settings.amqp_url,
-            LIENTHONG_DATABASE_URL=self.settings.database_url,
-            LIENTHONG_LOG_LEVEL=os.environ.get("LIENTHONG_BENCH_LOG_LEVEL", "WARNING"),
-        )
-        return env
+        return child_environment({
+            "LIENTHONG_AMQP_URL": self.settings.amqp_url,
+            "LIENTHONG_DATABASE_URL": self.settings.database_url,
+            "LIENTHONG_LOG_LEVEL": self.settings.bench_log_level,
+        })
 
 
 def _with_path(url: str, name: str) -> str:

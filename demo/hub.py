@@ -53,8 +53,8 @@ DEMO_DATABASE = "lienthong_demo"
 
 def samples_dir() -> Path | None:
     """``LIENTHONG_SAMPLES``: a folder of real packages the demo sends as well."""
-    env = os.environ.get("LIENTHONG_SAMPLES")
-    return Path(env) if env else None
+    configured = Settings.from_env().samples
+    return Path(configured) if configured else None
 
 
 @dataclass
@@ -168,7 +168,7 @@ def _hub_key() -> tuple[Path, ReceiptSigner]:
     """The demo hub's receipt-signing key: the operator's (``LIENTHONG_HUB_KEY``, only
     read, never made) when set, else the demo's own, made on the first run in a folder
     of the temporary directory that only this user can enter."""
-    configured = os.environ.get(HUB_KEY_ENV)
+    configured = Settings.from_env().hub_key
     if configured:
         if not Path(configured).is_file():
             raise RuntimeError(f"{HUB_KEY_ENV} names {configured}, which is not a file "

@@ -1,7 +1,8 @@
 """Prometheus metrics of the axis: module-level ``prometheus_client`` objects.
 
 Router processes count what they route (:func:`record_batch`, called once per batch) and can
-serve them with :func:`serve_metrics` (env ``LIENTHONG_METRICS_PORT``, off by default). The
+serve them with :func:`serve_metrics` (``LIENTHONG_METRICS_PORT``, off by default; under
+``lienthong router -n N`` worker i serves port + i, see :mod:`router.cli.run`). The
 ops process (``lienthong ops``) serves the same registry at ``/metrics`` and refreshes the
 gauges that describe the ledger and the broker (:mod:`router.ops.gauges`).
 
@@ -35,9 +36,6 @@ lienthong_gauges_refreshed_timestamp        gauge      when the ops process last
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 __all__ = [
@@ -60,7 +58,6 @@ __all__ = [
     "ROUTING_SECONDS",
     "record_batch",
     "serve_metrics",
-    "serve_metrics_from_env",
 ]
 
 PACKAGE_OUTCOMES = ("accepted", "duplicate", "rejected", "parked")
@@ -187,12 +184,3 @@ def serve_metrics(port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104 - scr
     start_http_server(port, addr=addr)
 
 
-def serve_metrics_from_env(env: Sequence[tuple[str, str]] | None = None) -> int | None:
-    """Start the exporter when ``LIENTHONG_METRICS_PORT`` is set; return the port or None."""
-    values = dict(env) if env is not None else os.environ
-    raw = values.get("LIENTHONG_METRICS_PORT", "").strip()
-    if not raw or raw in {"0", "off"}:
-        return None
-    port = int(raw)
-    serve_metrics(port)
-    return port

@@ -18,7 +18,6 @@ import datetime as _dt
 import hashlib
 import io
 import re
-import threading
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import NoReturn
 from lxml import etree
 
 from schemas.agency_code import normalize as normalize_code
+from schemas.agency_code import parse_document_id
 from schemas.dates import parse_date, parse_timestamp
 from schemas.model import (
     EDXML_NS,
@@ -51,6 +51,7 @@ from schemas.model import (
     TraceHeader,
 )
 from schemas.reasons import PackageRejected, Reason, ValidationWarning, WarningCode
+from schemas.safe_xml import hardened_parser
 
 __all__ = [
     "DSIG_NS",
@@ -70,7 +71,6 @@ _DSIG_SIGNATURE = "{" + DSIG_NS + "}Signature"
 
 MAX_DESCRIPTION = 1000
 _ZIP_CONTENT_TYPES = frozenset({"application/zip", "application/x-zip-compressed"})
-_STANDARD_DOCUMENT_ID = re.compile(r"([^,]+),([0-9]{4}/[0-9]{2}/[0-9]{2}),(.+)", re.DOTALL)
 _BARE_LEVEL1 = re.compile(r"[A-Z][0-9]{2}")
 # '<!' followed by a markup declaration keyword: DOCTYPE, ENTITY, ELEMENT, ATTLIST, NOTATION
 _DECLARATION = re.compile(rb"<!\s*(?:DOCTYPE|ENTITY|ELEMENT|ATTLIST|NOTATION)", re.IGNORECASE)
@@ -109,29 +109,6 @@ def strip_cid(content_id: str) -> str:
     return content_id
 
 
-# -- lxml parsers (not shared between threads) ---------------------------------------------
-
-_local = threading.local()
-
-
-def _xml_parser(huge: bool) -> etree.XMLParser:
-    attr = "huge" if huge else "normal"
-    parser: etree.XMLParser | None = getattr(_local, attr, None)
-    if parser is None:
-        parser = etree.XMLParser(
-            resolve_entities=False,
-            no_network=True,
-            load_dtd=False,
-            dtd_validation=False,
-            huge_tree=huge,
-            remove_comments=True,
-            remove_pis=True,
-            collect_ids=False,
-        )
-        setattr(_local, attr, parser)
-    return parser
-
-
 @lru_cache(maxsize=8)
 def _too_deep(max_depth: int) -> etree.XPath:
     return etree.XPath("boolean(" + "/*" * (max_depth + 1) + ")")
@@ -155,7 +132,7 @@ def parse_xml_safely(data: bytes, limits: ParseLimits = _DEFAULT_LIMITS) -> etre
             Reason.FORBIDDEN_XML_CONSTRUCT, "a DOCTYPE or markup declaration is present"
         )
     try:
-        root = etree.fromstring(data, _xml_parser(huge=False))
+        root = etree.fromstring(data, hardened_parser())
     except etree.XMLSyntaxError as exc:
         message = str(exc)
         if "Text node too long" in message or "Huge input lookup" in message:
@@ -163,7 +140,7 @@ def parse_xml_safely(data: bytes, limits: ParseLimits = _DEFAULT_LIMITS) -> etre
             # were refused above and the size is bounded, so a second pass that lifts only
             # that limit is safe; the DTD check below runs again on the result.
             try:
-                root = etree.fromstring(data, _xml_parser(huge=True))
+                root = etree.fromstring(data, hardened_parser(huge=True))
             except etree.XMLSyntaxError as exc2:
                 raise _syntax_rejection(str(exc2)) from None
         else:
@@ -609,12 +586,14 @@ def _recipients(mh_idx: _Index, limits: ParseLimits, w: _Warnings) -> tuple[Orga
 
 
 def _check_document_id(document_id: str, sender_id: str, w: _Warnings) -> None:
-    m = _STANDARD_DOCUMENT_ID.fullmatch(document_id)
-    if m is None:
+    """Warnings about a DocumentId, read by the one parser of DocumentIds
+    (:func:`schemas.agency_code.parse_document_id`)."""
+    parts = parse_document_id(document_id)
+    if parts is None:
         w.add(WarningCode.DOCUMENT_ID_NONSTANDARD, document_id)
         return
-    if normalize_code(m[1]) != normalize_code(sender_id):
-        w.add(WarningCode.DOCUMENT_ID_SENDER_MISMATCH, f"{m[1].strip()} != {sender_id}")
+    if parts.organ_id != normalize_code(sender_id):
+        w.add(WarningCode.DOCUMENT_ID_SENDER_MISMATCH, f"{parts.organ_id} != {sender_id}")
 
 
 def _other_info(el: etree._Element | None) -> OtherInfo | None:

@@ -18,6 +18,7 @@ from lxml import etree
 
 from schemas.parser import ParseLimits, parse_xml_safely
 from schemas.reasons import PackageRejected, Reason
+from schemas.safe_xml import hardened_parser
 
 __all__ = ["PARSER_ONLY_RULES", "XSD_RULES", "load_schema", "validate_against_xsd"]
 
@@ -63,8 +64,7 @@ def load_schema() -> etree.XMLSchema:
         with _lock:
             if _schema is None:
                 source = resources.files("schemas").joinpath("xsd/lienthong-strict.xsd")
-                parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-                doc = etree.fromstring(source.read_bytes(), parser)
+                doc = etree.fromstring(source.read_bytes(), hardened_parser())
                 _schema = etree.XMLSchema(doc)
     return _schema
 

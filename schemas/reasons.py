@@ -15,7 +15,7 @@ Numeric codes are grouped by the stage that rejects:
       3100-3109 the message's AMQP envelope (type, unreadable properties)
 4xxx  signatures and certificates
 5xxx  delivery: undeliverable, parked, processing errors
-6xxx  operations: what an operator asked for (ops API, CLI) cannot be done
+6xxx  running the hub: operations (ops API, CLI), settings, processes
 ====  =====================================================
 
 Numeric codes are never reused or renumbered: a removed reason's code stays in
@@ -366,6 +366,17 @@ class Reason(Enum):
     )
     OPS_BODY_TOO_LARGE = _ReasonInfo(
         6017, "Nội dung yêu cầu quá lớn", "The request body is too large"
+    )
+    # 6030-6059 running the hub: settings and worker processes
+    SETTING_INVALID = _ReasonInfo(
+        6030,
+        "Cấu hình (biến môi trường) không hợp lệ",
+        "A setting (environment variable) is invalid",
+    )
+    WORKERS_CRASHING = _ReasonInfo(
+        6031,
+        "Tiến trình định tuyến bị lỗi liên tục, đã dừng khởi động lại",
+        "Router workers kept crashing; the supervisor stopped restarting them",
     )
 
     @property

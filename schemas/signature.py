@@ -46,6 +46,7 @@ from lxml import etree
 
 from schemas.model import EDXML_NS
 from schemas.reasons import PackageRejected, Reason
+from schemas.safe_xml import hardened_parser
 
 __all__ = [
     "DSIG_NS",
@@ -85,18 +86,6 @@ _SIGNATURE = _D + "Signature"
 _NS_MARKER = DSIG_NS.encode()
 _DECLARATION = re.compile(rb"<!\s*(?:DOCTYPE|ENTITY|ELEMENT|ATTLIST|NOTATION)", re.IGNORECASE)
 
-# Comments are kept (they are not signed, but removing them would not change c14n without
-# comments either); processing instructions are kept because c14n includes them.
-_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    dtd_validation=False,
-    huge_tree=True,
-    remove_comments=False,
-    remove_pis=False,
-    collect_ids=False,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +130,9 @@ def _parse(body: bytes) -> etree._ElementTree:
             Reason.FORBIDDEN_XML_CONSTRUCT, "a DOCTYPE or markup declaration is present"
         )
     try:
-        root = etree.fromstring(body, _PARSER)
+        # comments are kept (they are not signed, but removing them would not change c14n
+        # without comments either); processing instructions are kept: c14n includes them
+        root = etree.fromstring(body, hardened_parser(huge=True, keep_comments=True))
     except (etree.XMLSyntaxError, ValueError) as exc:
         raise PackageRejected(Reason.MALFORMED_XML, str(exc).splitlines()[0][:300]) from None
     return root.getroottree()

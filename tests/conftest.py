@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.faults import Faults
+from tests.faults import install as install_faults
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = Path(os.environ.get("LIENTHONG_SAMPLES", REPO.parent / "shared" / "edxml-samples"))
 
@@ -49,3 +52,9 @@ def real_samples() -> Path:
 
 def real_sample(folder: Path, name: str) -> bytes:
     return (folder / name).read_bytes()
+
+
+@pytest.fixture
+def faults(monkeypatch: pytest.MonkeyPatch) -> Faults:
+    """Fault injection in this test's in-process routers (see tests/faults.py)."""
+    return install_faults(monkeypatch.setattr)

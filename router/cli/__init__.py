@@ -30,6 +30,7 @@ _COMMANDS: dict[str, str] = {
     "certs": "router.cli.security:certs",
     "receipt": "router.cli.security:receipt",
     "audit": "router.cli.security:audit",
+    "config": "router.cli.config:config",
 }
 
 
@@ -55,6 +56,15 @@ class _LazyGroup(click.Group):
         command: Any = getattr(importlib.import_module(module_name), attr)
         assert isinstance(command, click.Command)
         return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from router.settings import SettingsError
+
+        try:
+            return super().invoke(ctx)
+        except SettingsError as exc:  # one clear message at startup, never a traceback
+            click.echo(exc.explain(), err=True)
+            ctx.exit(2)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

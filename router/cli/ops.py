@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 
 import click
@@ -13,15 +12,14 @@ from router.settings import Settings
 
 
 @click.group(invoke_without_command=True)
-@click.option("--host", default=lambda: os.environ.get("LIENTHONG_OPS_HOST", "127.0.0.1"),
-              show_default="LIENTHONG_OPS_HOST or 127.0.0.1", help="Address to listen on.")
-@click.option("--port", type=int,
-              default=lambda: int(os.environ.get("LIENTHONG_OPS_PORT", "8080")),
+@click.option("--host", default=None,
+              show_default="LIENTHONG_OPS_HOST, else 127.0.0.1", help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
               show_default="LIENTHONG_OPS_PORT or 8080", help="Port to listen on.")
 @click.option("--refresh", type=float, default=15.0, show_default=True,
               help="Seconds between refreshes of the ledger/broker gauges.")
 @click.pass_context
-def ops(ctx: click.Context, host: str, port: int, refresh: float) -> None:
+def ops(ctx: click.Context, host: str | None, port: int | None, refresh: float) -> None:
     """Ops service (dịch vụ vận hành): /healthz, /readyz, /metrics, the JSON API under
     /api (OpenAPI at /api/openapi.json) and the dashboard at /.
 
@@ -39,7 +37,8 @@ def ops(ctx: click.Context, host: str, port: int, refresh: float) -> None:
         tokens = TokenStore.from_env()
     except (TokenConfigError, OSError) as exc:
         raise click.ClickException(f"ops tokens: {exc}") from exc
-    serve(settings, host=host, port=port, tokens=tokens, refresh_interval=refresh)
+    serve(settings, host=host or settings.ops_host, port=port or settings.ops_port,
+          tokens=tokens, refresh_interval=refresh)
 
 
 @ops.command("token")

@@ -49,11 +49,11 @@ def sign_cmd(file: Any, key_file: Path, cert_file: Path, password_env: str | Non
              output: Path) -> None:
     """Sign FILE (an edXML package) with an enveloped XML-DSig signature in edXMLHeader
     (exclusive c14n, RSA-SHA256 or ECDSA-SHA256, the certificate in KeyInfo)."""
-    import os
+    from router.settings import named_secret
 
     password = None
     if password_env:
-        password = os.environ.get(password_env, "").encode() or None
+        password = (named_secret(password_env) or "").encode() or None
     try:
         signed = sign_package(file.read(), key_file.read_bytes(), cert_file.read_bytes(),
                               password=password)

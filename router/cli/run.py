@@ -1,67 +1,54 @@
-"""``lienthong router``: run routing workers."""
+"""``lienthong router``: run routing workers (one, or a supervisor of several)."""
 
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
 import sys
-import time
 
 import click
+import structlog
 
 from router.logs import configure_logging
-from router.settings import Settings
+from router.processes import RestartPolicy, Supervisor
+from router.settings import Settings, unknown_variables
 
 
 @click.command("router")
 @click.option("--processes", "-n", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Worker processes (competing consumers); >1 runs a supervisor that "
-                   "restarts a worker that dies.")
-def router_cmd(processes: int) -> None:
-    """Route packages: consume lt.router.in, validate, record, fan out, send receipts."""
+                   "restarts a worker that dies, with backoff.")
+@click.option("--max-crashes", default=5, show_default=True, type=click.IntRange(1),
+              help="The supervisor gives up (exit status 3) after this many worker crashes "
+                   "within --crash-window.")
+@click.option("--crash-window", default=60.0, show_default=True,
+              type=click.FloatRange(1, 86_400), help="Seconds (see --max-crashes).")
+@click.option("--worker-index", type=click.IntRange(0, 63), default=None, hidden=True,
+              help="Set by the supervisor: this worker's place (its metrics port offset).")
+def router_cmd(processes: int, max_crashes: int, crash_window: float,
+               worker_index: int | None) -> None:
+    """Route packages: consume lt.router.in, validate, record, fan out, send receipts.
+
+    With LIENTHONG_METRICS_PORT=P, worker i of -n N serves Prometheus metrics on port P+i.
+    """
     settings = Settings.from_env()
     configure_logging(settings.log_level)
-    if processes == 1:
-        from router.routing.intake import run_router
+    unknown = unknown_variables()
+    if unknown and worker_index is None:  # said once, by the supervisor or the lone worker
+        structlog.get_logger().warning("settings.unknown_variables", names=unknown,
+                                       hint="not read by lienthong: a typo?")
+    if processes > 1:
+        settings.metrics_port_of(processes - 1, processes)  # every worker's port exists
+        policy = RestartPolicy(max_crashes=max_crashes, window=crash_window)
+        sys.exit(Supervisor(processes, policy).run())
+    from router import metrics
+    from router.routing.intake import run_router
 
-        asyncio.run(run_router(settings))
-        return
-    _supervise(processes)
-
-
-def _spawn() -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "router.cli", "router", "-n", "1"])
-
-
-def _supervise(n: int) -> None:
-    children = [_spawn() for _ in range(n)]
-    stopping = False
-
-    def stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for c in children:
-            if c.poll() is None:
-                c.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    click.echo(f"supervising {n} router workers (pids {[c.pid for c in children]})", err=True)
-    while True:
-        time.sleep(0.2)
-        if stopping:
-            for c in children:
-                try:
-                    c.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    c.kill()
-            return
-        for i, c in enumerate(children):
-            code = c.poll()
-            if code is not None:
-                click.echo(f"worker {c.pid} exited ({code}); restarting", err=True)
-                time.sleep(0.5)
-                children[i] = _spawn()
-
-
+    port = settings.metrics_port_of(worker_index or 0, (worker_index or 0) + 1)
+    if port is not None:
+        try:
+            metrics.serve_metrics(port)
+        except OSError as exc:
+            raise click.ClickException(
+                f"LIENTHONG_METRICS_PORT: cannot serve metrics on port {port} ({exc})"
+            ) from exc
+    asyncio.run(run_router(settings))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -205,7 +204,7 @@ def receipt() -> None:
 def _key_path(path: Path | None) -> Path:
     if path is not None:
         return path
-    env = os.environ.get(HUB_KEY_ENV)
+    env = Settings.from_env().hub_key
     if not env:
         fail(f"give --key or set {HUB_KEY_ENV}", EXIT_REFUSED)
     return Path(str(env))
@@ -299,7 +298,7 @@ def _hub_public_key(public_key_file: Path | None) -> bytes:
     """The hub's public key: --public-key, else derived from LIENTHONG_HUB_KEY."""
     if public_key_file is not None:
         return public_key_file.read_bytes()
-    env = os.environ.get(HUB_KEY_ENV)
+    env = Settings.from_env().hub_key
     if not env:
         fail(f"a signed anchor needs --public-key (or {HUB_KEY_ENV})", EXIT_REFUSED)
     try:

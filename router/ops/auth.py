@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 from aiohttp import web
 
 from router.ops.errors import error_response
+from router.settings import Settings
 from schemas.reasons import Reason
 
 __all__ = [
@@ -126,9 +126,9 @@ class TokenStore:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TokenStore:
-        values = os.environ if env is None else env
-        parts = [values.get("LIENTHONG_OPS_TOKENS", "")]
-        path = values.get("LIENTHONG_OPS_TOKENS_FILE")
+        settings = Settings.from_env(env)
+        parts = [settings.ops_tokens]
+        path = settings.ops_tokens_file
         if path:
             parts.append(Path(path).read_text("utf-8"))
         return cls.parse("\n".join(parts))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import cast
@@ -25,14 +24,9 @@ from router.settings import Settings
 __all__ = ["CTX", "OpsContext", "thresholds_from_env"]
 
 
-def thresholds_from_env() -> HealthThresholds:
-    d = HealthThresholds()
-    backlog = os.environ.get("LIENTHONG_OPS_BACKLOG")
-    stale = os.environ.get("LIENTHONG_OPS_STALE_SECONDS")
-    return HealthThresholds(
-        backlog=int(backlog) if backlog else d.backlog,
-        stale_seconds=float(stale) if stale else d.stale_seconds,
-    )
+def thresholds_from_env(settings: Settings | None = None) -> HealthThresholds:
+    s = Settings.from_env() if settings is None else settings
+    return HealthThresholds(backlog=s.ops_backlog, stale_seconds=s.ops_stale_seconds)
 
 
 @dataclass

@@ -190,7 +190,7 @@ def create_app(
         # min_size=0: start (and answer /healthz, /readyz 503) even while PostgreSQL is away
         db = pool or await asyncpg.create_pool(settings.database_url, min_size=0, max_size=8)
         admin = BrokerAdmin(settings.management_url)
-        ctx = OpsContext(settings, db, admin, tokens, thresholds=thresholds_from_env(),
+        ctx = OpsContext(settings, db, admin, tokens, thresholds=thresholds_from_env(settings),
                          snapshot_ttl=snapshot_ttl)
         app[CTX] = ctx
         if record_start:

@@ -55,7 +55,6 @@ from router.outbox import publish as publishing
 from router.outbox.outbox import Outbox
 from router.outbox.signing import hub_signer
 from router.recovery import deadlines, parking
-from router.routing import faults
 from router.routing.batch import BatchPlan, BatchRouter, Copy, Incoming, OutgoingReceipt, derive_id
 from router.security import anchors, posture
 from router.security.signature_gate import SignatureGate
@@ -453,8 +452,6 @@ class RouterWorker:
 
     async def _route_and_publish(self, messages: Sequence[AbstractIncomingMessage]) -> None:
         incoming = [self._incoming(m) for m in messages]
-        for msg in incoming:
-            faults.check(msg.body)
         started = time.time()
         clock = time.perf_counter()
         plan = await self.router.route(incoming)
@@ -666,7 +663,6 @@ async def run_router(settings: Settings, *, stop: asyncio.Event | None = None) -
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    metrics.serve_metrics_from_env()
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
     # Everything alive now (modules, schemas, the pool) lives as long as the process: keep
     # it out of the collector's full passes, which otherwise walk it all and stall the

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Mapping
 from typing import Any
 
 from router.ledger import Conn
@@ -22,19 +21,15 @@ from router.settings import Settings
 __all__ = ["record_start", "weaknesses"]
 
 
-def weaknesses(
-    settings: Settings, *, receipts_signed: bool | None, environ: Mapping[str, str] | None = None
-) -> list[str]:
+def weaknesses(settings: Settings, *, receipts_signed: bool | None) -> list[str]:
     """What weakens security in this process's settings (``receipts_signed`` None: the
-    process signs nothing, so it is not asked)."""
-    env = os.environ if environ is None else environ
+    process signs nothing, so it is not asked). Fault injection is no longer a setting of
+    the product (it lives in the tests), so it cannot weaken a hub."""
     out = []
     if not settings.amqp_url.startswith("amqps://"):
         out.append("amqp_tls_off")
     if receipts_signed is False:
         out.append("receipts_unsigned")
-    if env.get("LIENTHONG_ENABLE_FAULTS") == "1":
-        out.append("faults_enabled")
     return out
 
 

@@ -4,6 +4,8 @@ delivered, and the router keeps going."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -11,9 +13,11 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
 from router.directory.registry import AgencyRow
+from router.processes import RouterProcesses
 from schemas import StatusCode
 from schemas.receipt import Receipt
 from tests.factory import edoc, status
+from tests.faults import Faults, spawn_env
 from tests.hub import Hub, queue_depth
 from tests.polling import eventually
 
@@ -97,10 +101,7 @@ async def test_rejected_with_reason_and_nothing_delivered(
         assert bytes(row["body"]) == body  # bad input is kept, never lost
 
 
-async def test_poison_message_is_parked_and_the_ledger_says_why(
-    hub: Hub, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("LIENTHONG_ENABLE_FAULTS", "1")
+async def test_poison_message_is_parked_and_the_ledger_says_why(hub: Hub, faults: Faults) -> None:
     await _setup(hub)
     await hub.start_router()
     _, poison = edoc("000.00.00.G22", ["000.00.00.H41"], extra_text=" LIENTHONG-FAULT:raise")
@@ -188,3 +189,33 @@ async def test_a_message_without_type_is_rejected(hub: Hub) -> None:
     queued = await asyncio.wait_for(_queued_receipt(hub, "vpcp", "untyped-1"), 15)
     assert queued.receipt_id == reply.receipt_id
     assert await _inbox_count(hub, "lgsp-nghean") == 0
+
+
+async def test_the_product_has_no_fault_hook(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old LIENTHONG_ENABLE_FAULTS switch is gone: a gateway's marker is just text."""
+    monkeypatch.setenv("LIENTHONG_ENABLE_FAULTS", "1")
+    await _setup(hub)
+    await hub.start_router()
+    _, marked = edoc("000.00.00.G22", ["000.00.00.H41"], extra_text=" LIENTHONG-FAULT:raise")
+    async with hub.client("vpcp", receipt_timeout=30) as vpcp:
+        receipt = await vpcp.send(marked)
+    assert receipt is not None and receipt.type == "accepted", receipt
+    assert await _inbox_count(hub, "lgsp-nghean") == 1
+
+
+async def test_the_test_fault_hook_crashes_a_spawned_router(hub: Hub, tmp_path: Path) -> None:
+    """tests/faults.py reaches router processes through PYTHONPATH (the chaos tests' way)."""
+    await _setup(hub)
+    routers = RouterProcesses(hub.settings, 1, log_path=tmp_path / "router.log", env=spawn_env())
+    try:
+        _, crash = edoc("000.00.00.G22", ["000.00.00.H41"], extra_text=" LIENTHONG-FAULT:crash")
+        async with hub.client("vpcp", receipt_timeout=1) as vpcp:
+            with contextlib.suppress(Exception):
+                await vpcp.send(crash)
+        deadline = asyncio.get_running_loop().time() + 60
+        while routers.procs[0].poll() is None:
+            assert asyncio.get_running_loop().time() < deadline, "the router did not crash"
+            await asyncio.sleep(0.1)
+        assert routers.procs[0].returncode == 70
+    finally:
+        routers.stop()

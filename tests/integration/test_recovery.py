@@ -18,6 +18,7 @@ from router.directory.registry import AgencyRow
 from router.outbox.outbox import Outbox
 from router.recovery import parking, redelivery
 from tests.factory import edoc
+from tests.faults import Faults
 from tests.hub import Hub, queue_depth
 
 
@@ -154,9 +155,8 @@ async def test_a_restarted_gateway_drops_copies_it_took_before(
 
 
 async def test_parked_submission_requeued_through_validation_or_dropped(
-    hub: Hub, monkeypatch: pytest.MonkeyPatch
+    hub: Hub, faults: Faults
 ) -> None:
-    monkeypatch.setenv("LIENTHONG_ENABLE_FAULTS", "1")
     await _setup(hub)
     await hub.start_router()
     _, poison = edoc("000.00.00.G22", ["000.00.00.H41"], extra_text=" LIENTHONG-FAULT:raise")
@@ -175,7 +175,7 @@ async def test_parked_submission_requeued_through_validation_or_dropped(
             await asyncio.sleep(0.1)
         assert len(rows) == 2 and all(r["reason"] == "POISON" for r in rows)
         # the bug is fixed (faults off): requeue one; it goes through validation again
-        monkeypatch.setenv("LIENTHONG_ENABLE_FAULTS", "0")
+        faults.enabled = False
         ids = [uuid.UUID(str(r["id"])) for r in rows]
         conn, channel = await _channel(hub)
         async with conn, hub.pool.acquire() as c:

@@ -124,10 +124,9 @@ def test_receipt_verify_checks_an_anchor_and_its_extension(
 def test_weakened_settings_are_named() -> None:
     clear = Settings(amqp_url="amqp://u:p@h/v")
     tls = Settings(amqp_url="amqps://u:p@h:5671/v")
-    assert weaknesses(tls, receipts_signed=True, environ={}) == []
-    assert weaknesses(clear, receipts_signed=False, environ={"LIENTHONG_ENABLE_FAULTS": "1"}) \
-        == ["amqp_tls_off", "receipts_unsigned", "faults_enabled"]
-    assert weaknesses(tls, receipts_signed=None, environ={}) == []
+    assert weaknesses(tls, receipts_signed=True) == []
+    assert weaknesses(clear, receipts_signed=False) == ["amqp_tls_off", "receipts_unsigned"]
+    assert weaknesses(tls, receipts_signed=None) == []
 
 
 def test_the_sdk_keeps_anchors_that_extend_and_flags_a_fork(signer: ReceiptSigner) -> None:

@@ -7,6 +7,7 @@ from prometheus_client import REGISTRY
 
 from router import metrics
 from router.ops.queue_health import HealthThresholds, classify
+from router.settings import Settings, SettingsError
 
 
 def _value(name: str, labels: dict[str, str] | None = None) -> float:
@@ -59,9 +60,13 @@ def test_histogram_buckets_span_1ms_to_10s() -> None:
     assert {"0.001", "10.0", "+Inf"} <= samples
 
 
-def test_metrics_port_off_by_default() -> None:
-    assert metrics.serve_metrics_from_env([]) is None
-    assert metrics.serve_metrics_from_env([("LIENTHONG_METRICS_PORT", "off")]) is None
+def test_metrics_port_off_by_default_and_one_port_per_worker() -> None:
+    assert Settings.from_env({}).metrics_port_of(0, 1) is None
+    assert Settings.from_env({"LIENTHONG_METRICS_PORT": "off"}).metrics_port_of(1, 2) is None
+    s = Settings.from_env({"LIENTHONG_METRICS_PORT": "9400"})
+    assert [s.metrics_port_of(i, 3) for i in range(3)] == [9400, 9401, 9402]
+    with pytest.raises(SettingsError, match="LIENTHONG_METRICS_PORT"):
+        Settings.from_env({"LIENTHONG_METRICS_PORT": "65535"}).metrics_port_of(1, 2)
 
 
 @pytest.mark.parametrize(
