@@ -193,11 +193,12 @@ def create_app(
         ctx = OpsContext(settings, db, admin, tokens, thresholds=thresholds_from_env(settings),
                          snapshot_ttl=snapshot_ttl)
         app[CTX] = ctx
-        if record_start:
-            async with ctx.conn() as conn:
-                await record_tokens_loaded(conn, tokens)
-                await posture.record_start(conn, "ops", settings, receipts_signed=None)
         stop = asyncio.Event()
+        recorder: asyncio.Task[None] | None = None
+        if record_start:
+            # the service starts (and answers 503) while PostgreSQL is away: the start is
+            # audited as soon as the ledger can be written, never skipped
+            recorder = asyncio.create_task(_record_start(ctx, tokens, settings, stop))
         refresher: asyncio.Task[None] | None = None
         if refresh_interval:
             gauges = GaugeRefresher(db, ctx.snapshot, thresholds=ctx.thresholds)
@@ -206,9 +207,10 @@ def create_app(
             yield
         finally:
             stop.set()
-            if refresher is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(refresher, 10)
+            for task in (refresher, recorder):
+                if task is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(task, 10)
             await ctx.close()
             await admin.close()
             if own_pool:
@@ -223,6 +225,25 @@ def create_app(
     add_api_routes(app)
     add_audit_routes(app)
     return app
+
+
+async def _record_start(
+    ctx: OpsContext, tokens: TokenStore, settings: Settings, stop: asyncio.Event
+) -> None:
+    """Audit the tokens loaded and any weakened setting, retrying while the ledger is away."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            async with ctx.conn() as conn:
+                await record_tokens_loaded(conn, tokens)
+                await posture.record_start(conn, "ops", settings, receipts_signed=None)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, web.HTTPException) as exc:
+            log.warning("ops.start_not_audited_yet", error=repr(exc), retry_in=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 30.0)
+        else:
+            return
 
 
 def serve(
