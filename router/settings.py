@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
-__all__ = ["Settings"]
+__all__ = ["MESSAGE_SIZE_MARGIN", "Settings"]
+
+MESSAGE_SIZE_MARGIN = 1024 * 1024  # broker limit = package limit + this
 
 
 def _env_int(name: str, default: int) -> int:
@@ -30,6 +32,12 @@ class Settings:
     amqp_user_prefix: str = ""
     sweep_seconds: int = 30
     not_arrived_minutes: float = 15.0
+    # bytes, not messages, bound a router's memory (issue #11)
+    batch_max_bytes: int = 64 * 1024 * 1024
+    inflight_max_bytes: int = 512 * 1024 * 1024
+    # a gateway's receipts queue keeps at most this much (oldest dropped; replay refills)
+    receipts_max_length: int = 10_000
+    receipts_max_bytes: int = 16 * 1024 * 1024
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -50,7 +58,27 @@ class Settings:
             not_arrived_minutes=float(
                 os.environ.get("LIENTHONG_NOT_ARRIVED_MINUTES", d.not_arrived_minutes)
             ),
+            batch_max_bytes=_env_int("LIENTHONG_BATCH_MAX_BYTES", d.batch_max_bytes),
+            inflight_max_bytes=_env_int("LIENTHONG_INFLIGHT_MAX_BYTES", d.inflight_max_bytes),
+            receipts_max_length=_env_int("LIENTHONG_RECEIPTS_MAX_LENGTH",
+                                         d.receipts_max_length),
+            receipts_max_bytes=_env_int("LIENTHONG_RECEIPTS_MAX_BYTES", d.receipts_max_bytes),
         )
+
+    @property
+    def max_message_bytes(self) -> int:
+        """The broker's maximum message size for this hub: the package limit plus a margin,
+        so a package just over the limit still reaches a router and gets its
+        PACKAGE_TOO_LARGE receipt (deploy/local/ensure-services.sh sets it)."""
+        return self.max_package_bytes + MESSAGE_SIZE_MARGIN
+
+    @property
+    def prefetch_count(self) -> int:
+        """Messages a router may hold unacknowledged: as many as fit in
+        ``inflight_max_bytes`` at the broker's maximum message size (at least 2: one batch
+        routing, one arriving), never more than two batches."""
+        fit = self.inflight_max_bytes // self.max_message_bytes
+        return max(2, min(self.batch_size * 2, fit))
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]

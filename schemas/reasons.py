@@ -296,6 +296,18 @@ class Reason(Enum):
         "Gói tin trong khu cách ly đã bị hủy bởi người vận hành",
         "The parked package was dropped by an operator",
     )
+    # 5100-5109: bytes in flight, broker limits, receipt replay
+    BROKER_CLOSED_CHANNEL = _ReasonInfo(
+        5100,
+        "Máy chủ AMQP đã đóng kênh khi nhận gói tin; gói tin chưa được gửi",
+        "The broker closed the channel while taking the package; it was not sent",
+        final=False,
+    )
+    REPLAY_BAD_REQUEST = _ReasonInfo(
+        5101,
+        "Yêu cầu phát lại biên nhận không hợp lệ",
+        "The receipt replay request is not valid",
+    )
 
     @property
     def code(self) -> int:
