@@ -46,8 +46,11 @@ from aio_pika.abc import (
 from adapters.seen import CopyFilter, SeenCopies
 from schemas import (
     EdocPackage,
+    LienthongError,
     Organization,
+    PackageRejected,
     ParsedPackage,
+    Reason,
     ResponseFor,
     StatusCode,
     StatusPackage,
@@ -57,10 +60,17 @@ from schemas import (
 from schemas.agency_code import normalize
 from schemas.receipt import Receipt
 
-__all__ = ["GatewayClient", "InboxMessage"]
+__all__ = ["GatewayClient", "InboxMessage", "SendFailed"]
 
 SUBMIT = "lt.submit"
 DIRECT_REPLY = "amq.rabbitmq.reply-to"
+# the hub's default package limit (LIENTHONG_MAX_PACKAGE_BYTES); ask the hub's operators
+MAX_PACKAGE_BYTES = 30 * 1024 * 1024
+
+
+class SendFailed(LienthongError):
+    """The package was not sent (the broker closed the channel); ``reason`` says why.
+    Sending again is safe: the client's channel is already restored."""
 
 _CONNECTION_ERRORS = (
     aiormq.exceptions.AMQPConnectionError,
@@ -171,12 +181,16 @@ class GatewayClient:
         receipt_timeout: float = 30.0,
         seen: CopyFilter | None = None,
         sign: Callable[[bytes], bytes] | None = None,
+        max_package_bytes: int | None = MAX_PACKAGE_BYTES,
     ) -> None:
         """``seen``: the duplicate filter for delivered copies (in memory unless given,
         e.g. ``DurableSeenCopies(path)`` to survive restarts).
         ``sign``: applied to every package before it is sent, e.g.
-        ``functools.partial(schemas.signature.sign_package, key_pem=…, cert_pem=…)``."""
+        ``functools.partial(schemas.signature.sign_package, key_pem=…, cert_pem=…)``.
+        ``max_package_bytes``: the hub's size limit; a larger package (as signed) raises
+        PackageRejected(PACKAGE_TOO_LARGE) and is not published (None: no local check)."""
         self._sign = sign
+        self.max_package_bytes = max_package_bytes
         parts = urlsplit(amqp_url)
         self.user = unquote(parts.username or "guest")
         self.gateway_id = gateway_id or self.user
@@ -260,6 +274,11 @@ class GatewayClient:
             raise ValueError("sender_code is required when the package is not validated")
         if self._sign is not None:
             body = self._sign(body)
+        if self.max_package_bytes is not None and len(body) > self.max_package_bytes:
+            raise PackageRejected(
+                Reason.PACKAGE_TOO_LARGE,
+                f"{len(body)} bytes > limit {self.max_package_bytes}; nothing was sent",
+            )
         message_id = message_id or str(uuid.uuid4())
         message = aio_pika.Message(
             body,
@@ -272,20 +291,53 @@ class GatewayClient:
             reply_to=DIRECT_REPLY if wait else None,
         )
         if not wait:
-            await self._submit.publish(message, routing_key=normalize(sender_code))
+            await self._publish(message, normalize(sender_code))
             return None
-        assert self._channel is not None
         fut: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
         self._pending[message_id] = fut
         try:
-            # after a reconnect the channel is usable before its consumers are back, and
-            # RabbitMQ closes a channel that asks for direct replies it does not consume:
-            # wait until the channel is wholly restored
-            await self._channel.ready()
-            await self._submit.publish(message, routing_key=normalize(sender_code))
+            await self._publish(message, normalize(sender_code))
             return await asyncio.wait_for(fut, self.receipt_timeout)
         finally:
             self._pending.pop(message_id, None)
+
+    async def _publish(self, message: aio_pika.Message, routing_key: str) -> None:
+        """Publish to ``lt.submit`` and await the broker's confirm. When the broker closes
+        the channel instead (a message over its maximum size, a refused routing key), the
+        channel is restored at once and the send fails with a reason."""
+        assert self._channel is not None and self._submit is not None, "connect() first"
+        # after a reconnect the channel is usable before its consumers are back, and
+        # RabbitMQ closes a channel that asks for direct replies it does not consume:
+        # wait until the channel is wholly restored
+        await self._channel.ready()
+        try:
+            await self._submit.publish(message, routing_key=routing_key)
+        except aiormq.exceptions.ChannelClosed as exc:
+            await self._restore_channel()
+            text = str(exc)
+            if isinstance(exc, aiormq.exceptions.ChannelPreconditionFailed) and (
+                "message size" in text
+            ):
+                raise PackageRejected(
+                    Reason.PACKAGE_TOO_LARGE,
+                    f"{len(message.body)} bytes refused by the broker: {text}",
+                ) from exc
+            raise SendFailed(Reason.BROKER_CLOSED_CHANNEL, text) from exc
+
+    async def _restore_channel(self) -> None:
+        """Wait until the robust channel has reopened with its consumers (it starts at
+        once, as soon as the broker's close is processed), not for the next reconnect."""
+        channel = self._channel
+        assert channel is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.receipt_timeout
+        while loop.time() < deadline:
+            if not channel.is_closed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(channel.ready(), deadline - loop.time())
+                if not channel.is_closed:
+                    return
+            await asyncio.sleep(0.01)  # the broker's close is being processed
 
     async def send_status(
         self,
