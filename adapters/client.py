@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
@@ -60,9 +62,10 @@ from schemas import (
 from schemas.agency_code import normalize
 from schemas.receipt import Receipt
 
-__all__ = ["GatewayClient", "InboxMessage", "SendFailed"]
+__all__ = ["GatewayClient", "InboxMessage", "ReplayFailed", "SendFailed"]
 
 SUBMIT = "lt.submit"
+REPLAY = "lt.replay"
 DIRECT_REPLY = "amq.rabbitmq.reply-to"
 # the hub's default package limit (LIENTHONG_MAX_PACKAGE_BYTES); ask the hub's operators
 MAX_PACKAGE_BYTES = 30 * 1024 * 1024
@@ -71,6 +74,10 @@ MAX_PACKAGE_BYTES = 30 * 1024 * 1024
 class SendFailed(LienthongError):
     """The package was not sent (the broker closed the channel); ``reason`` says why.
     Sending again is safe: the client's channel is already restored."""
+
+
+class ReplayFailed(LienthongError):
+    """The hub refused a receipt replay request; ``reason`` says why."""
 
 _CONNECTION_ERRORS = (
     aiormq.exceptions.AMQPConnectionError,
@@ -208,6 +215,9 @@ class GatewayClient:
         self._seen_receipts = SeenCopies(50_000)
         self._inbox_tag: str | None = None
         self._inbox_buffer: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._replays: dict[str, asyncio.Queue[AbstractIncomingMessage]] = {}
+        # where the last replay stopped: pass it as ``after`` to go on from there
+        self.replay_cursor: str | None = None
 
     async def __aenter__(self) -> Self:
         await self.connect()
@@ -385,6 +395,10 @@ class GatewayClient:
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         """A receipt sent straight to this client (its copy in the queue may reach
         another client of the gateway, or this one, where it is dropped as seen)."""
+        replay = self._replays.get(message.correlation_id or "")
+        if replay is not None:
+            replay.put_nowait(message)
+            return
         receipt = _receipt(message.body)
         if receipt is not None:
             self._answer(receipt)
@@ -407,6 +421,64 @@ class GatewayClient:
         queue), so it can also show the receipts of the other clients' sends."""
         while True:
             yield await self._other_receipts.get()
+
+    async def replay_receipts(
+        self,
+        *,
+        since: datetime | None = None,
+        after: str | None = None,
+        page_size: int = 500,
+    ) -> AsyncIterator[Receipt]:
+        """The receipts this gateway missed, rebuilt by the hub from its ledger: from
+        ``since`` (an aware datetime) or after ``after`` (a cursor, see
+        ``replay_cursor``), oldest first, each with its original ``receipt_id``.
+
+        The receipts queue keeps only the newest receipts (the hub drops the oldest past
+        its bound); a gateway that was away replays the rest. Receipts this client has
+        already seen (by ``receipt_id``) are skipped, and those replayed are then dropped
+        if they still come through ``receipts()``: each receipt comes once.
+        Raises ReplayFailed (with a reason) when the hub refuses the request and
+        TimeoutError when it does not answer within ``receipt_timeout``."""
+        assert self._channel is not None, "connect() first"
+        if since is None and after is None:
+            raise ValueError("give since or after")
+        if since is not None and since.tzinfo is None:
+            raise ValueError("since must be an aware datetime (with a time zone)")
+        exchange = await self._channel.get_exchange(REPLAY, ensure=False)
+        cursor = after
+        while True:
+            request_id = str(uuid.uuid4())
+            answers: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+            self._replays[request_id] = answers
+            try:
+                body = {"since": since.isoformat() if since and cursor is None else None,
+                        "after": cursor, "limit": page_size}
+                await self._channel.ready()
+                await exchange.publish(
+                    aio_pika.Message(json.dumps(body).encode(), correlation_id=request_id,
+                                     reply_to=DIRECT_REPLY, user_id=self.user,
+                                     content_type="application/json"),
+                    routing_key="receipts",
+                )
+                while True:
+                    message = await asyncio.wait_for(answers.get(), self.receipt_timeout)
+                    if message.type == "replay.end":
+                        end = json.loads(message.body)
+                        break
+                    if message.type == "replay.error":
+                        why = json.loads(message.body)["reason"]
+                        raise ReplayFailed(Reason[why["reason"]], why.get("detail", ""))
+                    receipt = _receipt(message.body)
+                    if receipt is None or receipt.receipt_id in self._seen_receipts:
+                        continue
+                    self._seen_receipts.add(receipt.receipt_id)
+                    yield receipt
+            finally:
+                self._replays.pop(request_id, None)
+            cursor = end.get("cursor") or cursor
+            self.replay_cursor = cursor
+            if not end.get("more"):
+                return
 
     # receiving -------------------------------------------------------------------------
     async def inbox(

@@ -13,6 +13,8 @@ lt.dead                fanout  dead letters of lt.router.in and of every inbox
 lt.parking             quorum  poison messages, kept with their x-death history
 lt.unroutable          fanout  alternate exchange of lt.submit and lt.receipts
 lt.unroutable          quorum  what no binding wanted, kept for operators
+lt.replay              direct  gateways ask for the receipts they missed (key ``receipts``)
+lt.replay              quorum  bound to lt.replay; routers answer from the ledger
 =====================  ======  =====================================================
 
 ``lt.deliver`` has no alternate exchange on purpose: routers publish copies with
@@ -30,6 +32,12 @@ policy                 pattern                         definition
 lt-router-in           ``^lt\.router\.in$``            delivery-limit (setting), dead
                                                        letters to lt.dead at least once
 lt-gateway-inbox       ``^lt\.gw\..+\.inbox$``         the same, for every inbox
+lt-gateway-receipts    ``^lt\.gw\..+\.receipts$``      max-length and max-length-bytes
+                                                       (settings), overflow drop-head: a
+                                                       gateway that does not read loses
+                                                       its oldest receipts from the queue,
+                                                       never from the ledger (it replays
+                                                       them: router.recovery.replay)
 =====================  ==============================  ==================================
 
 A queue that an earlier version declared with these as queue arguments keeps them
@@ -49,6 +57,7 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractQueue, ExchangeType
 
 from router.amqp import ssl_context_from_env
+from router.settings import Settings
 
 if TYPE_CHECKING:  # routers import this module; only provisioning needs aiohttp
     from router.broker_admin import BrokerAdmin
@@ -58,6 +67,8 @@ __all__ = [
     "DELIVER",
     "PARKING",
     "RECEIPTS",
+    "REPLAY",
+    "REPLAY_RECEIPTS_KEY",
     "ROUTER_IN",
     "SUBMIT",
     "UNROUTABLE",
@@ -80,6 +91,8 @@ RECEIPTS = "lt.receipts"
 DEAD = "lt.dead"
 PARKING = "lt.parking"
 UNROUTABLE = "lt.unroutable"
+REPLAY = "lt.replay"
+REPLAY_RECEIPTS_KEY = "receipts"
 
 GATEWAY_DELIVERY_LIMIT = 20
 
@@ -105,9 +118,20 @@ class Policy:
     priority: int = 10
 
 
-def policies(delivery_limit: int) -> list[Policy]:
+RECEIPTS_MAX_LENGTH = Settings().receipts_max_length  # LIENTHONG_RECEIPTS_MAX_LENGTH
+RECEIPTS_MAX_BYTES = Settings().receipts_max_bytes  # LIENTHONG_RECEIPTS_MAX_BYTES
+
+
+def policies(
+    delivery_limit: int,
+    *,
+    receipts_max_length: int = RECEIPTS_MAX_LENGTH,
+    receipts_max_bytes: int = RECEIPTS_MAX_BYTES,
+) -> list[Policy]:
     """The hub's policies: a message delivered (and given back) ``delivery_limit`` times
-    leaves the queue for ``lt.dead`` → ``lt.parking``, with its history, never dropped."""
+    leaves the queue for ``lt.dead`` → ``lt.parking``, with its history, never dropped.
+    A gateway's receipts queue is bounded (oldest dropped): the ledger keeps every receipt
+    and the gateway replays what it missed."""
     dead_letters: dict[str, Any] = {
         "dead-letter-exchange": DEAD,
         "dead-letter-strategy": "at-least-once",
@@ -118,13 +142,24 @@ def policies(delivery_limit: int) -> list[Policy]:
                {"delivery-limit": delivery_limit, **dead_letters}),
         Policy("lt-gateway-inbox", r"^lt\.gw\..+\.inbox$",
                {"delivery-limit": GATEWAY_DELIVERY_LIMIT, **dead_letters}),
+        Policy("lt-gateway-receipts", r"^lt\.gw\..+\.receipts$",
+               {"max-length": receipts_max_length, "max-length-bytes": receipts_max_bytes,
+                "overflow": "drop-head"}),
     ]
 
 
-async def apply_policies(admin: BrokerAdmin, vhost: str, *, delivery_limit: int) -> None:
+async def apply_policies(
+    admin: BrokerAdmin,
+    vhost: str,
+    *,
+    delivery_limit: int,
+    receipts_max_length: int = RECEIPTS_MAX_LENGTH,
+    receipts_max_bytes: int = RECEIPTS_MAX_BYTES,
+) -> None:
     """Create or update the hub's policies (through the management API). Idempotent; a
-    changed delivery limit takes effect on the live queues."""
-    for p in policies(delivery_limit):
+    changed delivery limit or receipts bound takes effect on the live queues."""
+    for p in policies(delivery_limit, receipts_max_length=receipts_max_length,
+                      receipts_max_bytes=receipts_max_bytes):
         await admin.put_policy(vhost, p.name, pattern=p.pattern, definition=p.definition,
                                priority=p.priority)
 
@@ -169,6 +204,10 @@ async def declare_core(channel: AbstractChannel) -> None:
     await channel.declare_exchange(
         RECEIPTS, ExchangeType.DIRECT, durable=True, arguments={"alternate-exchange": UNROUTABLE}
     )
+
+    replay = await channel.declare_exchange(REPLAY, ExchangeType.DIRECT, durable=True)
+    replay_q = await _quorum_queue(channel, REPLAY)
+    await replay_q.bind(replay, routing_key=REPLAY_RECEIPTS_KEY)
 
 
 async def declare_gateway(channel: AbstractChannel, gateway_id: str) -> None:

@@ -27,7 +27,9 @@ def apply_cmd() -> None:
             await admin.set_permissions(settings.vhost, user, configure=".*", write=".*",
                                         read=".*")
             await topo.apply_policies(admin, settings.vhost,
-                                      delivery_limit=settings.delivery_limit)
+                                      delivery_limit=settings.delivery_limit,
+                                      receipts_max_length=settings.receipts_max_length,
+                                      receipts_max_bytes=settings.receipts_max_bytes)
         conn = await connect_db(settings)
         try:
             ids = [r["id"] for r in await conn.fetch("SELECT id FROM gateways ORDER BY id")]
@@ -36,6 +38,8 @@ def apply_cmd() -> None:
         await topo.apply(settings.amqp_url, ids)
         click.echo(f"topology applied in vhost {settings.vhost!r}: core + {len(ids)} gateways; "
                    f"delivery limit of {topo.ROUTER_IN}: {settings.delivery_limit} "
-                   f"(policy lt-router-in)")
+                   f"(policy lt-router-in); receipts queues keep at most "
+                   f"{settings.receipts_max_length} receipts / {settings.receipts_max_bytes} "
+                   f"bytes, oldest dropped (policy lt-gateway-receipts)")
 
     run_async(go)

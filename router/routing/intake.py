@@ -52,6 +52,7 @@ from router.outbox import events as notifications
 from router.outbox import publish as publishing
 from router.outbox.signing import load_signer
 from router.recovery import deadlines, parking
+from router.recovery.replay import ReplayServer
 from router.routing import faults
 from router.routing.batch import BatchPlan, BatchRouter, Copy, Incoming, OutgoingReceipt, derive_id
 from router.settings import Settings
@@ -143,6 +144,9 @@ class RouterWorker:
             await parking_channel.set_qos(prefetch_count=20)
             parking = await parking_channel.get_queue(topology.PARKING)
             await parking.consume(self._on_parked)
+            # gateways that were away ask here for the receipts they missed
+            await ReplayServer(self.pool, self._signer.sign if self._signer else None).start(
+                self._connection)
             log.info("router.started", batch_size=self.settings.batch_size, pid=os.getpid())
             sweeper = asyncio.create_task(self._sweep_deadlines(stop))
             try:
