@@ -269,7 +269,10 @@ class BatchRouter:
         try:
             parsed = parse_package(msg.body, limits=self._limits)
         except PackageRejected as exc:
-            return exc
+            # kept as data, without tracebacks: their frames hold the batch (and every body
+            # in it) in a reference cycle, freed only by a later garbage collection
+            exc.__cause__ = exc.__context__ = None
+            return exc.with_traceback(None)
         if msg.declared_type and msg.declared_type != parsed.package.kind:
             return PackageRejected(
                 Reason.KIND_MISMATCH,
