@@ -311,17 +311,20 @@ class GatewayClient:
         finally:
             self._pending.pop(message_id, None)
 
-    async def _publish(self, message: aio_pika.Message, routing_key: str) -> None:
-        """Publish to ``lt.submit`` and await the broker's confirm. When the broker closes
-        the channel instead (a message over its maximum size, a refused routing key), the
-        channel is restored at once and the send fails with a reason."""
-        assert self._channel is not None and self._submit is not None, "connect() first"
+    async def _publish(self, message: aio_pika.Message, routing_key: str,
+                       exchange: AbstractExchange | None = None) -> None:
+        """Publish (to ``lt.submit`` unless told) and await the broker's confirm. When the
+        broker closes the channel instead (a message over its maximum size, a refused
+        routing key or exchange), the channel is restored at once and the send fails with
+        a reason."""
+        exchange = exchange or self._submit
+        assert self._channel is not None and exchange is not None, "connect() first"
         # after a reconnect the channel is usable before its consumers are back, and
         # RabbitMQ closes a channel that asks for direct replies it does not consume:
         # wait until the channel is wholly restored
         await self._channel.ready()
         try:
-            await self._submit.publish(message, routing_key=routing_key)
+            await exchange.publish(message, routing_key=routing_key)
         except aiormq.exceptions.ChannelClosed as exc:
             await self._restore_channel()
             text = str(exc)
@@ -453,12 +456,11 @@ class GatewayClient:
             try:
                 body = {"since": since.isoformat() if since and cursor is None else None,
                         "after": cursor, "limit": page_size}
-                await self._channel.ready()
-                await exchange.publish(
+                await self._publish(
                     aio_pika.Message(json.dumps(body).encode(), correlation_id=request_id,
                                      reply_to=DIRECT_REPLY, user_id=self.user,
                                      content_type="application/json"),
-                    routing_key="receipts",
+                    "receipts", exchange,
                 )
                 while True:
                     message = await asyncio.wait_for(answers.get(), self.receipt_timeout)

@@ -7,6 +7,7 @@ import click
 from router import topology as topo
 from router.broker_admin import BrokerAdmin
 from router.cli._services import connect_db, run_async
+from router.directory.registry import sync_gateway_permissions
 from router.settings import Settings
 
 
@@ -17,8 +18,8 @@ def topology() -> None:
 
 @topology.command("apply")
 def apply_cmd() -> None:
-    """Declare the vhost, the hub's exchanges and queues, and every gateway's queues.
-    Idempotent."""
+    """Declare the vhost, the hub's exchanges and queues, and every gateway's queues, and
+    bring every gateway's permissions up to date. Idempotent."""
 
     async def go(settings: Settings) -> None:
         async with BrokerAdmin(settings.management_url) as admin:
@@ -33,9 +34,13 @@ def apply_cmd() -> None:
         conn = await connect_db(settings)
         try:
             ids = [r["id"] for r in await conn.fetch("SELECT id FROM gateways ORDER BY id")]
+            await topo.apply(settings.amqp_url, ids)
+            # gateways' permissions as this version grants them (e.g. write to lt.replay)
+            async with BrokerAdmin(settings.management_url) as admin:
+                for gid in ids:
+                    await sync_gateway_permissions(conn, admin, settings.vhost, gid)
         finally:
             await conn.close()
-        await topo.apply(settings.amqp_url, ids)
         click.echo(f"topology applied in vhost {settings.vhost!r}: core + {len(ids)} gateways; "
                    f"delivery limit of {topo.ROUTER_IN}: {settings.delivery_limit} "
                    f"(policy lt-router-in); receipts queues keep at most "

@@ -8,7 +8,7 @@ import sys
 from typing import Any, cast
 
 from router.routing.batch import BatchRouter, Incoming
-from schemas import ParseLimits, PackageRejected, Reason
+from schemas import PackageRejected, ParseLimits, Reason
 
 
 def _route_like(router: BatchRouter, msg: Incoming) -> Reason:
