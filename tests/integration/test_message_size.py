@@ -5,6 +5,7 @@ send works without waiting for a reconnect."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -69,3 +70,23 @@ def test_send_failed_is_a_lienthong_error_with_a_reason() -> None:
     err = SendFailed(Reason.BROKER_CLOSED_CHANNEL, "406 PRECONDITION_FAILED")
     assert isinstance(err, LienthongError)
     assert err.as_dict()["code"] == 5100
+
+
+async def test_a_router_holds_no_more_unacknowledged_bytes_than_its_setting(hub: Hub) -> None:
+    """The broker hands a router at most inflight_max_bytes / max message size messages."""
+    from urllib.parse import quote
+
+    hub.settings = hub.settings.with_(inflight_max_bytes=100 * 1024 * 1024)
+    await hub.start_router()
+    want = hub.settings.prefetch_count
+    assert want * hub.settings.max_message_bytes <= 100 * 1024 * 1024
+    path = f"/consumers/{quote(hub.settings.vhost, safe='')}"
+    deadline = time.monotonic() + 30
+    while True:  # the management API shows a consumer a moment after it starts
+        consumers = await hub.admin.request("GET", path) or []
+        router_in = [c for c in consumers if c["queue"]["name"] == "lt.router.in"]
+        if router_in:
+            break
+        assert time.monotonic() < deadline, "no consumer on lt.router.in"
+        await asyncio.sleep(0.2)
+    assert [c["prefetch_count"] for c in router_in] == [want] == [3]
