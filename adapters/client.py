@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
@@ -47,8 +49,11 @@ from adapters import wire
 from adapters.seen import CopyFilter, SeenCopies
 from schemas import (
     EdocPackage,
+    LienthongError,
     Organization,
+    PackageRejected,
     ParsedPackage,
+    Reason,
     ResponseFor,
     StatusCode,
     StatusPackage,
@@ -67,10 +72,22 @@ from schemas.receipt import Receipt
 
 wire.install()  # before any connection: see adapters.wire
 
-__all__ = ["GatewayClient", "InboxMessage"]
+__all__ = ["GatewayClient", "InboxMessage", "ReplayFailed", "SendFailed"]
 
 SUBMIT = "lt.submit"
+REPLAY = "lt.replay"
 DIRECT_REPLY = "amq.rabbitmq.reply-to"
+# the hub's default package limit (LIENTHONG_MAX_PACKAGE_BYTES); ask the hub's operators
+MAX_PACKAGE_BYTES = 30 * 1024 * 1024
+
+
+class SendFailed(LienthongError):
+    """The package was not sent (the broker closed the channel); ``reason`` says why.
+    Sending again is safe: the client's channel is already restored."""
+
+
+class ReplayFailed(LienthongError):
+    """The hub refused a receipt replay request; ``reason`` says why."""
 
 _CONNECTION_ERRORS = (
     aiormq.exceptions.AMQPConnectionError,
@@ -182,6 +199,7 @@ class GatewayClient:
         seen: CopyFilter | None = None,
         sign: Callable[[bytes], bytes] | None = None,
         hub_public_key: bytes | None = None,
+        max_package_bytes: int | None = MAX_PACKAGE_BYTES,
     ) -> None:
         """``seen``: the duplicate filter for delivered copies (in memory unless given,
         e.g. ``DurableSeenCopies(path)`` to survive restarts).
@@ -190,11 +208,14 @@ class GatewayClient:
         ``hub_public_key``: the hub's receipt key (PEM); audit anchors arriving on the
         receipts queue are then verified and each checked to extend the one before
         (``last_anchor``, which a gateway may set from its own storage at start); what
-        does not is listed in ``anchor_problems``."""
+        does not is listed in ``anchor_problems``.
+        ``max_package_bytes``: the hub's size limit; a larger package (as signed) raises
+        PackageRejected(PACKAGE_TOO_LARGE) and is not published (None: no local check)."""
         self._sign = sign
         self.hub_public_key = hub_public_key
         self.last_anchor: AuditAnchor | None = None
         self.anchor_problems: list[str] = []
+        self.max_package_bytes = max_package_bytes
         parts = urlsplit(amqp_url)
         self.user = unquote(parts.username or "guest")
         self.gateway_id = gateway_id or self.user
@@ -212,6 +233,9 @@ class GatewayClient:
         self._seen_receipts = SeenCopies(50_000)
         self._inbox_tag: str | None = None
         self._inbox_buffer: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._replays: dict[str, asyncio.Queue[AbstractIncomingMessage]] = {}
+        # where the last replay stopped: pass it as ``after`` to go on from there
+        self.replay_cursor: str | None = None
 
     async def __aenter__(self) -> Self:
         await self.connect()
@@ -279,6 +303,11 @@ class GatewayClient:
             raise ValueError("sender_code is required when the package is not validated")
         if self._sign is not None:
             body = self._sign(body)
+        if self.max_package_bytes is not None and len(body) > self.max_package_bytes:
+            raise PackageRejected(
+                Reason.PACKAGE_TOO_LARGE,
+                f"{len(body)} bytes > limit {self.max_package_bytes}; nothing was sent",
+            )
         message_id = message_id or str(uuid.uuid4())
         message = aio_pika.Message(
             body,
@@ -291,20 +320,56 @@ class GatewayClient:
             reply_to=DIRECT_REPLY if wait else None,
         )
         if not wait:
-            await self._submit.publish(message, routing_key=normalize(sender_code))
+            await self._publish(message, normalize(sender_code))
             return None
-        assert self._channel is not None
         fut: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
         self._pending[message_id] = fut
         try:
-            # after a reconnect the channel is usable before its consumers are back, and
-            # RabbitMQ closes a channel that asks for direct replies it does not consume:
-            # wait until the channel is wholly restored
-            await self._channel.ready()
-            await self._submit.publish(message, routing_key=normalize(sender_code))
+            await self._publish(message, normalize(sender_code))
             return await asyncio.wait_for(fut, self.receipt_timeout)
         finally:
             self._pending.pop(message_id, None)
+
+    async def _publish(self, message: aio_pika.Message, routing_key: str,
+                       exchange: AbstractExchange | None = None) -> None:
+        """Publish (to ``lt.submit`` unless told) and await the broker's confirm. When the
+        broker closes the channel instead (a message over its maximum size, a refused
+        routing key or exchange), the channel is restored at once and the send fails with
+        a reason."""
+        exchange = exchange or self._submit
+        assert self._channel is not None and exchange is not None, "connect() first"
+        # after a reconnect the channel is usable before its consumers are back, and
+        # RabbitMQ closes a channel that asks for direct replies it does not consume:
+        # wait until the channel is wholly restored
+        await self._channel.ready()
+        try:
+            await exchange.publish(message, routing_key=routing_key)
+        except aiormq.exceptions.ChannelClosed as exc:
+            await self._restore_channel()
+            text = str(exc)
+            if isinstance(exc, aiormq.exceptions.ChannelPreconditionFailed) and (
+                "message size" in text
+            ):
+                raise PackageRejected(
+                    Reason.PACKAGE_TOO_LARGE,
+                    f"{len(message.body)} bytes refused by the broker: {text}",
+                ) from exc
+            raise SendFailed(Reason.BROKER_CLOSED_CHANNEL, text) from exc
+
+    async def _restore_channel(self) -> None:
+        """Wait until the robust channel has reopened with its consumers (it starts at
+        once, as soon as the broker's close is processed), not for the next reconnect."""
+        channel = self._channel
+        assert channel is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.receipt_timeout
+        while loop.time() < deadline:
+            if not channel.is_closed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(channel.ready(), deadline - loop.time())
+                if not channel.is_closed:
+                    return
+            await asyncio.sleep(0.01)  # the broker's close is being processed
 
     async def send_status(
         self,
@@ -376,6 +441,10 @@ class GatewayClient:
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         """A receipt sent straight to this client (its copy in the queue may reach
         another client of the gateway, or this one, where it is dropped as seen)."""
+        replay = self._replays.get(message.correlation_id or "")
+        if replay is not None:
+            replay.put_nowait(message)
+            return
         receipt = _receipt(message.body)
         if receipt is not None:
             self._answer(receipt)
@@ -398,6 +467,63 @@ class GatewayClient:
         queue), so it can also show the receipts of the other clients' sends."""
         while True:
             yield await self._other_receipts.get()
+
+    async def replay_receipts(
+        self,
+        *,
+        since: datetime | None = None,
+        after: str | None = None,
+        page_size: int = 500,
+    ) -> AsyncIterator[Receipt]:
+        """The receipts this gateway missed, rebuilt by the hub from its ledger: from
+        ``since`` (an aware datetime) or after ``after`` (a cursor, see
+        ``replay_cursor``), oldest first, each with its original ``receipt_id``.
+
+        The receipts queue keeps only the newest receipts (the hub drops the oldest past
+        its bound); a gateway that was away replays the rest. Receipts this client has
+        already seen (by ``receipt_id``) are skipped, and those replayed are then dropped
+        if they still come through ``receipts()``: each receipt comes once.
+        Raises ReplayFailed (with a reason) when the hub refuses the request and
+        TimeoutError when it does not answer within ``receipt_timeout``."""
+        assert self._channel is not None, "connect() first"
+        if since is None and after is None:
+            raise ValueError("give since or after")
+        if since is not None and since.tzinfo is None:
+            raise ValueError("since must be an aware datetime (with a time zone)")
+        exchange = await self._channel.get_exchange(REPLAY, ensure=False)
+        cursor = after
+        while True:
+            request_id = str(uuid.uuid4())
+            answers: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+            self._replays[request_id] = answers
+            try:
+                body = {"since": since.isoformat() if since and cursor is None else None,
+                        "after": cursor, "limit": page_size}
+                await self._publish(
+                    aio_pika.Message(json.dumps(body).encode(), correlation_id=request_id,
+                                     reply_to=DIRECT_REPLY, user_id=self.user,
+                                     content_type="application/json"),
+                    "receipts", exchange,
+                )
+                while True:
+                    message = await asyncio.wait_for(answers.get(), self.receipt_timeout)
+                    if message.type == "replay.end":
+                        end = json.loads(message.body)
+                        break
+                    if message.type == "replay.error":
+                        why = json.loads(message.body)["reason"]
+                        raise ReplayFailed(Reason[why["reason"]], why.get("detail", ""))
+                    receipt = _receipt(message.body)
+                    if receipt is None or receipt.receipt_id in self._seen_receipts:
+                        continue
+                    self._seen_receipts.add(receipt.receipt_id)
+                    yield receipt
+            finally:
+                self._replays.pop(request_id, None)
+            cursor = end.get("cursor") or cursor
+            self.replay_cursor = cursor
+            if not end.get("more"):
+                return
 
     # receiving -------------------------------------------------------------------------
     async def inbox(

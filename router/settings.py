@@ -23,6 +23,7 @@ from schemas.reasons import LienthongError, Reason
 
 __all__ = [
     "LOG_LEVELS",
+    "MESSAGE_SIZE_MARGIN",
     "Settings",
     "SettingsError",
     "child_environment",
@@ -35,6 +36,7 @@ __all__ = [
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _OFF = {"", "0", "off", "none", "false", "no"}
 _REDACTED = "***"
+MESSAGE_SIZE_MARGIN = 1024 * 1024  # broker limit = package limit + this
 
 
 class SettingsError(LienthongError, ValueError):
@@ -166,6 +168,24 @@ class Settings:
         kind="float", low=0.001, high=525_600)
     amqp_user_prefix: str = _var(
         "LIENTHONG_AMQP_USER_PREFIX", "", "prefix of gateways' AMQP user names (tests use it)")
+    batch_max_bytes: int = _var(
+        "LIENTHONG_BATCH_MAX_BYTES", 64 * 1024 * 1024,
+        "package bytes per router batch (a larger package goes alone); 1 MiB to 4 GiB",
+        kind="int", low=1024 * 1024, high=4 * 1024**3)
+    inflight_max_bytes: int = _var(
+        "LIENTHONG_INFLIGHT_MAX_BYTES", 512 * 1024 * 1024,
+        "bytes a router may hold unacknowledged: its prefetch is this divided by the broker's "
+        "maximum message size (at least 2, at most 2 x batch size); 1 MiB to 64 GiB",
+        kind="int", low=1024 * 1024, high=64 * 1024**3)
+    receipts_max_length: int = _var(
+        "LIENTHONG_RECEIPTS_MAX_LENGTH", 10_000,
+        "a gateway's receipts queue keeps at most this many receipts (policy "
+        "`lt-gateway-receipts`, oldest dropped; gateways replay from the ledger)",
+        kind="int", low=100, high=10**8)
+    receipts_max_bytes: int = _var(
+        "LIENTHONG_RECEIPTS_MAX_BYTES", 16 * 1024 * 1024,
+        "a gateway's receipts queue keeps at most this many bytes (same policy)",
+        kind="int", low=1024 * 1024, high=64 * 1024**3)
     # logs and metrics
     log_level: str = _var(
         "LIENTHONG_LOG_LEVEL", "INFO",
@@ -260,6 +280,21 @@ class Settings:
                 problems.append(f"{f.metadata['env']}: not a URL (no scheme)")
         if problems:
             raise SettingsError(problems)
+
+    @property
+    def max_message_bytes(self) -> int:
+        """The broker's maximum message size for this hub: the package limit plus a margin,
+        so a package just over the limit still reaches a router and gets its
+        PACKAGE_TOO_LARGE receipt (deploy/local/ensure-services.sh sets it)."""
+        return self.max_package_bytes + MESSAGE_SIZE_MARGIN
+
+    @property
+    def prefetch_count(self) -> int:
+        """Messages a router may hold unacknowledged: as many as fit in
+        ``inflight_max_bytes`` at the broker's maximum message size (at least 2: one batch
+        routing, one arriving), never more than two batches."""
+        fit = self.inflight_max_bytes // self.max_message_bytes
+        return max(2, min(self.batch_size * 2, fit))
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]

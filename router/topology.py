@@ -16,6 +16,8 @@ lt.quarantine          quorum  kept for operators (``lienthong parking quarantin
                                nothing consumes it automatically, so nothing loops
 lt.unroutable          fanout  alternate exchange of lt.submit and lt.receipts
 lt.unroutable          quorum  what no binding wanted, kept for operators
+lt.replay              direct  gateways ask for the receipts they missed (key ``receipts``)
+lt.replay              quorum  bound to lt.replay; routers answer from the ledger
 =====================  ======  =====================================================
 
 ``lt.deliver`` has no alternate exchange on purpose: routers publish copies with
@@ -37,6 +39,12 @@ lt-parking             ``^lt\.parking$``               delivery-limit 10, dead l
                                                        lt.quarantine: a parked message that
                                                        routers cannot record (or that kills
                                                        them) never loops
+lt-gateway-receipts    ``^lt\.gw\..+\.receipts$``      max-length and max-length-bytes
+                                                       (settings), overflow drop-head: a
+                                                       gateway that does not read loses
+                                                       its oldest receipts from the queue,
+                                                       never from the ledger (it replays
+                                                       them: router.recovery.replay)
 =====================  ==============================  ==================================
 
 A queue that an earlier version declared with these as queue arguments keeps them
@@ -55,6 +63,7 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractQueue, ExchangeType
 
 from router import amqp
+from router.settings import Settings
 
 if TYPE_CHECKING:  # routers import this module; only provisioning needs aiohttp
     from router.broker_admin import BrokerAdmin
@@ -66,6 +75,8 @@ __all__ = [
     "PARKING",
     "QUARANTINE",
     "RECEIPTS",
+    "REPLAY",
+    "REPLAY_RECEIPTS_KEY",
     "ROUTER_IN",
     "SUBMIT",
     "UNROUTABLE",
@@ -89,6 +100,8 @@ DEAD = "lt.dead"
 PARKING = "lt.parking"
 QUARANTINE = "lt.quarantine"
 UNROUTABLE = "lt.unroutable"
+REPLAY = "lt.replay"
+REPLAY_RECEIPTS_KEY = "receipts"
 
 GATEWAY_DELIVERY_LIMIT = 20
 PARKING_DELIVERY_LIMIT = 10
@@ -115,9 +128,20 @@ class Policy:
     priority: int = 10
 
 
-def policies(delivery_limit: int) -> list[Policy]:
+RECEIPTS_MAX_LENGTH = Settings().receipts_max_length  # LIENTHONG_RECEIPTS_MAX_LENGTH
+RECEIPTS_MAX_BYTES = Settings().receipts_max_bytes  # LIENTHONG_RECEIPTS_MAX_BYTES
+
+
+def policies(
+    delivery_limit: int,
+    *,
+    receipts_max_length: int = RECEIPTS_MAX_LENGTH,
+    receipts_max_bytes: int = RECEIPTS_MAX_BYTES,
+) -> list[Policy]:
     """The hub's policies: a message delivered (and given back) ``delivery_limit`` times
-    leaves the queue for ``lt.dead`` → ``lt.parking``, with its history, never dropped."""
+    leaves the queue for ``lt.dead`` → ``lt.parking``, with its history, never dropped.
+    A gateway's receipts queue is bounded (oldest dropped): the ledger keeps every receipt
+    and the gateway replays what it missed."""
     dead_letters: dict[str, Any] = {
         "dead-letter-exchange": DEAD,
         "dead-letter-strategy": "at-least-once",
@@ -132,13 +156,24 @@ def policies(delivery_limit: int) -> list[Policy]:
         Policy("lt-parking", r"^lt\.parking$",
                {"delivery-limit": PARKING_DELIVERY_LIMIT, **dead_letters,
                 "dead-letter-exchange": QUARANTINE}),
+        Policy("lt-gateway-receipts", r"^lt\.gw\..+\.receipts$",
+               {"max-length": receipts_max_length, "max-length-bytes": receipts_max_bytes,
+                "overflow": "drop-head"}),
     ]
 
 
-async def apply_policies(admin: BrokerAdmin, vhost: str, *, delivery_limit: int) -> None:
+async def apply_policies(
+    admin: BrokerAdmin,
+    vhost: str,
+    *,
+    delivery_limit: int,
+    receipts_max_length: int = RECEIPTS_MAX_LENGTH,
+    receipts_max_bytes: int = RECEIPTS_MAX_BYTES,
+) -> None:
     """Create or update the hub's policies (through the management API). Idempotent; a
-    changed delivery limit takes effect on the live queues."""
-    for p in policies(delivery_limit):
+    changed delivery limit or receipts bound takes effect on the live queues."""
+    for p in policies(delivery_limit, receipts_max_length=receipts_max_length,
+                      receipts_max_bytes=receipts_max_bytes):
         await admin.put_policy(vhost, p.name, pattern=p.pattern, definition=p.definition,
                                priority=p.priority)
 
@@ -187,6 +222,10 @@ async def declare_core(channel: AbstractChannel) -> None:
     await channel.declare_exchange(
         RECEIPTS, ExchangeType.DIRECT, durable=True, arguments={"alternate-exchange": UNROUTABLE}
     )
+
+    replay = await channel.declare_exchange(REPLAY, ExchangeType.DIRECT, durable=True)
+    replay_q = await _quorum_queue(channel, REPLAY)
+    await replay_q.bind(replay, routing_key=REPLAY_RECEIPTS_KEY)
 
 
 async def declare_gateway(channel: AbstractChannel, gateway_id: str) -> None:

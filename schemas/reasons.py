@@ -378,6 +378,18 @@ class Reason(Enum):
         "Tiến trình định tuyến bị lỗi liên tục, đã dừng khởi động lại",
         "Router workers kept crashing; the supervisor stopped restarting them",
     )
+    # 5100-5109: bytes in flight, broker limits, receipt replay
+    BROKER_CLOSED_CHANNEL = _ReasonInfo(
+        5100,
+        "Máy chủ AMQP đã đóng kênh khi nhận gói tin; gói tin chưa được gửi",
+        "The broker closed the channel while taking the package; it was not sent",
+        final=False,
+    )
+    REPLAY_BAD_REQUEST = _ReasonInfo(
+        5101,
+        "Yêu cầu phát lại biên nhận không hợp lệ",
+        "The receipt replay request is not valid",
+    )
 
     @property
     def code(self) -> int:

@@ -98,6 +98,25 @@ done
 curl -fsS -u guest:guest http://127.0.0.1:15672/api/overview >/dev/null 2>&1 \
   || { say "the RabbitMQ management API does not answer on 15672"; exit 1; }
 
+# The broker's maximum message size: the hub's package limit plus 1 MiB (router/settings.py
+# MESSAGE_SIZE_MARGIN), so a package just over the limit still reaches a router and gets a
+# PACKAGE_TOO_LARGE receipt, while anything larger is refused by the broker before it is
+# stored (RabbitMQ's default is 128 MiB). RabbitMQ 3.10 reads rabbit.max_message_size when a
+# channel opens, so setting it at runtime applies to every new channel; it lasts until the
+# node restarts, and this script sets it again on every run. Production sets it in
+# rabbitmq.conf (`max_message_size = 32505856`), which survives restarts.
+max_message=$(( ${LIENTHONG_MAX_PACKAGE_BYTES:-31457280} + 1048576 ))
+current=$(rabbitmqctl -q eval 'application:get_env(rabbit, max_message_size).' 2>/dev/null \
+  | tr -dc '0-9' || true)
+if [ "$current" != "$max_message" ]; then
+  if rabbitmqctl -q eval "application:set_env(rabbit, max_message_size, $max_message)." \
+      >/dev/null 2>&1; then
+    say "RabbitMQ max_message_size set to $max_message bytes (was ${current:-unknown})"
+  else
+    say "could not set RabbitMQ's max_message_size (set max_message_size = $max_message in rabbitmq.conf)"
+  fi
+fi
+
 # PostgreSQL
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   ver=$(ls /etc/postgresql | sort -V | tail -n 1)

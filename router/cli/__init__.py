@@ -29,6 +29,7 @@ _COMMANDS: dict[str, str] = {
     "ops": "router.cli.ops:ops",
     "certs": "router.cli.security:certs",
     "receipt": "router.cli.security:receipt",
+    "receipts": "router.cli.receipts:receipts",
     "audit": "router.cli.security:audit",
     "config": "router.cli.config:config",
 }

@@ -18,9 +18,8 @@ def topology() -> None:
 
 @topology.command("apply")
 def apply_cmd() -> None:
-    """Declare the vhost, the hub's exchanges and queues, and every gateway's queues;
-    re-issue every gateway's permissions.
-    Idempotent."""
+    """Declare the vhost, the hub's exchanges and queues, and every gateway's queues, and
+    bring every gateway's permissions up to date. Idempotent."""
 
     async def go(settings: Settings) -> None:
         async with BrokerAdmin(settings.management_url) as admin:
@@ -29,12 +28,14 @@ def apply_cmd() -> None:
             await admin.set_permissions(settings.vhost, user, configure=".*", write=".*",
                                         read=".*")
             await topo.apply_policies(admin, settings.vhost,
-                                      delivery_limit=settings.delivery_limit)
+                                      delivery_limit=settings.delivery_limit,
+                                      receipts_max_length=settings.receipts_max_length,
+                                      receipts_max_bytes=settings.receipts_max_bytes)
         conn = await connect_db(settings)
         try:
             ids = [r["id"] for r in await conn.fetch("SELECT id FROM gateways ORDER BY id")]
-            # every gateway's permissions as this version writes them (e.g. topic regexes
-            # that admit only agency-code characters)
+            # every gateway's permissions as this version grants them (topic regexes that
+            # admit only agency-code characters, write to lt.replay)
             async with BrokerAdmin(settings.management_url) as admin:
                 for gid in ids:
                     await sync_gateway_permissions(conn, admin, settings.vhost, gid)
@@ -43,6 +44,8 @@ def apply_cmd() -> None:
         await topo.apply(settings, ids)
         click.echo(f"topology applied in vhost {settings.vhost!r}: core + {len(ids)} gateways; "
                    f"delivery limit of {topo.ROUTER_IN}: {settings.delivery_limit} "
-                   f"(policy lt-router-in)")
+                   f"(policy lt-router-in); receipts queues keep at most "
+                   f"{settings.receipts_max_length} receipts / {settings.receipts_max_bytes} "
+                   f"bytes, oldest dropped (policy lt-gateway-receipts)")
 
     run_async(go)

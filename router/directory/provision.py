@@ -22,7 +22,9 @@ async def ensure_core(settings: Settings, admin: BrokerAdmin) -> None:
     """The vhost, its policies and the hub's own exchanges and queues (policies first,
     so that every queue has its delivery limit from the moment it exists)."""
     await admin.put_vhost(settings.vhost)
-    await topology.apply_policies(admin, settings.vhost, delivery_limit=settings.delivery_limit)
+    await topology.apply_policies(admin, settings.vhost, delivery_limit=settings.delivery_limit,
+                                  receipts_max_length=settings.receipts_max_length,
+                                  receipts_max_bytes=settings.receipts_max_bytes)
     connection = await amqp.connect(settings, "provision-core", robust=False)
     async with connection:
         channel = await connection.channel()

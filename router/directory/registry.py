@@ -28,7 +28,7 @@ from pathlib import Path
 from router.broker_admin import BrokerAdmin
 from router.ledger import Conn
 from router.security import audit
-from router.topology import SUBMIT, inbox_queue, receipts_queue
+from router.topology import REPLAY, SUBMIT, inbox_queue, receipts_queue
 from schemas.agency_code import normalize
 from schemas.reasons import LienthongError, Reason
 
@@ -311,7 +311,9 @@ async def sync_gateway_permissions(
         return
     queues = "|".join(re.escape(q) for q in (inbox_queue(gateway_id), receipts_queue(gateway_id)))
     await admin.set_permissions(
-        vhost, user, configure="^$", write=f"^{re.escape(SUBMIT)}$", read=f"^(?:{queues})$"
+        vhost, user, configure="^$",
+        # lt.replay: a gateway asks for the receipts it missed (router.recovery.replay)
+        write=f"^(?:{re.escape(SUBMIT)}|{re.escape(REPLAY)})$", read=f"^(?:{queues})$"
     )
     codes = await _assigned_codes(conn, gateway_id)
     await admin.set_topic_permissions(

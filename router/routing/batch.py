@@ -86,7 +86,10 @@ class BatchRouter:
         try:
             return parse_package(msg.body, limits=self._limits)
         except PackageRejected as exc:
-            return exc
+            # kept as data, without tracebacks: their frames hold the batch (and every body
+            # in it) in a reference cycle, freed only by a later garbage collection
+            exc.__cause__ = exc.__context__ = None
+            return exc.with_traceback(None)
 
     @staticmethod
     def receipts_for(plan: BatchPlan, states: dict[uuid.UUID, str]) -> list[OutgoingReceipt]:

@@ -55,6 +55,7 @@ from router.outbox import publish as publishing
 from router.outbox.outbox import Outbox
 from router.outbox.signing import hub_signer
 from router.recovery import deadlines, parking
+from router.recovery.replay import ReplayServer
 from router.routing.batch import BatchPlan, BatchRouter, Copy, Incoming, OutgoingReceipt, derive_id
 from router.security import anchors, posture
 from router.security.signature_gate import SignatureGate
@@ -202,12 +203,15 @@ class RouterWorker:
         self._hub_user = amqp.hub_user(settings)
         hub_signer(settings)  # an unusable key stops the worker now (unset: a warning)
         self._last_full = False
+        # a message taken from the inbox that did not fit in the batch's bytes
+        self._carry: AbstractIncomingMessage | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         self._connection = await amqp.connect(self.settings, "router")
         async with self._connection:
             consume = await self._connection.channel()
-            await consume.set_qos(prefetch_count=self.settings.batch_size * 2)
+            # in-flight bytes bounded: prefetch x the broker's maximum message size
+            await consume.set_qos(prefetch_count=self.settings.prefetch_count)
             self._publish_channel = await self._connection.channel(publisher_confirms=True)
             self._deliver = await self._publish_channel.get_exchange(topology.DELIVER)
             self._receipts = await self._publish_channel.get_exchange(topology.RECEIPTS)
@@ -219,6 +223,9 @@ class RouterWorker:
             await parking_channel.set_qos(prefetch_count=20)
             parking = await parking_channel.get_queue(topology.PARKING)
             await parking.consume(self._on_parked)
+            # gateways that were away ask here for the receipts they missed
+            await ReplayServer(self.pool, self._outbox.sign).start(
+                self._connection)
             log.info("router.started", batch_size=self.settings.batch_size, pid=os.getpid())
             async with self.pool.acquire() as conn:
                 await posture.record_start(conn, "router", self.settings,
@@ -336,29 +343,39 @@ class RouterWorker:
                     queue=rec.source_queue, detail=rec.error)
 
     async def _next_batch(self, stop: asyncio.Event) -> list[AbstractIncomingMessage]:
-        try:
-            first = await asyncio.wait_for(self._inbox.get(), timeout=0.5)
-        except TimeoutError:
-            return []
+        """The next batch: up to ``batch_size`` messages and ``batch_max_bytes`` of bodies
+        (a single larger message goes alone); a message that does not fit waits for the
+        next batch."""
+        if self._carry is not None:
+            first, self._carry = self._carry, None
+        else:
+            try:
+                first = await asyncio.wait_for(self._inbox.get(), timeout=0.5)
+            except TimeoutError:
+                return []
         batch = [first]
+        size = len(first.body)
         # wait for more only under load (the previous batch was full): at low load a
         # package goes at once instead of waiting batch_wait_ms for company
         wait = self.settings.batch_wait_ms / 1000 if self._last_full else 0.0
         deadline = time.monotonic() + wait
         while len(batch) < self.settings.batch_size:
             try:
-                batch.append(self._inbox.get_nowait())
-                continue
+                nxt = self._inbox.get_nowait()
             except asyncio.QueueEmpty:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or stop.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or stop.is_set():
+                    break
+                try:
+                    nxt = await asyncio.wait_for(self._inbox.get(), timeout=remaining)
+                except TimeoutError:
+                    break
+            if size + len(nxt.body) > self.settings.batch_max_bytes:
+                self._carry = nxt
                 break
-            try:
-                batch.append(await asyncio.wait_for(self._inbox.get(), timeout=remaining))
-            except TimeoutError:
-                break
-        self._last_full = len(batch) >= self.settings.batch_size
+            batch.append(nxt)
+            size += len(nxt.body)
+        self._last_full = len(batch) >= self.settings.batch_size or self._carry is not None
         return batch
 
     # batches ---------------------------------------------------------------------------

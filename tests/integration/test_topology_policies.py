@@ -37,8 +37,11 @@ async def test_queues_take_their_limits_from_policies(hub: Hub) -> None:
     inbox = await _effective(hub, "lt.gw.vpcp.inbox", "delivery-limit",
                              topology.GATEWAY_DELIVERY_LIMIT)
     assert inbox["policy"] == "lt-gateway-inbox"
-    receipts = await hub.admin.get_queue(hub.settings.vhost, "lt.gw.vpcp.receipts")
-    assert receipts is not None and receipts.get("policy") in (None, "")
+    receipts = await _effective(hub, "lt.gw.vpcp.receipts", "max-length",
+                                hub.settings.receipts_max_length)
+    assert receipts["policy"] == "lt-gateway-receipts"  # bounded, oldest dropped
+    assert receipts["effective_policy_definition"]["overflow"] == "drop-head"
+    assert "delivery-limit" not in receipts["effective_policy_definition"]
 
 
 async def test_topology_apply_changes_the_limit_of_the_live_queue(hub: Hub) -> None:
