@@ -323,8 +323,7 @@ async def test_routers_publish_one_anchor_per_interval_between_them(
     hub: Hub, signer: ReceiptSigner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await hub.add_gateway("vpcp", serves=[G22])
-    monkeypatch.setenv("LIENTHONG_HUB_KEY", str(tmp_path / "hub.key"))
-    settings = hub.settings.with_(audit_anchor_seconds=1.0)
+    settings = hub.settings.with_(audit_anchor_seconds=1.0, hub_key=str(tmp_path / "hub.key"))
     stop = asyncio.Event()
     workers = [RouterWorker(settings, hub.pool) for _ in range(2)]
     tasks = [asyncio.create_task(w.run(stop)) for w in workers]
