@@ -6,10 +6,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from importlib import resources
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
 
 from router.ledger import Conn
 
-__all__ = ["Migration", "applied_versions", "available", "migrate", "pending"]
+__all__ = ["Migration", "applied_versions", "available", "ensure_database", "migrate", "pending"]
 
 _LOCK_KEY = 0x6C69656E  # "lien": one migrator at a time
 
@@ -88,3 +91,19 @@ async def migrate(conn: Conn) -> list[Migration]:
         return applied
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+
+
+async def ensure_database(database_url: str) -> bool:
+    """Create the database named in the URL if it does not exist. True when created."""
+    parts = urlsplit(database_url)
+    name = parts.path.lstrip("/")
+    admin_url = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
+    conn = await asyncpg.connect(admin_url)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if exists:
+            return False
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        return True
+    finally:
+        await conn.close()

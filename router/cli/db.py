@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-import asyncpg
 import click
 
 from router import migrate as migrations
 from router.cli._services import connect_db, run_async
 from router.settings import Settings
-
-
-async def ensure_database(database_url: str) -> bool:
-    """Create the database named in the URL if it does not exist. True when created."""
-    parts = urlsplit(database_url)
-    name = parts.path.lstrip("/")
-    admin_url = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
-    conn = await asyncpg.connect(admin_url)
-    try:
-        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
-        if exists:
-            return False
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        return True
-    finally:
-        await conn.close()
 
 
 @click.group()
@@ -40,7 +23,7 @@ def migrate_cmd(create: bool) -> None:
     """Apply pending migrations (recorded; running it again is harmless)."""
 
     async def go(settings: Settings) -> None:
-        if create and await ensure_database(settings.database_url):
+        if create and await migrations.ensure_database(settings.database_url):
             click.echo(f"created database {urlsplit(settings.database_url).path.lstrip('/')}")
         conn = await connect_db(settings)
         try:

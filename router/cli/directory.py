@@ -12,6 +12,7 @@ from router import topology
 from router.broker_admin import BrokerAdmin
 from router.cli._services import connect_db, fail, run_async
 from router.cli.security import cli_actor as _actor
+from router.directory import lookup
 from router.directory import registry as directory
 from router.directory.provision import ensure_core, provision_gateway
 from router.settings import Settings
@@ -37,7 +38,7 @@ def import_cmd(csv_file: Path) -> None:
         conn = await connect_db(settings)
         try:
             result = await directory.import_agencies(conn, rows, actor=_actor())
-            gateways = [r["id"] for r in await conn.fetch("SELECT id FROM gateways")]
+            gateways = await lookup.gateway_ids(conn)
             async with BrokerAdmin(settings.management_url) as admin:
                 for gid in gateways:
                     await directory.sync_gateway_permissions(conn, admin, settings.vhost, gid)
@@ -62,18 +63,11 @@ def import_cmd(csv_file: Path) -> None:
 @click.argument("code")
 def show_agency(code: str) -> None:
     """Resolve a code or alias to its agency."""
-    from schemas.agency_code import normalize
 
     async def go(settings: Settings) -> None:
         conn = await connect_db(settings)
         try:
-            row = await conn.fetchrow(
-                """SELECT a.*, array(SELECT alias FROM agency_aliases x WHERE x.agency_id = a.id
-                                     ORDER BY alias) AS aliases
-                   FROM agency_aliases al JOIN agencies a ON a.id = al.agency_id
-                   WHERE al.alias = $1""",
-                normalize(code),
-            )
+            row = await lookup.agency_by_alias(conn, code)
         finally:
             await conn.close()
         if row is None:
@@ -187,12 +181,7 @@ def list_gateways() -> None:
     async def go(settings: Settings) -> None:
         conn = await connect_db(settings)
         try:
-            rows = await conn.fetch(
-                """SELECT g.id, g.name, g.kind, g.status, g.serves,
-                          count(a.id) AS agencies
-                   FROM gateways g LEFT JOIN agencies a ON a.gateway_id = g.id
-                   GROUP BY g.id ORDER BY g.id"""
-            )
+            rows = await lookup.gateway_summaries(conn)
         finally:
             await conn.close()
         table = Table("id", "name", "kind", "status", "serves", "agencies")

@@ -13,6 +13,7 @@ from datetime import datetime
 import click
 
 from router.cli._services import connect_db, fail, run_async
+from router.directory import lookup
 from router.outbox.signing import hub_signer
 from router.recovery.replay import PAGE_MAX, rebuild
 from router.settings import Settings
@@ -52,8 +53,7 @@ def replay_cmd(gateway_id: str, since: str | None, after: str | None,
     async def go(settings: Settings) -> None:
         conn = await connect_db(settings)
         try:
-            if await conn.fetchval("SELECT 1 FROM gateways WHERE id = $1", gateway_id) is None:
-                fail(f"no gateway {gateway_id!r}", 2)
+            await lookup.require_gateway(conn, gateway_id)
             cursor, left, count = after, limit, 0
             while left is None or left > 0:
                 page = await rebuild(conn, gateway_id, since=start if cursor is None else None,

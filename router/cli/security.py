@@ -24,6 +24,7 @@ from router.directory.credentials import rotate_credentials
 from router.outbox.signing import HUB_KEY_ENV, ReceiptSigner, generate_hub_key
 from router.security import certificates
 from router.security.audit import AuditEntry, list_entries, verify_chain
+from router.security.audit import head as audit_head
 from router.settings import Settings
 from schemas.audit_anchor import check_extends, verify_anchor
 from schemas.reasons import LienthongError
@@ -370,15 +371,15 @@ def verify_audit(as_json: bool, anchor_values: tuple[str, ...],
 def head() -> None:
     """Print the chain's head as ID:HASH, to record outside the database."""
 
-    async def go(settings: Settings) -> Any:
+    async def go(settings: Settings) -> tuple[int, bytes]:
         conn = await connect_db(settings)
         try:
-            return await conn.fetchrow("SELECT last_id, hash FROM audit_head")
+            return await audit_head(conn)
         finally:
             await conn.close()
 
-    row = run_async(go)
-    click.echo(f"{row['last_id']}:{bytes(row['hash']).hex()}")
+    last_id, digest = run_async(go)
+    click.echo(f"{last_id}:{digest.hex()}")
 
 
 @audit.command("list")

@@ -7,6 +7,7 @@ import click
 from router import topology as topo
 from router.broker_admin import BrokerAdmin
 from router.cli._services import connect_db, run_async
+from router.directory import lookup
 from router.directory.registry import sync_gateway_permissions
 from router.settings import Settings
 
@@ -33,7 +34,7 @@ def apply_cmd() -> None:
                                       receipts_max_bytes=settings.receipts_max_bytes)
         conn = await connect_db(settings)
         try:
-            ids = [r["id"] for r in await conn.fetch("SELECT id FROM gateways ORDER BY id")]
+            ids = await lookup.gateway_ids(conn)
             # every gateway's permissions as this version grants them (topic regexes that
             # admit only agency-code characters, write to lt.replay)
             async with BrokerAdmin(settings.management_url) as admin:

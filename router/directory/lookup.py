@@ -1,13 +1,45 @@
-"""Names an operator types (a gateway id, an agency code in any spelling) checked against
-the directory: a typo is refused with a reason instead of silently matching nothing."""
+"""The directory as operators read it, and the names an operator types (a gateway id, an
+agency code in any spelling) checked against it: a typo is refused with a reason instead of
+silently matching nothing."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from router.ledger import Conn
 from schemas.agency_code import normalize
 from schemas.reasons import OperationRefused, Reason
 
-__all__ = ["require_agency", "require_gateway"]
+__all__ = ["agency_by_alias", "gateway_ids", "gateway_summaries", "require_agency",
+           "require_gateway"]
+
+
+async def gateway_ids(conn: Conn) -> list[str]:
+    """Every gateway's id, in order."""
+    return [r["id"] for r in await conn.fetch("SELECT id FROM gateways ORDER BY id")]
+
+
+async def gateway_summaries(conn: Conn) -> list[dict[str, Any]]:
+    """Gateways with the number of agencies each serves."""
+    rows = await conn.fetch(
+        """SELECT g.id, g.name, g.kind, g.status, g.serves, count(a.id) AS agencies
+           FROM gateways g LEFT JOIN agencies a ON a.gateway_id = g.id
+           GROUP BY g.id ORDER BY g.id"""
+    )
+    return [dict(r) for r in rows]
+
+
+async def agency_by_alias(conn: Conn, code: str) -> dict[str, Any] | None:
+    """The agency known by ``code`` (its code or any alias, any spelling), with its
+    aliases; None when no agency is."""
+    row = await conn.fetchrow(
+        """SELECT a.*, array(SELECT alias FROM agency_aliases x WHERE x.agency_id = a.id
+                             ORDER BY alias) AS aliases
+           FROM agency_aliases al JOIN agencies a ON a.id = al.agency_id
+           WHERE al.alias = $1""",
+        normalize(code),
+    )
+    return dict(row) if row is not None else None
 
 
 async def require_gateway(conn: Conn, gateway_id: str) -> None:

@@ -16,7 +16,7 @@ from router.ledger import Conn
 from router.ops.auth import TokenStore
 from router.ops.context import CTX
 from router.ops.errors import error_response
-from router.security import audit
+from router.security import anchors, audit
 from schemas.reasons import Reason
 
 __all__ = ["AUDIT_PATHS", "add_audit_routes", "record_tokens_loaded", "token_fingerprints"]
@@ -35,11 +35,8 @@ def token_fingerprints(tokens: TokenStore) -> dict[str, dict[str, str]]:
 async def record_tokens_loaded(conn: Conn, tokens: TokenStore) -> None:
     """Append ``ops.tokens_loaded`` with the tokens before (the last start) and now."""
     after = token_fingerprints(tokens)
-    prev = await conn.fetchval(
-        "SELECT details::text FROM audit_log WHERE action = 'ops.tokens_loaded' "
-        "ORDER BY id DESC LIMIT 1"
-    )
-    before: dict[str, Any] | None = json.loads(prev).get("after") if prev else None
+    prev = await audit.last_details(conn, "ops.tokens_loaded")
+    before: dict[str, Any] | None = prev.get("after") if prev else None
     old = before or {}
     await audit.append(
         conn, "ops", "ops.tokens_loaded", "ops",
@@ -77,10 +74,7 @@ async def audit_list(request: web.Request) -> web.Response:
 
 async def anchors_list(request: web.Request) -> web.Response:
     async with request.app[CTX].conn() as conn:
-        rows = await conn.fetch(
-            "SELECT body::text AS body, gateways FROM audit_anchors "
-            "ORDER BY number DESC LIMIT 100"
-        )
+        rows = await anchors.recent(conn)
     return web.json_response(
         {"anchors": [{"anchor": json.loads(r["body"]), "gateways": r["gateways"]}
                      for r in rows]},

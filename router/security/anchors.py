@@ -21,17 +21,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import UTC, datetime
+from typing import Any
 
 import aio_pika
 import asyncpg
 import structlog
 from aio_pika.abc import AbstractExchange
 
+from router.ledger import Conn
 from router.outbox.publish import publish_all
 from router.outbox.signing import ReceiptSigner
 from schemas.audit_anchor import ANCHOR_CONTENT_TYPE, ANCHOR_MESSAGE_TYPE, AuditAnchor
 
-__all__ = ["ANCHOR_LOCK", "anchor_loop", "anchor_message", "publish_anchor"]
+__all__ = ["ANCHOR_LOCK", "anchor_loop", "anchor_message", "publish_anchor", "recent"]
 
 log = structlog.get_logger("lienthong.audit")
 
@@ -124,3 +126,12 @@ async def anchor_loop(
             log.warning("audit.anchor_failed", error=repr(exc)[:300])
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
+
+
+async def recent(conn: Conn, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest anchors published (body as JSON text, gateways reached), newest first."""
+    rows = await conn.fetch(
+        "SELECT body::text AS body, gateways FROM audit_anchors ORDER BY number DESC LIMIT $1",
+        limit,
+    )
+    return [dict(r) for r in rows]

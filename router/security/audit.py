@@ -47,9 +47,29 @@ __all__ = [
     "AuditReport",
     "append",
     "append_many",
+    "head",
+    "last_details",
     "list_entries",
     "verify_chain",
 ]
+
+async def head(conn: Conn) -> tuple[int, bytes]:
+    """The chain's head: the last row's id and hash (``audit_head``)."""
+    row = await conn.fetchrow("SELECT last_id, hash FROM audit_head")
+    if row is None:
+        return 0, b""
+    return int(row["last_id"]), bytes(row["hash"])
+
+
+async def last_details(conn: Conn, action: str, subject: str | None = None) -> Any:
+    """The details of the newest row of ``action`` (and ``subject``), or None."""
+    raw = await conn.fetchval(
+        "SELECT details::text FROM audit_log WHERE action = $1 "
+        "AND ($2::text IS NULL OR subject = $2) ORDER BY id DESC LIMIT 1",
+        action, subject,
+    )
+    return json.loads(raw) if raw else None
+
 
 # Keys whose values are never written to the log, whatever a caller passes.
 _SECRET_KEYS = frozenset({"password", "secret", "token", "private_key", "key_pem"})

@@ -9,7 +9,6 @@ with the weaknesses the previous such start of that process had (``before``) and
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from typing import Any
@@ -40,12 +39,8 @@ async def record_start(
     weak = weaknesses(settings, receipts_signed=receipts_signed)
     if not weak:
         return weak
-    prev = await conn.fetchval(
-        "SELECT details::text FROM audit_log WHERE action = 'process.weakened' "
-        "AND subject = $1 ORDER BY id DESC LIMIT 1",
-        process,
-    )
-    before: Any = json.loads(prev).get("after") if prev else None
+    prev = await audit.last_details(conn, "process.weakened", process)
+    before: Any = prev.get("after") if prev else None
     await audit.append(
         conn, process, "process.weakened", process,
         {"before": before, "after": weak, "host": socket.gethostname(), "pid": os.getpid()},
