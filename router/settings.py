@@ -31,6 +31,12 @@ class Settings:
     sweep_seconds: int = 30
     not_arrived_minutes: float = 15.0
     audit_anchor_seconds: float = 300.0
+    # the VXP façade (``lienthong vxp``): its own database, never the hub's ledger
+    vxp_database_url: str = "postgresql://postgres@127.0.0.1:5432/lienthong_vxp"
+    vxp_secret_key: str = ""  # Fernet key encrypting system secrets (`lienthong vxp new-key`)
+    vxp_host: str = "127.0.0.1"
+    vxp_port: int = 8090
+    vxp_timestamp_window_seconds: int = 300  # strict mode: freshness and replay window
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -53,6 +59,13 @@ class Settings:
             ),
             audit_anchor_seconds=float(
                 os.environ.get("LIENTHONG_AUDIT_ANCHOR_SECONDS", d.audit_anchor_seconds)
+            ),
+            vxp_database_url=os.environ.get("LIENTHONG_VXP_DATABASE_URL", d.vxp_database_url),
+            vxp_secret_key=os.environ.get("LIENTHONG_VXP_SECRET_KEY", d.vxp_secret_key),
+            vxp_host=os.environ.get("LIENTHONG_VXP_HOST", d.vxp_host),
+            vxp_port=_env_int("LIENTHONG_VXP_PORT", d.vxp_port),
+            vxp_timestamp_window_seconds=_env_int(
+                "LIENTHONG_VXP_TIMESTAMP_WINDOW_SECONDS", d.vxp_timestamp_window_seconds
             ),
         )
 

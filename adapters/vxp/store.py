@@ -1,0 +1,278 @@
+"""The façade's own state in PostgreSQL (its own database, never the hub's ledger).
+
+* ``vxp.gateways``: the AMQP URL of each gateway the façade speaks for (sealed);
+* ``vxp.systems``: the SDK systems (system id, gateway, sealed secret, strict mode);
+* ``vxp.mailbox``: copies taken from the gateways' inboxes, stored before the AMQP ack,
+  keyed by the hub's copy id, so a copy delivered twice is stored once;
+* ``vxp.sent``: what systems sent and the hub's answer;
+* ``vxp.replay``: strict mode's replay cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from adapters.vxp.sealing import Sealer
+
+__all__ = ["MailboxRow", "NewCopy", "Store", "System", "ensure_schema"]
+
+_LOCK = 0x76787020  # "vxp "
+
+SCHEMA = """
+CREATE SCHEMA IF NOT EXISTS vxp;
+CREATE TABLE IF NOT EXISTS vxp.gateways (
+    gateway_id text PRIMARY KEY,
+    amqp_url_sealed bytea NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS vxp.systems (
+    system_id text PRIMARY KEY,
+    gateway_id text NOT NULL REFERENCES vxp.gateways,
+    secret_sealed bytea NOT NULL,
+    strict boolean NOT NULL DEFAULT false,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    rotated_at timestamptz);
+CREATE TABLE IF NOT EXISTS vxp.mailbox (
+    gateway_id text NOT NULL,
+    doc_id text NOT NULL,
+    kind text NOT NULL,
+    hub_id text NOT NULL,
+    sender text NOT NULL,
+    recipients text[] NOT NULL,
+    document_id text,
+    status_code text,
+    body bytea NOT NULL,
+    size integer NOT NULL,
+    state text NOT NULL DEFAULT 'new',
+    received_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (gateway_id, doc_id));
+CREATE INDEX IF NOT EXISTS mailbox_pending
+    ON vxp.mailbox (gateway_id, kind, received_at) WHERE state <> 'done';
+CREATE TABLE IF NOT EXISTS vxp.sent (
+    system_id text NOT NULL,
+    hub_id text NOT NULL,
+    message_id text NOT NULL,
+    kind text NOT NULL,
+    document_id text,
+    receipt jsonb NOT NULL,
+    sent_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (system_id, hub_id));
+CREATE TABLE IF NOT EXISTS vxp.replay (
+    system_id text NOT NULL,
+    mac text NOT NULL,
+    seen_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (system_id, mac));
+"""
+
+
+async def ensure_schema(pool: asyncpg.Pool) -> None:
+    """Create the façade's tables if missing (idempotent, one process at a time)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+        await conn.execute(SCHEMA)
+
+
+@dataclass(frozen=True, slots=True)
+class System:
+    system_id: str
+    gateway_id: str
+    secret: str
+    strict: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewCopy:
+    """A copy taken from a gateway's inbox."""
+
+    doc_id: str
+    kind: str
+    hub_id: str
+    sender: str
+    recipients: Sequence[str]
+    document_id: str | None
+    status_code: str | None
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxRow:
+    doc_id: str
+    kind: str
+    hub_id: str
+    sender: str
+    recipients: list[str]
+    document_id: str | None
+    status_code: str | None
+    size: int
+    state: str
+    received_at: datetime
+    updated_at: datetime
+
+
+_ROW_COLUMNS = ("doc_id, kind, hub_id, sender, recipients, document_id, status_code, size, "
+                "state, received_at, updated_at")
+
+
+def _row(r: asyncpg.Record) -> MailboxRow:
+    return MailboxRow(**{k: r[k] for k in _ROW_COLUMNS.split(", ")})
+
+
+class Store:
+    """Every read and write of the façade's state."""
+
+    def __init__(self, pool: asyncpg.Pool, sealer: Sealer) -> None:
+        self.pool = pool
+        self.sealer = sealer
+
+    # gateways and systems -----------------------------------------------------------
+    async def set_gateway(self, gateway_id: str, amqp_url: str) -> None:
+        await self.pool.execute(
+            """INSERT INTO vxp.gateways (gateway_id, amqp_url_sealed) VALUES ($1, $2)
+               ON CONFLICT (gateway_id) DO UPDATE
+               SET amqp_url_sealed = EXCLUDED.amqp_url_sealed, updated_at = now()""",
+            gateway_id, self.sealer.seal(amqp_url),
+        )
+
+    async def gateway_url(self, gateway_id: str) -> str | None:
+        sealed = await self.pool.fetchval(
+            "SELECT amqp_url_sealed FROM vxp.gateways WHERE gateway_id = $1", gateway_id
+        )
+        return None if sealed is None else self.sealer.open(sealed)
+
+    async def gateways_in_use(self) -> list[str]:
+        rows = await self.pool.fetch("SELECT DISTINCT gateway_id FROM vxp.systems ORDER BY 1")
+        return [r["gateway_id"] for r in rows]
+
+    async def add_system(self, system_id: str, gateway_id: str, secret: str,
+                         *, strict: bool) -> bool:
+        """False when the system id is taken."""
+        status = await self.pool.execute(
+            """INSERT INTO vxp.systems (system_id, gateway_id, secret_sealed, strict)
+               VALUES ($1, $2, $3, $4) ON CONFLICT (system_id) DO NOTHING""",
+            system_id, gateway_id, self.sealer.seal(secret), strict,
+        )
+        return bool(status == "INSERT 0 1")
+
+    async def rotate_secret(self, system_id: str, secret: str) -> bool:
+        status = await self.pool.execute(
+            "UPDATE vxp.systems SET secret_sealed = $2, rotated_at = now() WHERE system_id = $1",
+            system_id, self.sealer.seal(secret),
+        )
+        return bool(status == "UPDATE 1")
+
+    async def set_strict(self, system_id: str, strict: bool) -> bool:
+        status = await self.pool.execute(
+            "UPDATE vxp.systems SET strict = $2 WHERE system_id = $1", system_id, strict
+        )
+        return bool(status == "UPDATE 1")
+
+    async def remove_system(self, system_id: str) -> bool:
+        status = await self.pool.execute("DELETE FROM vxp.systems WHERE system_id = $1",
+                                         system_id)
+        return bool(status == "DELETE 1")
+
+    async def system(self, system_id: str) -> System | None:
+        r = await self.pool.fetchrow(
+            "SELECT system_id, gateway_id, secret_sealed, strict FROM vxp.systems "
+            "WHERE system_id = $1", system_id,
+        )
+        if r is None:
+            return None
+        return System(r["system_id"], r["gateway_id"], self.sealer.open(r["secret_sealed"]),
+                      r["strict"])
+
+    async def systems(self) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            "SELECT system_id, gateway_id, strict, created_at, rotated_at FROM vxp.systems "
+            "ORDER BY system_id"
+        )
+        return [dict(r) for r in rows]
+
+    async def first_use(self, system_id: str, mac: str, window_seconds: float) -> bool:
+        """Strict mode's replay cache: True the first time this signature is seen."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "DELETE FROM vxp.replay WHERE system_id = $1 "
+                "AND seen_at < now() - make_interval(secs => $2)",
+                system_id, 2 * window_seconds,
+            )
+            status = await conn.execute(
+                "INSERT INTO vxp.replay (system_id, mac) VALUES ($1, $2) "
+                "ON CONFLICT DO NOTHING", system_id, mac.lower(),
+            )
+        return bool(status == "INSERT 0 1")
+
+    # mailbox ------------------------------------------------------------------------
+    async def store_copies(self, gateway_id: str, copies: Sequence[NewCopy]) -> None:
+        """One transaction for a batch; a copy already stored is left as it is."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                """INSERT INTO vxp.mailbox (gateway_id, doc_id, kind, hub_id, sender,
+                       recipients, document_id, status_code, body, size)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                   ON CONFLICT (gateway_id, doc_id) DO NOTHING""",
+                [
+                    (gateway_id, c.doc_id, c.kind, c.hub_id, c.sender, list(c.recipients),
+                     c.document_id, c.status_code, c.body, len(c.body))
+                    for c in copies
+                ],
+            )
+
+    async def pending(self, gateway_id: str, kind: str, *, limit: int,
+                      offset: int = 0) -> list[MailboxRow]:
+        rows = await self.pool.fetch(
+            f"SELECT {_ROW_COLUMNS} FROM vxp.mailbox "  # noqa: S608 - fixed column list
+            "WHERE gateway_id = $1 AND kind = $2 AND state <> 'done' "
+            "ORDER BY received_at, doc_id LIMIT $3 OFFSET $4",
+            gateway_id, kind, limit, offset,
+        )
+        return [_row(r) for r in rows]
+
+    async def count_pending(self, gateway_id: str, kind: str) -> int:
+        n = await self.pool.fetchval(
+            "SELECT count(*) FROM vxp.mailbox WHERE gateway_id = $1 AND kind = $2 "
+            "AND state <> 'done'", gateway_id, kind,
+        )
+        return int(n)
+
+    async def entry(self, gateway_id: str, doc_id: str) -> MailboxRow | None:
+        r = await self.pool.fetchrow(
+            f"SELECT {_ROW_COLUMNS} FROM vxp.mailbox "  # noqa: S608 - fixed column list
+            "WHERE gateway_id = $1 AND doc_id = $2", gateway_id, doc_id,
+        )
+        return None if r is None else _row(r)
+
+    async def body(self, gateway_id: str, doc_id: str) -> bytes | None:
+        body: bytes | None = await self.pool.fetchval(
+            "SELECT body FROM vxp.mailbox WHERE gateway_id = $1 AND doc_id = $2",
+            gateway_id, doc_id,
+        )
+        return body
+
+    async def body_chunk(self, gateway_id: str, doc_id: str, start: int, size: int) -> bytes:
+        chunk: bytes | None = await self.pool.fetchval(
+            "SELECT substring(body FROM $3 FOR $4) FROM vxp.mailbox "
+            "WHERE gateway_id = $1 AND doc_id = $2", gateway_id, doc_id, start + 1, size,
+        )
+        return chunk or b""
+
+    async def set_state(self, gateway_id: str, doc_id: str, state: str) -> bool:
+        status = await self.pool.execute(
+            "UPDATE vxp.mailbox SET state = $3, updated_at = now() "
+            "WHERE gateway_id = $1 AND doc_id = $2", gateway_id, doc_id, state,
+        )
+        return bool(status == "UPDATE 1")
+
+    # sent ---------------------------------------------------------------------------
+    async def record_sent(self, system_id: str, hub_id: str, message_id: str, kind: str,
+                          document_id: str | None, receipt_json: str) -> None:
+        await self.pool.execute(
+            """INSERT INTO vxp.sent (system_id, hub_id, message_id, kind, document_id, receipt)
+               VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT DO NOTHING""",
+            system_id, hub_id, message_id, kind, document_id, receipt_json,
+        )
