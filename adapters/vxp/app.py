@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -107,6 +108,7 @@ class VxpApi:
             auth.check_fresh(params, datetime.now(UTC), window)
             if not await self.store.first_use(system.system_id, signed.mac, window):
                 raise VxpFailure(Reason.VXP_REPLAY)
+        self.links.kick(system.gateway_id)
         return Caller(system, params)
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
@@ -272,8 +274,11 @@ def build_app(store: Store, links: GatewayLinks, config: VxpConfig) -> web.Appli
     app.router.add_route("*", "/{tail:.*}", api.dispatch)
 
     async def lifecycle(app: web.Application) -> object:
-        await links.start_all()
+        refresher = asyncio.create_task(links.keep_linked())
         yield
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
         await links.close()
 
     app.cleanup_ctx.append(lifecycle)  # type: ignore[arg-type]

@@ -110,6 +110,7 @@ class GatewayLinks:
         self.receipt_timeout = receipt_timeout
         self._links: dict[str, GatewayLink] = {}
         self._lock = asyncio.Lock()
+        self._starting: dict[str, asyncio.Task[None]] = {}
 
     async def get(self, gateway_id: str) -> GatewayLink:
         link = self._links.get(gateway_id)
@@ -136,12 +137,36 @@ class GatewayLinks:
             log.info("vxp.gateway.connected", gateway=gateway_id)
             return link
 
-    async def start_all(self) -> None:
-        for gateway_id in await self.store.gateways_in_use():
-            with contextlib.suppress(VxpFailure):  # logged; retried on the next request
+    def kick(self, gateway_id: str) -> None:
+        """Connect ``gateway_id`` in the background if it is not yet (its mailbox then
+        fills whether or not anybody sends)."""
+        if gateway_id in self._links or gateway_id in self._starting:
+            return
+
+        async def start() -> None:
+            with contextlib.suppress(VxpFailure):  # logged; tried again later
                 await self.get(gateway_id)
 
+        task = asyncio.create_task(start(), name=f"vxp-link-{gateway_id}")
+        self._starting[gateway_id] = task
+        task.add_done_callback(lambda _: self._starting.pop(gateway_id, None))
+
+    async def keep_linked(self, every: float = 10.0) -> None:
+        """Link every gateway that has systems, now and then again (new systems, a
+        gateway whose first connection failed)."""
+        while True:
+            try:
+                for gateway_id in await self.store.gateways_in_use():
+                    self.kick(gateway_id)
+            except Exception:
+                log.exception("vxp.gateways.refresh_failed")
+            await asyncio.sleep(every)
+
     async def close(self) -> None:
+        for task in list(self._starting.values()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         links, self._links = list(self._links.values()), {}
         for link in links:
             await link.close()

@@ -1,0 +1,365 @@
+"""The VXP façade (issue #13): existing gateways talk to lienthong through the current
+axis's HTTP API. Driven by tests/vxp_sdk.py, a client written from docs/vxp-api.md with its
+own signing code, against a real hub (RabbitMQ + PostgreSQL) and the façade's own database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import unused_port
+
+from adapters.vxp import VxpConfig, build_app, open_store
+from adapters.vxp.mailbox import GatewayLinks
+from adapters.vxp.sealing import new_key, new_secret
+from adapters.vxp.store import Store
+from router.directory.registry import AgencyRow
+from schemas import StatusCode
+from tests.factory import edoc, status
+from tests.hub import PG_URL, RUN_ID, Hub, drop_database
+from tests.vxp_sdk import VIETNAM, VxpSdk, unpadded_hex, vxp_timestamp
+
+VPCP, NGHEAN = "000.00.00.G22", "000.00.00.H41"
+T = TypeVar("T")
+
+
+async def poll(fn: Callable[[], Awaitable[T]], ok: Callable[[T], bool],
+               seconds: float = 20.0) -> T:
+    """Call ``fn`` until ``ok(result)`` or the deadline (then the last result fails)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        result = await fn()
+        if ok(result) or asyncio.get_running_loop().time() > deadline:
+            return result
+        await asyncio.sleep(0.1)
+
+
+@dataclass
+class Facade:
+    hub: Hub
+    database_url: str
+    key: str
+    config: VxpConfig
+    port: int = field(default_factory=unused_port)
+    secrets: dict[str, str] = field(default_factory=dict)
+    _runner: web.AppRunner | None = None
+    _stack: contextlib.AsyncExitStack | None = None
+    store: Store | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}/vxp"
+
+    async def start(self) -> None:
+        self._stack = contextlib.AsyncExitStack()
+        self.store = await self._stack.enter_async_context(
+            open_store(self.database_url, self.key))
+        links = GatewayLinks(self.store, receipt_timeout=15.0)
+        self._runner = web.AppRunner(build_app(self.store, links, self.config))
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._stack is not None:
+            await self._stack.aclose()
+            self._stack = None
+
+    async def add_system(self, system_id: str, gateway_id: str, *, strict: bool = False) -> str:
+        assert self.store is not None
+        await self.store.set_gateway(gateway_id, self.hub.gateway_url(gateway_id))
+        secret = new_secret()
+        assert await self.store.add_system(system_id, gateway_id, secret, strict=strict)
+        self.secrets[system_id] = secret
+        return secret
+
+    async def mailbox_rows(self) -> int:
+        assert self.store is not None
+        return int(await self.store.pool.fetchval("SELECT count(*) FROM vxp.mailbox"))
+
+    async def sent_rows(self) -> int:
+        assert self.store is not None
+        return int(await self.store.pool.fetchval("SELECT count(*) FROM vxp.sent"))
+
+
+_n = 0
+
+
+@contextlib.asynccontextmanager
+async def facade_for(hub: Hub, **config: Any) -> AsyncIterator[Facade]:
+    global _n
+    _n += 1
+    name = f"lt_test_{RUN_ID}_vxp{_n}"
+    conn = await asyncpg.connect(f"{PG_URL}/postgres")
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    finally:
+        await conn.close()
+    f = Facade(hub, f"{PG_URL}/{name}", new_key(), VxpConfig(**config))
+    await f.start()
+    try:
+        yield f
+    finally:
+        await f.stop()
+        await drop_database(name)
+
+
+async def _two_gateways(hub: Hub) -> None:
+    await hub.add_gateway("vpcp", serves=[VPCP])
+    await hub.add_gateway("lgsp-nghean", serves=["#.H41"], kind="province-platform")
+    await hub.add_agencies([AgencyRow(VPCP, "Văn phòng Chính phủ"),
+                            AgencyRow(NGHEAN, "UBND tỉnh Nghệ An")])
+    await hub.start_router()
+
+
+@pytest.fixture
+async def two(hub: Hub) -> AsyncIterator[tuple[Facade, aiohttp.ClientSession]]:
+    await _two_gateways(hub)
+    async with facade_for(hub) as f, aiohttp.ClientSession() as session:
+        await f.add_system("vxp.saas.03", "vpcp")
+        await f.add_system("00.53.W41", "lgsp-nghean")
+        yield f, session
+
+
+def sdk(f: Facade, session: aiohttp.ClientSession, system_id: str, seed: int = 7) -> VxpSdk:
+    return VxpSdk(session, f.endpoint, system_id, f.secrets[system_id], seed=seed)
+
+
+async def test_two_systems_exchange_a_document_and_the_status_round(
+    two: tuple[Facade, aiohttp.ClientSession],
+) -> None:
+    f, session = two
+    vpcp, nghean = sdk(f, session, "vxp.saas.03"), sdk(f, session, "00.53.W41", seed=3)
+    doc, body = edoc(VPCP, [NGHEAN])
+
+    # the Java SDK's way: file + bare CRLF, unpadded hash, frozen timestamp, `to` header
+    sent = await vpcp.send_edoc(body, to=[NGHEAN])
+    assert sent["status"] == "OK", sent
+    assert sent["ErrorCode"] == "0"
+    hub_id = sent["DocId"]
+    assert await f.hub.pool.fetchval(
+        "SELECT count(*) FROM documents WHERE hub_id = $1::uuid", hub_id) == 1
+
+    listed = await poll(nghean.received, lambda rows: len(rows) == 1)
+    assert len(listed) == 1
+    item = listed[0]
+    assert item["from"] == VPCP
+    assert item["messageType"] == "edoc"
+    assert item["serviceType"] == "eDoc"
+    assert item["documentId"] == doc.document_id
+    assert await nghean.count("countReceiveEdoc") == 1
+    # the package exactly as the sender sent it, both ways of fetching it
+    assert await nghean.get_edoc(item["docId"]) == body
+    assert await nghean.download(item["docId"]) == body
+    # the SDK's leftover docId travels with the next list call: ignored
+    assert nghean.params["docId"] == item["docId"]
+    assert (await nghean.update_status(item["docId"], "processing"))["status"] == "OK"
+    assert len(await nghean.received()) == 1  # processing: still listed
+    assert (await nghean.update_status(item["docId"], "done"))["status"] == "OK"
+    assert await nghean.received() == []
+    assert await nghean.count("countReceiveEdoc") == 0
+
+    # the status round 01/03/05/06 back to the sender, in the three body shapes
+    for code, way in [(StatusCode.ARRIVED, "multipart"), (StatusCode.ACCEPTED, "sdk"),
+                      (StatusCode.PROCESSING, "sdk"), (StatusCode.DONE, "multipart")]:
+        st = status(NGHEAN, doc, code)[1]
+        if way == "multipart":
+            answer = await nghean.send_multipart(st, messagetype="status")
+        else:
+            answer = await nghean.send_edoc(st, messagetype="status")
+        assert answer["status"] == "OK", (code, answer)
+    statuses = await poll(lambda: vpcp.received("status"), lambda rows: len(rows) == 4)
+    assert sorted(s["statusCode"] for s in statuses) == ["01", "03", "05", "06"]
+    assert all(s["messageType"] == "status" and s["from"] == NGHEAN for s in statuses)
+    assert await vpcp.count("countReceiveStatus") == 4
+    assert await vpcp.received() == []  # statuses are not listed as documents
+    for s in statuses:
+        got = await vpcp.get_edoc(s["docId"])
+        assert b"<edXML:StatusCode>" in got or b"StatusCode" in got
+        assert (await vpcp.update_status(s["docId"], "done"))["status"] == "OK"
+    assert await vpcp.count("countReceiveStatus") == 0
+    # the hub saw the whole round: the delivery is done
+    state = await f.hub.pool.fetchval(
+        "SELECT state FROM deliveries WHERE hub_id = $1::uuid AND recipient_code = $2",
+        hub_id, NGHEAN)
+    assert state == "done"
+
+
+async def test_mailbox_survives_a_restart_nothing_lost_nothing_listed_twice(
+    two: tuple[Facade, aiohttp.ClientSession],
+) -> None:
+    f, session = two
+    vpcp, nghean = sdk(f, session, "vxp.saas.03"), sdk(f, session, "00.53.W41")
+    _, body1 = edoc(VPCP, [NGHEAN])
+    _, body2 = edoc(VPCP, [NGHEAN])
+    _, body3 = edoc(VPCP, [NGHEAN])
+    assert (await vpcp.send_edoc(body1))["status"] == "OK"
+    assert (await vpcp.send_edoc(body2))["status"] == "OK"
+    first = await poll(nghean.received, lambda rows: len(rows) == 2)
+    assert len(first) == 2
+    done_id, kept_id = first[0]["docId"], first[1]["docId"]
+    done_body = await nghean.get_edoc(done_id)
+    assert (await nghean.update_status(done_id, "done"))["status"] == "OK"
+
+    await f.stop()
+    # sent while the façade is down: waits in the gateway's queue on the hub
+    async with f.hub.client("vpcp") as direct:
+        receipt = await direct.send(body3)
+        assert receipt is not None and receipt.type == "accepted"
+    await f.start()
+
+    after = await poll(nghean.received, lambda rows: len(rows) == 2)
+    ids = [r["docId"] for r in after]
+    assert len(ids) == len(set(ids)) == 2
+    assert done_id not in ids
+    assert kept_id in ids
+    bodies = {await nghean.get_edoc(i) for i in ids}
+    assert bodies == {body1, body2, body3} - {done_body}
+    assert await f.mailbox_rows() == 3
+
+
+async def test_bad_input_fails_with_the_right_code_and_stores_nothing(
+    two: tuple[Facade, aiohttp.ClientSession],
+) -> None:
+    f, session = two
+    vpcp, nghean = sdk(f, session, "vxp.saas.03"), sdk(f, session, "00.53.W41")
+    _, body = edoc(VPCP, [NGHEAN])
+    docs_before = await f.hub.pool.fetchval("SELECT count(*) FROM documents")
+
+    async def raw(method: str, path: str, headers: dict[str, str], data: bytes = b"{}"
+                  ) -> dict[str, Any]:
+        async with session.request(method, f"{f.endpoint}/{path}", headers=headers,
+                                   data=data) as resp:
+            text = await resp.read()
+        answer: dict[str, Any] = json.loads(text.decode("ascii"))
+        assert answer["status"] == "FAIL", answer
+        assert answer["ErrorDesc"], answer
+        return answer
+
+    # unsigned
+    a = await raw("POST", "sendEdoc", {"Content-Type": "application/octet-stream"}, body)
+    assert (a["ErrorCode"], a["reason"]) == ("15", "VXP_UNSIGNED")
+    # unknown system, wrong secret
+    ghost = VxpSdk(session, f.endpoint, "ghost.system", "x")
+    a = await ghost.send_edoc(body)
+    assert (a["ErrorCode"], a["reason"]) == ("15", "VXP_UNKNOWN_SYSTEM")
+    wrong = VxpSdk(session, f.endpoint, "vxp.saas.03", "not-the-secret")
+    a = await wrong.send_edoc(body)
+    assert (a["ErrorCode"], a["reason"]) == ("15", "VXP_BAD_SIGNATURE")
+    # tampered header: a signed value changed on the wire
+    vpcp.params.update({"Content-Type": "application/octet-stream",
+                        "hash-file": hashlib.sha256(body).hexdigest(), "messagetype": "edoc"})
+    headers = vpcp.sign()
+    headers["XroadVnpt-messagetype"] = "status"
+    a = await raw("POST", "sendEdoc", headers, body)
+    assert (a["ErrorCode"], a["reason"]) == ("15", "VXP_SIGN_HEADER_MISMATCH")
+    # a used parameter added without signing it
+    headers = vpcp.sign()
+    headers["XroadVnpt-docId"] = "someone-elses"
+    a = await raw("POST", "getEdoc", headers)
+    assert (a["ErrorCode"], a["reason"]) == ("15", "VXP_SIGN_HEADER_MISMATCH")
+    # tampered body: the hash names the original
+    a = await raw("POST", "sendEdoc", vpcp.sign(), body.replace(b"V/v", b"X/x", 1))
+    assert (a["ErrorCode"], a["reason"]) == ("10", "VXP_HASH_MISMATCH")
+    # garbage body, correctly hashed
+    a = await vpcp.send_edoc(b"\x00garbage, not XML")
+    assert (a["ErrorCode"], a["reason"]) == ("10", "MALFORMED_XML")
+    # messagetype says status, the file is a document
+    a = await vpcp.send_edoc(body, messagetype="status")
+    assert (a["ErrorCode"], a["reason"]) == ("22", "VXP_MESSAGE_TYPE_MISMATCH")
+    # a recipient the hub does not know: the hub's own reason and code
+    _, lost = edoc(VPCP, ["000.00.00.Z99"])
+    a = await vpcp.send_edoc(lost)
+    assert (a["ErrorCode"], a["reason"]) == ("18", "RECIPIENT_UNKNOWN")
+    assert "\\u" in json.dumps(a["ErrorDesc"]) and "/" in a["ErrorDesc"]  # vi / en
+    assert await f.sent_rows() == 0
+    assert await f.hub.pool.fetchval("SELECT count(*) FROM documents") == docs_before
+
+    # unknown docId; updateStatus on someone else's document
+    a = await nghean.call("getEdoc", docId="no-such-doc")
+    assert (a["status"], a["ErrorCode"], a["reason"]) == ("FAIL", "21", "VXP_DOCUMENT_UNKNOWN")
+    assert (await vpcp.send_edoc(body))["status"] == "OK"
+    theirs = (await poll(nghean.received, lambda rows: len(rows) == 1))[0]["docId"]
+    a = await vpcp.update_status(theirs, "done")
+    assert (a["status"], a["reason"]) == ("FAIL", "VXP_DOCUMENT_UNKNOWN")
+    a = await vpcp.call("getEdoc", docId=theirs)
+    assert (a["status"], a["reason"]) == ("FAIL", "VXP_DOCUMENT_UNKNOWN")
+    assert [r["docId"] for r in await nghean.received()] == [theirs]
+    a = await nghean.update_status(theirs, "archived")
+    assert (a["status"], a["reason"]) == ("FAIL", "VXP_BAD_STATUS")
+    # agencies are the operators' business; unknown operations fail cleanly
+    a = await nghean.call("registerAgency", body=b'{"code":"000.00.00.X01"}')
+    assert (a["status"], a["reason"]) == ("FAIL", "VXP_NOT_ALLOWED")
+    a = await nghean.call("dropEverything")
+    assert (a["status"], a["reason"]) == ("FAIL", "VXP_UNKNOWN_OPERATION")
+
+
+async def test_header_names_in_any_case_and_the_padded_hash(
+    two: tuple[Facade, aiohttp.ClientSession],
+) -> None:
+    f, session = two
+    vpcp = sdk(f, session, "vxp.saas.03")
+    vpcp.header_case = "Xroadvnpt-"  # a proxy changed the case of the names
+    _, body = edoc(VPCP, [NGHEAN])
+    vpcp.params.update({"Content-Type": "application/octet-stream", "messagetype": "edoc",
+                        "hash-file": hashlib.sha256(body).hexdigest()})
+    headers = {k.upper() if "systemid" in k else k: v for k, v in vpcp.sign().items()}
+    async with session.post(f"{f.endpoint}/sendEdoc", headers=headers, data=body) as resp:
+        answer = json.loads(await resp.read())
+    assert answer["status"] == "OK", answer
+
+
+async def test_oversize_body_is_refused_before_it_is_read_whole(hub: Hub) -> None:
+    await _two_gateways(hub)
+    async with facade_for(hub, max_package_bytes=64 * 1024) as f, \
+            aiohttp.ClientSession() as session:
+        await f.add_system("vxp.saas.03", "vpcp")
+        vpcp = sdk(f, session, "vxp.saas.03")
+        _, big = edoc(VPCP, [NGHEAN], attachment=bytes(range(256)) * 1024)
+        a = await vpcp.send_edoc(big)
+        assert (a["status"], a["ErrorCode"], a["reason"]) == ("FAIL", "10", "PACKAGE_TOO_LARGE")
+        assert await f.sent_rows() == 0
+
+
+async def test_strict_mode_refuses_stale_timestamps_and_replays(hub: Hub) -> None:
+    await _two_gateways(hub)
+    async with facade_for(hub) as f, aiohttp.ClientSession() as session:
+        await f.add_system("strict.sys", "vpcp", strict=True)
+        await f.add_system("compat.sys", "vpcp")
+        old = vxp_timestamp(datetime(2026, 1, 1, 8, 0, tzinfo=VIETNAM))
+        compat = sdk(f, session, "compat.sys")
+        compat.params["timestamp"] = old  # the SDK's frozen timestamp: fine by default
+        assert (await compat.call("countReceiveEdoc", method="GET"))["status"] == "OK"
+
+        strict = sdk(f, session, "strict.sys")
+        strict.params["timestamp"] = old
+        a = await strict.call("countReceiveEdoc", method="GET")
+        assert (a["status"], a["ErrorCode"], a["reason"]) == ("FAIL", "15",
+                                                              "VXP_STALE_TIMESTAMP")
+        strict.params["timestamp"] = vxp_timestamp(datetime.now(VIETNAM))
+        headers = strict.sign()
+        async with session.get(f"{f.endpoint}/countReceiveEdoc", headers=headers) as r:
+            assert json.loads(await r.read())["status"] == "OK"
+        async with session.get(f"{f.endpoint}/countReceiveEdoc", headers=headers) as r:
+            again = json.loads(await r.read())
+        assert (again["status"], again["ErrorCode"], again["reason"]) == (
+            "FAIL", "15", "VXP_REPLAY")
+
+
+def test_unpadded_hash_is_really_shorter_sometimes() -> None:
+    # guards the test client itself: its quirk must differ from the padded form
+    digests = [hashlib.sha256(str(i).encode()).digest() for i in range(50)]
+    assert any(unpadded_hex(d) != d.hex() for d in digests)
