@@ -79,15 +79,13 @@ class VxpSdk:
         return headers
 
     async def call(self, operation: str, *, method: str = "POST", body: bytes = b"{}",
-                   headers: dict[str, str] | None = None, **params: str) -> dict[str, Any]:
+                   **params: str) -> dict[str, Any]:
         self.params.setdefault("Content-Type", "application/json")
         if operation != "sendEdoc":
             self.params["Content-Type"] = "application/json"
         self.params.update(params)
-        sent = self.sign()
-        sent.update(headers or {})
         async with self.session.request(method, f"{self.endpoint}/{operation}", data=body,
-                                        headers=sent) as resp:
+                                        headers=self.sign()) as resp:
             raw = await resp.read()
         raw.decode("ascii")  # the SDK reads answers as US-ASCII: must not raise
         answer: dict[str, Any] = json.loads(raw)
