@@ -9,6 +9,9 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -363,3 +366,87 @@ def test_unpadded_hash_is_really_shorter_sometimes() -> None:
     # guards the test client itself: its quirk must differ from the padded form
     digests = [hashlib.sha256(str(i).encode()).digest() for i in range(50)]
     assert any(unpadded_hex(d) != d.hex() for d in digests)
+
+
+# kill -9 -------------------------------------------------------------------------------
+class FacadeProcess:
+    """``lienthong vxp serve`` as its own process, to be killed with SIGKILL."""
+
+    def __init__(self, env: dict[str, str], port: int) -> None:
+        self.env, self.port = env, port
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self, session: aiohttp.ClientSession) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "router.cli", "vxp", "serve", "--port", str(self.port),
+            env=self.env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )
+
+        async def answers() -> bool:
+            try:
+                async with session.get(f"http://127.0.0.1:{self.port}/vxp/countReceiveEdoc") as r:
+                    return (await r.json(content_type=None))["ErrorCode"] == "15"
+            except aiohttp.ClientError:
+                return False
+
+        assert await poll(answers, bool), "the façade did not start"
+
+    async def kill(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        await asyncio.wait_for(self.proc.wait(), 10)
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            await asyncio.wait_for(self.proc.wait(), 15)
+
+
+async def test_kill_9_mid_intake_loses_nothing_and_lists_nothing_twice(hub: Hub) -> None:
+    await _two_gateways(hub)
+    name = f"lt_test_{RUN_ID}_vxpkill"
+    db_url = f"{PG_URL}/{name}"
+    port = unused_port()
+    env = {**os.environ, "LIENTHONG_VXP_DATABASE_URL": db_url,
+           "LIENTHONG_VXP_SECRET_KEY": new_key(), "LIENTHONG_LOG_LEVEL": "WARNING"}
+    add = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "router.cli", "vxp", "systems", "add", "00.53.W41",
+        "--gateway", "lgsp-nghean", "--amqp-url", hub.gateway_url("lgsp-nghean"), "--json",
+        env=env, stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(add.communicate(), 60)
+    assert add.returncode == 0
+    secret = json.loads(out)["secret"]
+    facade = FacadeProcess(env, port)
+    n_before, n_during = 150, 50
+    try:
+        async with aiohttp.ClientSession() as session, hub.client("vpcp") as vpcp:
+            await facade.start(session)
+            bodies = [edoc(VPCP, [NGHEAN])[1] for _ in range(n_before + n_during)]
+            sends = [asyncio.create_task(vpcp.send(b)) for b in bodies[:n_before]]
+            pool = await asyncpg.create_pool(db_url, min_size=1, max_size=2)
+            try:
+                async def stored() -> int:
+                    return int(await pool.fetchval("SELECT count(*) FROM vxp.mailbox"))
+
+                at_kill = await poll(stored, lambda n: n >= 1)
+                await facade.kill()
+                assert at_kill >= 1
+                await asyncio.gather(*sends)
+                for b in bodies[n_before:]:  # more while the façade is dead
+                    assert (await vpcp.send(b)) is not None
+                await facade.start(session)
+                reader = VxpSdk(session, f"http://127.0.0.1:{port}/vxp", "00.53.W41", secret)
+                total = n_before + n_during
+                listed = await poll(reader.received, lambda rows: len(rows) >= total, 60)
+                ids = [r["docId"] for r in listed]
+                assert len(ids) == total
+                assert len(set(ids)) == total
+                assert await stored() == total
+                got = {await reader.get_edoc(i) for i in ids[:: max(1, total // 10)]}
+                assert got <= set(bodies)
+            finally:
+                await pool.close()
+    finally:
+        await facade.stop()
+        await drop_database(name)
