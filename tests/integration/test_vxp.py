@@ -38,14 +38,14 @@ T = TypeVar("T")
 
 
 async def poll(fn: Callable[[], Awaitable[T]], ok: Callable[[T], bool],
-               seconds: float = 20.0) -> T:
+               seconds: float = 20.0, interval: float = 0.1) -> T:
     """Call ``fn`` until ``ok(result)`` or the deadline (then the last result fails)."""
     deadline = asyncio.get_running_loop().time() + seconds
     while True:
         result = await fn()
         if ok(result) or asyncio.get_running_loop().time() > deadline:
             return result
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(interval)
 
 
 @dataclass
@@ -450,3 +450,73 @@ async def test_kill_9_mid_intake_loses_nothing_and_lists_nothing_twice(hub: Hub)
     finally:
         await facade.stop()
         await drop_database(name)
+
+
+async def test_figures_latency_and_throughput_next_to_the_amqp_sdk(
+    two: tuple[Facade, aiohttp.ClientSession],
+) -> None:
+    """Volume through the façade: every document accepted and listed exactly once.
+    Prints the figures of the note (run with -s): sendEdoc → visible in the recipient's
+    getReceivedEdocList, and packages/s through the façade vs the AMQP SDK."""
+    f, session = two
+    vpcp, nghean = sdk(f, session, "vxp.saas.03"), sdk(f, session, "00.53.W41")
+    latencies: list[float] = []
+    answered: list[float] = []
+    loop = asyncio.get_running_loop()
+    for _ in range(20):
+        doc, body = edoc(VPCP, [NGHEAN])
+        t0 = loop.time()
+        assert (await vpcp.send_edoc(body))["status"] == "OK"
+        answered.append((loop.time() - t0) * 1000)
+
+        async def visible(document_id: str | None = doc.document_id) -> bool:
+            rows = await nghean.received()
+            return any(r["documentId"] == document_id for r in rows)
+
+        assert await poll(visible, bool, interval=0.01)
+        latencies.append((loop.time() - t0) * 1000)
+
+    n, concurrency = 300, 20
+    bodies = [edoc(VPCP, [NGHEAN])[1] for _ in range(2 * n)]
+    clients = [sdk(f, session, "vxp.saas.03", seed=i) for i in range(concurrency)]
+
+    async def through_facade(i: int) -> None:
+        for b in bodies[i:n:concurrency]:
+            assert (await clients[i].send_edoc(b))["status"] == "OK"
+
+    t0 = loop.time()
+    await asyncio.gather(*(through_facade(i) for i in range(concurrency)))
+    facade_rate = n / (loop.time() - t0)
+
+    async with f.hub.client("vpcp") as direct:
+        sdk_answered = []
+        for b in [edoc(VPCP, [NGHEAN])[1] for _ in range(20)]:
+            t0 = loop.time()
+            assert (await direct.send(b)) is not None
+            sdk_answered.append((loop.time() - t0) * 1000)
+        sdk_answered.sort()
+
+        async def through_sdk(i: int) -> None:
+            for b in bodies[n + i::concurrency]:
+                r = await direct.send(b)
+                assert r is not None and r.type == "accepted"
+
+        t0 = loop.time()
+        await asyncio.gather(*(through_sdk(i) for i in range(concurrency)))
+        sdk_rate = n / (loop.time() - t0)
+
+    total = 40 + 2 * n
+
+    async def listed() -> int:
+        return await nghean.count("countReceiveEdoc")
+
+    assert await poll(listed, lambda c: c >= total, 60) == total
+    assert await f.mailbox_rows() == total
+    latencies.sort()
+    answered.sort()
+    print(f"\nVXP figures: sendEdoc answered (DocId after the hub's receipt) p50 "
+          f"{answered[len(answered) // 2]:.0f} ms; sendEdoc->listed p50 "
+          f"{latencies[len(latencies) // 2]:.0f} ms, max {latencies[-1]:.0f} ms (20 docs); "
+          f"AMQP SDK send->receipt p50 {sdk_answered[len(sdk_answered) // 2]:.0f} ms; "
+          f"{n} docs, {concurrency} concurrent: "
+          f"façade {facade_rate:.0f} pkg/s, AMQP SDK {sdk_rate:.0f} pkg/s")
