@@ -24,7 +24,7 @@ from adapters.vxp.body import read_file
 from adapters.vxp.envelope import CONTENT_TYPE, VxpFailure, fail_body, ok_body
 from adapters.vxp.mailbox import GatewayLinks
 from adapters.vxp.store import MailboxRow, Store, System
-from schemas import parse_package
+from schemas import EdocPackage, parse_package
 from schemas.reasons import PackageRejected, Reason
 from schemas.receipt import Receipt
 
@@ -152,10 +152,12 @@ class VxpApi:
         assert receipt is not None
         if receipt.type == "rejected":
             raise _hub_failure(receipt)
-        hub_id = receipt.hub_id or message_id
-        await self.store.record_sent(caller.system.system_id, hub_id, message_id, kind,
-                                     receipt.document_id, receipt.to_json().decode())
-        return _answer(ok_body(DocId=hub_id, receipt=receipt.type,
+        pkg = parsed.package
+        title = pkg.subject if isinstance(pkg, EdocPackage) else pkg.description
+        notation = str(pkg.code) if isinstance(pkg, EdocPackage) else pkg.status_code.value
+        await self.store.record_sent(caller.system.system_id, receipt, message_id, kind,
+                                     title=title, notation=notation or None)
+        return _answer(ok_body(DocId=receipt.hub_id or message_id, receipt=receipt.type,
                                warnings=list(receipt.warnings)))
 
     def _page(self, caller: Caller) -> tuple[int, int]:
@@ -226,6 +228,15 @@ class VxpApi:
     async def unknown(self, request: web.Request, caller: Caller) -> web.StreamResponse:
         raise VxpFailure(Reason.VXP_UNKNOWN_OPERATION, request.path)
 
+    async def sent_list(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        size, offset = self._page(caller)
+        rows = await self.store.sent_list(
+            caller.system.system_id, hub_id=caller.param("docId", "docid") or None,
+            since=_day(caller.param("fromDate")), until=_day(caller.param("toDate"), end=True),
+            limit=size, offset=offset,
+        )
+        return _answer(ok_body(data=[_sent(r) for r in rows]))
+
     async def not_allowed(self, request: web.Request, caller: Caller) -> web.StreamResponse:
         raise VxpFailure(Reason.VXP_NOT_ALLOWED,
                          "agencies are managed by the axis operators")
@@ -250,6 +261,52 @@ def _listed(r: MailboxRow) -> dict[str, object]:
     }
 
 
+RECEIVE_DESC = {
+    "01": "Đã đến / Arrived", "02": "Từ chối / Refused", "03": "Đã tiếp nhận / Accepted",
+    "04": "Đã phân công / Assigned", "05": "Đang xử lý / Processing",
+    "06": "Đã hoàn thành / Done", "13": "Yêu cầu thu hồi / Recall requested",
+    "15": "Đồng ý thu hồi / Recall agreed", "16": "Từ chối thu hồi / Recall refused",
+}
+
+
+def _day(text: str | None, *, end: bool = False) -> datetime | None:
+    """``fromDate``/``toDate`` as clients send them: a day, Vietnam time; ``toDate``
+    (``end``) includes its whole day."""
+    if not text:
+        return None
+    for fmt in ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d%m%Y"):
+        try:
+            day = datetime.strptime(text.strip(), fmt).replace(tzinfo=VIETNAM)
+        except ValueError:
+            continue
+        return day + timedelta(days=1) if end else day
+    raise VxpFailure(Reason.VXP_BAD_REQUEST, f"date {text!r}")
+
+
+def _sent(r: dict[str, object]) -> dict[str, object]:
+    state = str(r["state"] or "submitted")
+    code = r["status_code"]
+    received = r["received_at"]
+    sent_at = r["sent_at"]
+    assert isinstance(sent_at, datetime)
+    return {
+        "senderDocId": r["hub_id"],
+        "receiverDocId": r["delivery_id"],
+        "fromCode": r["sender"],
+        "toCode": r["to_code"],
+        "title": r["title"],
+        "notation": r["notation"],
+        "sentTime": _time(sent_at),
+        "receivedTime": _time(received) if isinstance(received, datetime) else "",
+        "sendStatus": state,
+        "sendStatusDesc": state,
+        "receiveStatus": code or "",
+        "receiveStatusDesc": RECEIVE_DESC.get(str(code), "") if code else "",
+        "messageType": r["kind"],
+        "serviceType": "eDoc",
+    }
+
+
 OPERATIONS: dict[str, Handler] = {
     "sendedoc": VxpApi.send_edoc,
     "getreceivededoclist": VxpApi.received_list,
@@ -260,7 +317,7 @@ OPERATIONS: dict[str, Handler] = {
     "countreceivestatus": VxpApi.count_status,
     "registeragency": VxpApi.not_allowed,
     "deleteagency": VxpApi.not_allowed,
-    "getsentedoclist": VxpApi.not_yet,
+    "getsentedoclist": VxpApi.sent_list,
     "getagencieslist": VxpApi.not_yet,
     "getagencieslistqd20": VxpApi.not_yet,
     "getsynchronizeunit": VxpApi.not_yet,

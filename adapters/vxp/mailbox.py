@@ -18,6 +18,7 @@ from adapters.client import GatewayClient, InboxMessage
 from adapters.vxp.envelope import VxpFailure
 from adapters.vxp.store import NewCopy, Store
 from schemas.reasons import Reason
+from schemas.receipt import Receipt
 
 __all__ = ["GatewayLink", "GatewayLinks"]
 
@@ -52,6 +53,7 @@ class GatewayLink:
         self.client = GatewayClient(amqp_url, gateway_id=gateway_id,
                                     receipt_timeout=receipt_timeout)
         self._buffer: asyncio.Queue[InboxMessage] = asyncio.Queue(BUFFER)
+        self._events: asyncio.Queue[Receipt] = asyncio.Queue(BUFFER)
         self._tasks: list[asyncio.Task[None]] = []
         self.stored = 0
 
@@ -60,7 +62,8 @@ class GatewayLink:
         self._tasks = [
             asyncio.create_task(self._read(), name=f"vxp-inbox-{self.gateway_id}"),
             asyncio.create_task(self._write(), name=f"vxp-store-{self.gateway_id}"),
-            asyncio.create_task(self._drain_receipts(), name=f"vxp-rcpt-{self.gateway_id}"),
+            asyncio.create_task(self._read_events(), name=f"vxp-rcpt-{self.gateway_id}"),
+            asyncio.create_task(self._write_events(), name=f"vxp-evt-{self.gateway_id}"),
         ]
 
     async def close(self) -> None:
@@ -94,12 +97,22 @@ class GatewayLink:
                 await m.ack()
             self.stored += len(batch)
 
-    async def _drain_receipts(self) -> None:
-        # delivery events and receipts nobody waits for: not kept yet (getSentEdocList is
-        # a later step); read so that they do not pile up in memory
+    async def _read_events(self) -> None:
         async for receipt in self.client.receipts():
-            log.debug("vxp.receipt", gateway=self.gateway_id, type=receipt.type,
-                      hub_id=receipt.hub_id, state=receipt.state)
+            if receipt.type == "delivery":
+                await self._events.put(receipt)
+
+    async def _write_events(self) -> None:
+        """Delivery events (for getSentEdocList), one transaction per batch."""
+        while True:
+            batch = [await self._events.get()]
+            while len(batch) < BATCH and not self._events.empty():
+                batch.append(self._events.get_nowait())
+            try:
+                await self.store.record_events(batch)
+            except Exception:
+                log.exception("vxp.events.store_failed", gateway=self.gateway_id,
+                              events=len(batch))
 
 
 class GatewayLinks:

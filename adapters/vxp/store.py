@@ -4,7 +4,8 @@
 * ``vxp.systems``: the SDK systems (system id, gateway, sealed secret, strict mode);
 * ``vxp.mailbox``: copies taken from the gateways' inboxes, stored before the AMQP ack,
   keyed by the hub's copy id, so a copy delivered twice is stored once;
-* ``vxp.sent``: what systems sent and the hub's answer;
+* ``vxp.sent``, ``vxp.sent_recipients``: what systems sent, the hub's answer and each
+  recipient's state from the delivery events;
 * ``vxp.replay``: strict mode's replay cache.
 """
 
@@ -12,12 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from adapters.vxp.sealing import Sealer
+from schemas.receipt import Receipt
 
 __all__ = ["MailboxRow", "NewCopy", "Store", "System", "ensure_schema"]
 
@@ -59,9 +61,21 @@ CREATE TABLE IF NOT EXISTS vxp.sent (
     message_id text NOT NULL,
     kind text NOT NULL,
     document_id text,
+    title text,
+    notation text,
     receipt jsonb NOT NULL,
     sent_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (system_id, hub_id));
+CREATE INDEX IF NOT EXISTS sent_by_time ON vxp.sent (system_id, sent_at);
+CREATE TABLE IF NOT EXISTS vxp.sent_recipients (
+    hub_id text NOT NULL,
+    to_code text NOT NULL,
+    delivery_id text,
+    state text NOT NULL,
+    status_code text,
+    received_at timestamptz,
+    updated_at timestamptz NOT NULL,
+    PRIMARY KEY (hub_id, to_code));
 CREATE TABLE IF NOT EXISTS vxp.replay (
     system_id text NOT NULL,
     mac text NOT NULL,
@@ -269,10 +283,75 @@ class Store:
         return bool(status == "UPDATE 1")
 
     # sent ---------------------------------------------------------------------------
-    async def record_sent(self, system_id: str, hub_id: str, message_id: str, kind: str,
-                          document_id: str | None, receipt_json: str) -> None:
-        await self.pool.execute(
-            """INSERT INTO vxp.sent (system_id, hub_id, message_id, kind, document_id, receipt)
-               VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT DO NOTHING""",
-            system_id, hub_id, message_id, kind, document_id, receipt_json,
+    async def record_sent(self, system_id: str, receipt: Receipt, message_id: str, kind: str,
+                          *, title: str | None, notation: str | None) -> None:
+        """A package the hub accepted, and its recipients as the receipt lists them."""
+        hub_id = receipt.hub_id or message_id
+        at = _at(receipt.at)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """INSERT INTO vxp.sent (system_id, hub_id, message_id, kind, document_id,
+                       title, notation, receipt)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb) ON CONFLICT DO NOTHING""",
+                system_id, hub_id, message_id, kind, receipt.document_id, title, notation,
+                receipt.to_json().decode(),
+            )
+            await conn.executemany(
+                """INSERT INTO vxp.sent_recipients (hub_id, to_code, delivery_id, state,
+                       updated_at) VALUES ($1, $2, $3, $4, $5)
+                   ON CONFLICT (hub_id, to_code) DO NOTHING""",
+                [(hub_id, r.agency or r.code, r.delivery_id, r.state, at)
+                 for r in receipt.recipients],
+            )
+
+    async def record_events(self, events: Sequence[Receipt]) -> None:
+        """Delivery events (a recipient's state changed); the newest wins."""
+        rows = [
+            (e.hub_id, r.agency or r.code, r.delivery_id, e.state or r.state, e.status_code,
+             _at(e.at))
+            for e in events if e.type == "delivery" and e.hub_id
+            for r in e.recipients[:1]
+        ]
+        if not rows:
+            return
+        await self.pool.executemany(
+            """INSERT INTO vxp.sent_recipients AS s (hub_id, to_code, delivery_id, state,
+                   status_code, received_at, updated_at)
+               VALUES ($1, $2, $3, $4, $5,
+                       CASE WHEN $4 NOT IN ('submitted', 'queued', 'undeliverable')
+                            THEN $6::timestamptz END, $6)
+               ON CONFLICT (hub_id, to_code) DO UPDATE SET
+                   state = CASE WHEN s.updated_at <= EXCLUDED.updated_at
+                                THEN EXCLUDED.state ELSE s.state END,
+                   status_code = CASE WHEN s.updated_at <= EXCLUDED.updated_at
+                                      THEN coalesce(EXCLUDED.status_code, s.status_code)
+                                      ELSE coalesce(s.status_code, EXCLUDED.status_code) END,
+                   delivery_id = coalesce(s.delivery_id, EXCLUDED.delivery_id),
+                   received_at = coalesce(s.received_at, EXCLUDED.received_at),
+                   updated_at = greatest(s.updated_at, EXCLUDED.updated_at)""",
+            rows,
         )
+
+    async def sent_list(self, system_id: str, *, hub_id: str | None,
+                        since: datetime | None, until: datetime | None,
+                        limit: int, offset: int) -> list[dict[str, Any]]:
+        """What ``system_id`` sent, one row per recipient, newest first."""
+        rows = await self.pool.fetch(
+            """SELECT s.hub_id, s.kind, s.title, s.notation, s.sent_at,
+                      s.receipt->>'sender' AS sender, r.to_code, r.delivery_id, r.state,
+                      r.status_code, r.received_at
+               FROM vxp.sent s LEFT JOIN vxp.sent_recipients r USING (hub_id)
+               WHERE s.system_id = $1 AND ($2::text IS NULL OR s.hub_id = $2)
+                 AND ($3::timestamptz IS NULL OR s.sent_at >= $3)
+                 AND ($4::timestamptz IS NULL OR s.sent_at < $4)
+               ORDER BY s.sent_at DESC, s.hub_id, r.to_code LIMIT $5 OFFSET $6""",
+            system_id, hub_id, since, until, limit, offset,
+        )
+        return [dict(r) for r in rows]
+
+
+def _at(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return datetime.now(UTC)

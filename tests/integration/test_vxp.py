@@ -199,6 +199,25 @@ async def test_two_systems_exchange_a_document_and_the_status_round(
         "SELECT state FROM deliveries WHERE hub_id = $1::uuid AND recipient_code = $2",
         hub_id, NGHEAN)
     assert state == "done"
+    # and the sender sees it per recipient, from the hub's receipts and delivery events
+    async def sent() -> list[dict[str, Any]]:
+        answer = await vpcp.call("getSentEdocList", docId=hub_id)
+        assert answer["status"] == "OK", answer
+        return list(answer["data"])
+
+    rows = await poll(sent, lambda rows: bool(rows) and rows[0]["receiveStatus"] == "06")
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["senderDocId"], row["fromCode"], row["toCode"]) == (hub_id, VPCP, NGHEAN)
+    assert (row["sendStatus"], row["receiveStatus"]) == ("done", "06")
+    assert row["title"] == doc.subject and row["notation"] == str(doc.code)
+    assert row["receivedTime"] and row["messageType"] == "edoc"
+    # a date range finds it too; the other system's sent list does not
+    today = datetime.now(VIETNAM).strftime("%Y-%m-%d")
+    listed = await vpcp.call("getSentEdocList", docId="", fromDate=today, toDate=today)
+    assert hub_id in {r["senderDocId"] for r in listed["data"]}
+    theirs = await nghean.call("getSentEdocList", docId=hub_id)
+    assert theirs["data"] == []
 
 
 async def test_mailbox_survives_a_restart_nothing_lost_nothing_listed_twice(
