@@ -276,9 +276,11 @@ class Store:
         return chunk or b""
 
     async def set_state(self, gateway_id: str, doc_id: str, state: str) -> bool:
+        """``done`` is final: a later state (a client retrying) changes nothing."""
         status = await self.pool.execute(
             "UPDATE vxp.mailbox SET state = $3, updated_at = now() "
-            "WHERE gateway_id = $1 AND doc_id = $2", gateway_id, doc_id, state,
+            "WHERE gateway_id = $1 AND doc_id = $2 AND state <> 'done'",
+            gateway_id, doc_id, state,
         )
         return bool(status == "UPDATE 1")
 

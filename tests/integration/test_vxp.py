@@ -174,6 +174,9 @@ async def test_two_systems_exchange_a_document_and_the_status_round(
     assert (await nghean.update_status(item["docId"], "done"))["status"] == "OK"
     assert await nghean.received() == []
     assert await nghean.count("countReceiveEdoc") == 0
+    # done is final: a late "processing" (a client retrying) does not list it again
+    assert (await nghean.update_status(item["docId"], "processing"))["status"] == "OK"
+    assert await nghean.received() == []
 
     # the status round 01/03/05/06 back to the sender, in the three body shapes
     for code, way in [(StatusCode.ARRIVED, "multipart"), (StatusCode.ACCEPTED, "sdk"),
