@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from adapters.vxp import auth
 from adapters.vxp.body import read_file
 from adapters.vxp.envelope import CONTENT_TYPE, VxpFailure, fail_body, ok_body
 from adapters.vxp.mailbox import GatewayLinks
+from adapters.vxp.openapi import openapi_document
 from adapters.vxp.store import MailboxRow, Store, System
 from schemas import EdocPackage, parse_package
 from schemas.reasons import PackageRejected, Reason
@@ -113,6 +115,8 @@ class VxpApi:
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         operation = request.match_info.get("tail", "").rstrip("/").rsplit("/", 1)[-1]
+        if operation == "openapi.json":
+            return _answer(json.dumps(openapi_document(), ensure_ascii=True).encode())
         try:
             handler = OPERATIONS.get(operation.lower(), VxpApi.unknown)
             caller = await self.authenticate(request)

@@ -330,6 +330,9 @@ async def test_bad_input_fails_with_the_right_code_and_stores_nothing(
     assert (a["status"], a["reason"]) == ("FAIL", "VXP_NOT_ALLOWED")
     a = await nghean.call("dropEverything")
     assert (a["status"], a["reason"]) == ("FAIL", "VXP_UNKNOWN_OPERATION")
+    # the OpenAPI document needs no signature and holds no data
+    async with session.get(f"{f.endpoint}/openapi.json") as resp:
+        assert "/sendEdoc" in (await resp.json())["paths"]
 
 
 async def test_header_names_in_any_case_and_the_padded_hash(

@@ -139,3 +139,16 @@ def test_hub_axis_code_overrides_the_reason_default() -> None:
     answer = json.loads(fail_body(failure))
     assert answer["ErrorCode"] == "18"
     assert answer["ErrorDesc"].startswith("Không có / Missing")
+
+
+def test_openapi_documents_every_operation_and_nothing_else() -> None:
+    from adapters.vxp.app import OPERATIONS
+    from adapters.vxp.openapi import openapi_document
+
+    doc = openapi_document()
+    assert {p.strip("/").lower() for p in doc["paths"]} == set(OPERATIONS)
+    send = doc["paths"]["/sendEdoc"]["post"]
+    names = {p["name"] for p in send["parameters"]}
+    assert {"XroadVnpt-hash-file", "XroadVnpt-sign-header", "XroadVnpt-hash-header"} <= names
+    assert "multipart/form-data" in send["requestBody"]["content"]
+    json.dumps(doc)
