@@ -31,6 +31,7 @@ _COMMANDS: dict[str, str] = {
     "receipt": "router.cli.security:receipt",
     "audit": "router.cli.security:audit",
     "vxp": "router.cli.vxp:vxp",
+    "watch": "router.cli.watch:watch",
 }
 
 
