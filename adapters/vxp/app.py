@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -143,7 +143,10 @@ class VxpApi:
         if declared != kind:
             raise VxpFailure(Reason.VXP_MESSAGE_TYPE_MISMATCH,
                              f"messagetype {declared}, package {kind}")
-        message_id = str(uuid.uuid4())
+        # the same file from the same system is the same message: a retry after a lost
+        # answer resumes it at the hub (same receipt, same DocId), never a second package
+        message_id = "vxp-" + hashlib.sha256(
+            caller.system.system_id.encode() + b"\0" + data).hexdigest()
         try:
             receipt = await link.client.send(
                 data, message_id=message_id, validate=False,

@@ -335,6 +335,21 @@ async def test_bad_input_fails_with_the_right_code_and_stores_nothing(
         assert "/sendEdoc" in (await resp.json())["paths"]
 
 
+async def test_a_resent_file_is_one_document_with_one_doc_id(
+    two: tuple[Facade, aiohttp.ClientSession],
+) -> None:
+    """The SDK retries a sendEdoc whose answer it lost: same DocId, no second document."""
+    f, session = two
+    vpcp, nghean = sdk(f, session, "vxp.saas.03"), sdk(f, session, "00.53.W41")
+    _, body = edoc(VPCP, [NGHEAN])
+    first = await vpcp.send_edoc(body)
+    again = await vpcp.send_edoc(body)
+    assert first["status"] == again["status"] == "OK"
+    assert first["DocId"] == again["DocId"]
+    assert await f.hub.pool.fetchval("SELECT count(*) FROM documents") == 1
+    assert len(await poll(nghean.received, lambda rows: len(rows) == 1)) == 1
+
+
 async def test_header_names_in_any_case_and_the_padded_hash(
     two: tuple[Facade, aiohttp.ClientSession],
 ) -> None:
