@@ -183,6 +183,9 @@ class VxpApi:
         return kind
 
     async def received_list(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        # `status`, `fromDate` and `toDate` are deliberately not filters here: the SDK never
+        # clears its header map, so the `status: done` of the last updateStatus (or the dates
+        # of a getSentEdocList) travel with the next list call and would hide documents
         size, offset = self._page(caller)
         rows = await self.store.pending(caller.system.gateway_id, self._kind(caller),
                                         limit=size, offset=offset)

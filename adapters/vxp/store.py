@@ -284,6 +284,15 @@ class Store:
         )
         return bool(status == "UPDATE 1")
 
+    async def purge_done(self, older_than_days: float) -> int:
+        """Forget copies marked done more than ``older_than_days`` ago (the hub keeps the
+        record); pending ones are never purged."""
+        status = await self.pool.execute(
+            "DELETE FROM vxp.mailbox WHERE state = 'done' "
+            "AND updated_at < now() - make_interval(secs => $1)", older_than_days * 86400.0,
+        )
+        return int(status.split()[-1])
+
     # sent ---------------------------------------------------------------------------
     async def record_sent(self, system_id: str, receipt: Receipt, message_id: str, kind: str,
                           *, title: str | None, notation: str | None) -> None:

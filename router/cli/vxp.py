@@ -182,3 +182,22 @@ def remove(system_id: str) -> None:
 
     _run(go)
     click.echo(f"system {system_id} removed")
+
+
+@vxp.group()
+def mailbox() -> None:
+    """The façade's mailbox (copies taken from the gateways' inboxes)."""
+
+
+@mailbox.command("purge")
+@click.option("--days", type=click.FloatRange(0), default=30.0, show_default=True,
+              help="Forget copies marked done more than this many days ago.")
+def purge(days: float) -> None:
+    """Delete copies marked done long ago (pending copies are never deleted)."""
+    from adapters.vxp import open_store
+
+    async def go(settings: Settings) -> int:
+        async with open_store(settings.vxp_database_url, settings.vxp_secret_key) as store:
+            return await store.purge_done(days)
+
+    click.echo(f"{_run(go)} copies purged")

@@ -254,6 +254,10 @@ async def test_mailbox_survives_a_restart_nothing_lost_nothing_listed_twice(
     bodies = {await nghean.get_edoc(i) for i in ids}
     assert bodies == {body1, body2, body3} - {done_body}
     assert await f.mailbox_rows() == 3
+    # purging forgets only what is done
+    assert f.store is not None
+    assert await f.store.purge_done(0) == 1
+    assert {r["docId"] for r in await nghean.received()} == set(ids)
 
 
 async def test_bad_input_fails_with_the_right_code_and_stores_nothing(
