@@ -354,6 +354,19 @@ async def test_a_resent_file_is_one_document_with_one_doc_id(
     assert len(await poll(nghean.received, lambda rows: len(rows) == 1)) == 1
 
 
+async def test_a_sender_the_gateway_does_not_serve_is_refused_and_the_link_survives(
+    two: tuple[Facade, aiohttp.ClientSession],
+) -> None:
+    f, session = two
+    vpcp = sdk(f, session, "vxp.saas.03")
+    _, foreign = edoc(NGHEAN, [VPCP])  # vpcp's gateway does not serve H41
+    a = await vpcp.send_edoc(foreign)
+    assert (a["status"], a["reason"]) == ("FAIL", "SENDER_NOT_SERVED"), a
+    _, fine = edoc(VPCP, [NGHEAN])
+    ok = await vpcp.send_edoc(fine)
+    assert ok["status"] == "OK", ok
+
+
 async def test_header_names_in_any_case_and_the_padded_hash(
     two: tuple[Facade, aiohttp.ClientSession],
 ) -> None:
