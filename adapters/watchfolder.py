@@ -31,7 +31,9 @@ from typing import Any
 import structlog
 
 from adapters.client import GatewayClient, InboxMessage
+from adapters.refusals import refused_sender
 from adapters.seen import DurableSeenCopies
+from schemas import parse_package
 from schemas.reasons import LienthongError, Reason
 from schemas.receipt import Receipt
 
@@ -46,6 +48,13 @@ PARALLEL = 20
 def message_id_for(content: bytes) -> str:
     """The same file always gets the same message id: a resend is never a new document."""
     return "watch-" + hashlib.sha256(content).hexdigest()
+
+
+def _sender(content: bytes) -> str | None:
+    try:
+        return parse_package(content).package.sender.organ_id
+    except LienthongError:
+        return None
 
 
 def _complete(path: Path) -> bool:
@@ -106,9 +115,13 @@ class WatchFolder:
     # sending ----------------------------------------------------------------------------
     async def _send_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            files = await asyncio.to_thread(self._ready)
-            for start in range(0, len(files), PARALLEL):
-                await asyncio.gather(*(self._send_one(p) for p in files[start:start + PARALLEL]))
+            try:
+                files = await asyncio.to_thread(self._ready)
+                for start in range(0, len(files), PARALLEL):
+                    await asyncio.gather(
+                        *(self._send_one(p) for p in files[start:start + PARALLEL]))
+            except OSError:  # the folder itself is unreadable: say so, look again later
+                log.exception("watch.outbox_unreadable", folder=str(self.root / "outbox"))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.interval)
 
@@ -126,9 +139,17 @@ class WatchFolder:
         except LienthongError as exc:  # refused before sending (not edXML, ...)
             await asyncio.to_thread(self._file, path, "failed", ".reason.json", exc.as_dict())
             return
-        except (TimeoutError, ConnectionError) as exc:
-            log.warning("watch.send_later", file=path.name, error=str(exc) or "timeout")
-            return  # stays in outbox: tried again (same message id)
+        except Exception as exc:
+            sender = await asyncio.to_thread(_sender, content)
+            if sender is not None and refused_sender(exc, sender):
+                refusal = LienthongError(Reason.SENDER_NOT_SERVED, sender)
+                await asyncio.to_thread(self._file, path, "failed", ".reason.json",
+                                        refusal.as_dict())
+                return
+            # a timeout, a lost connection, a channel closed under it: the file stays in
+            # outbox/ and is tried again (same message id, so never a second document)
+            log.warning("watch.send_later", file=path.name, error=str(exc) or type(exc).__name__)
+            return
         assert receipt is not None
         if receipt.type == "rejected":
             await asyncio.to_thread(self._file, path, "failed", ".reason.json",

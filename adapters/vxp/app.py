@@ -20,6 +20,7 @@ import aiormq
 import structlog
 from aiohttp import web
 
+from adapters.refusals import refused_sender
 from adapters.vxp import auth
 from adapters.vxp.body import read_file
 from adapters.vxp.envelope import CONTENT_TYPE, VxpFailure, fail_body, ok_body
@@ -27,7 +28,6 @@ from adapters.vxp.mailbox import GatewayLinks
 from adapters.vxp.openapi import openapi_document
 from adapters.vxp.store import MailboxRow, Store, System
 from schemas import EdocPackage, parse_package
-from schemas.agency_code import normalize
 from schemas.reasons import PackageRejected, Reason
 from schemas.receipt import Receipt
 
@@ -155,15 +155,10 @@ class VxpApi:
             )
         except TimeoutError:
             raise VxpFailure(Reason.VXP_HUB_TIMEOUT) from None
-        except aiormq.exceptions.ChannelAccessRefused as exc:
-            # RabbitMQ's topic permission: the gateway does not serve the sender's code (the
-            # refusal closes the channel, so another send in flight may see it: only the
-            # one whose routing key it names is told so; the others may simply send again)
-            sender = normalize(parsed.package.sender.organ_id)
-            if f"'{sender}'" in str(exc):
-                raise VxpFailure(Reason.SENDER_NOT_SERVED, sender) from None
-            raise VxpFailure(Reason.VXP_GATEWAY_UNAVAILABLE, str(exc)) from None
         except (aiormq.exceptions.AMQPError, ConnectionError) as exc:
+            sender = parsed.package.sender.organ_id
+            if refused_sender(exc, sender):  # the gateway does not serve the sender's code
+                raise VxpFailure(Reason.SENDER_NOT_SERVED, sender) from None
             raise VxpFailure(Reason.VXP_GATEWAY_UNAVAILABLE, str(exc)) from None
         assert receipt is not None
         if receipt.type == "rejected":

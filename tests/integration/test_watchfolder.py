@@ -73,6 +73,7 @@ async def test_files_go_out_and_come_in_with_their_receipts(hub: Hub, tmp_path: 
         drop(a, "cong-van.edxml", body)
         drop(a, "lost.edxml", lost)
         drop(a, "garbage.edxml", b"not xml at all")
+        drop(a, "foreign.edxml", edoc(NGHEAN, [VPCP])[1])  # vpcp does not serve H41
         await until(lambda: (a / "sent" / "cong-van.edxml.receipt.json").exists())
         receipt = json.loads((a / "sent" / "cong-van.edxml.receipt.json").read_text())
         assert receipt["type"] == "accepted"
@@ -83,11 +84,17 @@ async def test_files_go_out_and_come_in_with_their_receipts(hub: Hub, tmp_path: 
             "reason"] == "RECIPIENT_UNKNOWN"
         assert json.loads((a / "failed" / "garbage.edxml.reason.json").read_text())[
             "reason"] == "MALFORMED_XML"
+        await until(lambda: (a / "failed" / "foreign.edxml.reason.json").exists())
+        assert json.loads((a / "failed" / "foreign.edxml.reason.json").read_text())[
+            "reason"] == "SENDER_NOT_SERVED"
         assert [p.name for p in (a / "outbox").iterdir()] == ["half.edxml.part"]
+        # and the folder keeps working after the refusal
+        _, later = edoc(VPCP, [NGHEAN])
+        drop(a, "later.edxml", later)
+        await until(lambda: (a / "sent" / "later.edxml.receipt.json").exists())
 
-        await until(lambda: len(_files(b / "inbox", ".edxml")) == 1)
-        got = _files(b / "inbox", ".edxml")[0]
-        assert got.read_bytes() == body
+        await until(lambda: len(_files(b / "inbox", ".edxml")) == 2)
+        got = next(p for p in _files(b / "inbox", ".edxml") if p.read_bytes() == body)
         meta = json.loads(got.with_suffix(".json").read_text())
         assert meta["hub_id"] == receipt["hub_id"] and meta["to"] == [NGHEAN]
         assert not [p for p in (b / "inbox").iterdir() if p.name.startswith(".")]
