@@ -17,7 +17,7 @@ import structlog
 from adapters.client import GatewayClient, InboxMessage
 from adapters.vxp.envelope import VxpFailure
 from adapters.vxp.store import NewCopy, Store
-from schemas.reasons import Reason
+from schemas.reasons import LienthongError, Reason
 from schemas.receipt import Receipt
 
 __all__ = ["GatewayLink", "GatewayLinks"]
@@ -83,8 +83,21 @@ class GatewayLink:
             batch = [await self._buffer.get()]
             while len(batch) < BATCH and not self._buffer.empty():
                 batch.append(self._buffer.get_nowait())
+            good: list[InboxMessage] = []
+            copies: list[NewCopy] = []
+            for m in batch:
+                try:
+                    copies.append(_copy(m))
+                    good.append(m)
+                except LienthongError as exc:  # no kind and not edXML: the hub parks it
+                    log.warning("vxp.mailbox.refused", gateway=self.gateway_id,
+                                copy=m.copy_id, reason=exc.reason.name)
+                    with contextlib.suppress(Exception):
+                        await m.refuse()
+            batch = good
+            if not batch:
+                continue
             try:
-                copies = [_copy(m) for m in batch]
                 await self.store.store_copies(self.gateway_id, copies)
             except Exception:
                 log.exception("vxp.mailbox.store_failed", gateway=self.gateway_id,
