@@ -367,6 +367,18 @@ async def test_a_sender_the_gateway_does_not_serve_is_refused_and_the_link_survi
     assert ok["status"] == "OK", ok
 
 
+async def test_a_large_package_downloads_whole_in_chunks(
+    two: tuple[Facade, aiohttp.ClientSession],
+) -> None:
+    f, session = two
+    vpcp, nghean = sdk(f, session, "vxp.saas.03"), sdk(f, session, "00.53.W41")
+    _, body = edoc(VPCP, [NGHEAN], attachment=os.urandom(900 * 1024))  # > 4 chunks
+    assert (await vpcp.send_edoc(body))["status"] == "OK"
+    doc_id = (await poll(nghean.received, lambda rows: len(rows) == 1))[0]["docId"]
+    assert await nghean.download(doc_id) == body
+    assert await nghean.get_edoc(doc_id) == body
+
+
 async def test_header_names_in_any_case_and_the_padded_hash(
     two: tuple[Facade, aiohttp.ClientSession],
 ) -> None:
