@@ -90,8 +90,10 @@ def _show_secret(system_id: str, gateway: str, secret: str, as_json: bool, verb:
 @click.option("--strict", is_flag=True,
               help="Refuse stale timestamps and replays (clients that re-sign each request).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+@click.option("--no-check", is_flag=True,
+              help="Store --amqp-url without first logging in with it as the gateway.")
 def add(system_id: str, gateway_id: str, amqp_url: str | None, strict: bool,
-        as_json: bool) -> None:
+        as_json: bool, no_check: bool) -> None:
     """Register SYSTEM_ID; prints its secret once."""
     from adapters.vxp import open_store
     from adapters.vxp.sealing import new_secret
@@ -99,6 +101,8 @@ def add(system_id: str, gateway_id: str, amqp_url: str | None, strict: bool,
     async def go(settings: Settings) -> str:
         async with open_store(settings.vxp_database_url, settings.vxp_secret_key) as store:
             if amqp_url:
+                if not no_check:
+                    await _check_gateway(amqp_url, gateway_id)
                 await store.set_gateway(gateway_id, amqp_url)
             elif await store.gateway_url(gateway_id) is None:
                 raise click.ClickException(
@@ -109,6 +113,22 @@ def add(system_id: str, gateway_id: str, amqp_url: str | None, strict: bool,
             return secret
 
     _show_secret(system_id, gateway_id, _run(go), as_json, "added")
+
+
+async def _check_gateway(amqp_url: str, gateway_id: str) -> None:
+    """Log in as the gateway and find its queues, so a wrong URL is caught now."""
+    from adapters import GatewayClient
+
+    client = GatewayClient(amqp_url, gateway_id=gateway_id)
+    try:
+        await asyncio.wait_for(client.connect(), 15.0)
+    except Exception as exc:
+        raise click.ClickException(
+            f"cannot log in to the axis as gateway {gateway_id} with --amqp-url "
+            f"({type(exc).__name__}: {exc}) / không đăng nhập được vào trục với --amqp-url"
+        ) from exc
+    finally:
+        await client.close()
 
 
 @systems.command("list")

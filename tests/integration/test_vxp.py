@@ -486,6 +486,16 @@ async def test_kill_9_mid_intake_loses_nothing_and_lists_nothing_twice(hub: Hub)
     out, _ = await asyncio.wait_for(add.communicate(), 60)
     assert add.returncode == 0
     secret = json.loads(out)["secret"]
+    # a wrong AMQP URL is caught when the system is added, not at the first request
+    wrong = hub.gateway_url("vpcp").replace("@", "x@", 1)  # a wrong password
+    bad = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "router.cli", "vxp", "systems", "add", "other.sys",
+        "--gateway", "vpcp", "--amqp-url", wrong,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(bad.communicate(), 60)
+    assert bad.returncode != 0
+    assert b"cannot log in to the axis as gateway vpcp" in err
     facade = FacadeProcess(env, port)
     n_before, n_during = 150, 50
     try:
