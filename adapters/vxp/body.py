@@ -62,6 +62,8 @@ async def _read_multipart(request: web.Request, limit: int) -> bytes:
 
 async def read_file(request: web.Request, hash_file: str | None, limit: int) -> bytes:
     """The file, checked against ``hash_file``; at most ``limit`` bytes are accepted."""
+    if not hash_file:
+        raise VxpFailure(Reason.VXP_HASH_MISMATCH, "XroadVnpt-hash-file is missing")
     if request.content_length is not None and request.content_length > limit + CHUNK:
         raise _too_large(limit)
     if request.content_type.startswith("multipart/"):
@@ -70,8 +72,6 @@ async def read_file(request: web.Request, hash_file: str | None, limit: int) -> 
     else:
         data = await _read_raw(request, limit + 2, limit)
         candidates = [data, data[:-2]] if data.endswith(b"\r\n") else [data]
-    if not hash_file:
-        raise VxpFailure(Reason.VXP_HASH_MISMATCH, "XroadVnpt-hash-file is missing")
     for candidate in candidates:
         if file_hash_matches(hash_file, hashlib.sha256(candidate).digest()):
             if not candidate:
