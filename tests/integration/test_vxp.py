@@ -303,6 +303,11 @@ async def test_bad_input_fails_with_the_right_code_and_stores_nothing(
     # tampered body: the hash names the original
     a = await raw("POST", "sendEdoc", vpcp.sign(), body.replace(b"V/v", b"X/x", 1))
     assert (a["ErrorCode"], a["reason"]) == ("10", "VXP_HASH_MISMATCH")
+    # no hash-file at all: the body is bound to nothing
+    no_hash = VxpSdk(session, f.endpoint, "vxp.saas.03", f.secrets["vxp.saas.03"])
+    no_hash.params.update({"Content-Type": "application/octet-stream", "messagetype": "edoc"})
+    a = await raw("POST", "sendEdoc", no_hash.sign(), body)
+    assert (a["ErrorCode"], a["reason"]) == ("10", "VXP_HASH_MISMATCH")
     # garbage body, correctly hashed
     a = await vpcp.send_edoc(b"\x00garbage, not XML")
     assert (a["ErrorCode"], a["reason"]) == ("10", "MALFORMED_XML")
