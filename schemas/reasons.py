@@ -386,6 +386,13 @@ class Reason(Enum):
         "messagetype does not match the package kind (edoc/status)",
         22,
     )
+    VXP_BUSY = _ReasonInfo(
+        7016,
+        "Cổng tương thích đang nhận quá nhiều dữ liệu; gửi lại sau",
+        "The compatibility API is receiving too much at once; send again later",
+        21,
+        final=False,
+    )
     VXP_NOT_YET_AVAILABLE = _ReasonInfo(
         7015,
         "Thao tác này chưa được cung cấp qua cổng tương thích",

@@ -23,6 +23,7 @@ from aiohttp import web
 from adapters.refusals import refused_sender
 from adapters.vxp import auth
 from adapters.vxp.body import read_file
+from adapters.vxp.budget import ByteBudget
 from adapters.vxp.envelope import CONTENT_TYPE, VxpFailure, fail_body, ok_body
 from adapters.vxp.mailbox import GatewayLinks
 from adapters.vxp.openapi import openapi_document
@@ -37,6 +38,7 @@ log = structlog.get_logger("lienthong.vxp")
 
 VIETNAM = timezone(timedelta(hours=7))
 DOWNLOAD_CHUNK = 256 * 1024
+BODY_SLACK = 64 * 1024  # multipart headers, the SDK's trailing CRLF
 MAX_PAGE = 1000
 STATES = {"processing", "done", "fail"}
 STATE_DESC = {
@@ -51,6 +53,9 @@ STATE_DESC = {
 class VxpConfig:
     max_package_bytes: int = 30 * 1024 * 1024
     timestamp_window_seconds: float = 300.0
+    # request bodies held at once (sendEdoc); a request waits up to body_wait_seconds for room
+    max_inflight_bytes: int = 4 * 30 * 1024 * 1024
+    body_wait_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,7 @@ class VxpApi:
         self.store = store
         self.links = links
         self.config = config
+        self.budget = ByteBudget(config.max_inflight_bytes)
 
     # authentication -------------------------------------------------------------------
     async def authenticate(self, request: web.Request) -> Caller:
@@ -135,6 +141,15 @@ class VxpApi:
 
     # documents --------------------------------------------------------------------------
     async def send_edoc(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        limit = self.config.max_package_bytes
+        size = min(request.content_length or limit, limit) + BODY_SLACK
+        try:
+            async with self.budget.reserve(size, wait=self.config.body_wait_seconds):
+                return await self._send_edoc(request, caller)
+        except TimeoutError:
+            raise VxpFailure(Reason.VXP_BUSY) from None
+
+    async def _send_edoc(self, request: web.Request, caller: Caller) -> web.StreamResponse:
         link = await self.links.get(caller.system.gateway_id)
         data = await read_file(request, caller.param("hash-file"),
                                self.config.max_package_bytes)

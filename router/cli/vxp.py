@@ -60,7 +60,8 @@ def serve_cmd(host: str | None, port: int | None) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         config = VxpConfig(max_package_bytes=settings.max_package_bytes,
-                           timestamp_window_seconds=settings.vxp_timestamp_window_seconds)
+                           timestamp_window_seconds=settings.vxp_timestamp_window_seconds,
+                           max_inflight_bytes=4 * settings.max_package_bytes)
         h, p = host or settings.vxp_host, port or settings.vxp_port
         click.echo(f"VXP API on http://{h}:{p}/ (endpoint for the SDK)", err=True)
         await serve(settings.vxp_database_url, settings.vxp_secret_key, h, p, config, stop)
