@@ -604,3 +604,71 @@ async def test_figures_latency_and_throughput_next_to_the_amqp_sdk(
           f"AMQP SDK send->receipt p50 {sdk_answered[len(sdk_answered) // 2]:.0f} ms; "
           f"{n} docs, {concurrency} concurrent: "
           f"façade {facade_rate:.0f} pkg/s, AMQP SDK {sdk_rate:.0f} pkg/s")
+
+
+async def test_kill_9_mid_send_the_sdk_retries_and_nothing_is_doubled(hub: Hub) -> None:
+    """Senders retry (same file) until they get an answer, as document software does;
+    the façade dies under them and comes back: every document once, one DocId each."""
+    await _two_gateways(hub)
+    name = f"lt_test_{RUN_ID}_vxpkill2"
+    db_url = f"{PG_URL}/{name}"
+    port = unused_port()
+    env = {**os.environ, "LIENTHONG_VXP_DATABASE_URL": db_url,
+           "LIENTHONG_VXP_SECRET_KEY": new_key(), "LIENTHONG_LOG_LEVEL": "WARNING"}
+    secrets: dict[str, str] = {}
+    for system_id, gateway_id in (("vxp.saas.03", "vpcp"), ("00.53.W41", "lgsp-nghean")):
+        add = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "router.cli", "vxp", "systems", "add", system_id,
+            "--gateway", gateway_id, "--amqp-url", hub.gateway_url(gateway_id), "--json",
+            env=env, stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await asyncio.wait_for(add.communicate(), 60)
+        assert add.returncode == 0
+        secrets[system_id] = json.loads(out)["secret"]
+    facade = FacadeProcess(env, port)
+    endpoint = f"http://127.0.0.1:{port}/vxp"
+    n = 60
+    bodies = [edoc(VPCP, [NGHEAN])[1] for _ in range(n)]
+    answered: list[str] = []
+    errors = 0
+    try:
+        async with aiohttp.ClientSession() as session:
+            await facade.start(session)
+
+            async def send_until_answered(i: int, body: bytes) -> str:
+                nonlocal errors
+                client = VxpSdk(session, endpoint, "vxp.saas.03", secrets["vxp.saas.03"],
+                                seed=i)
+                while True:
+                    try:
+                        answer = await client.send_edoc(body)
+                    except (aiohttp.ClientError, ValueError):
+                        errors += 1  # the façade is down: try again, same file
+                        await asyncio.sleep(0.2)
+                        continue
+                    if answer["status"] == "OK":
+                        answered.append(answer["DocId"])
+                        return str(answer["DocId"])
+                    assert answer["ErrorCode"] == "21", answer  # transient: again
+                    await asyncio.sleep(0.2)
+
+            sends = [asyncio.create_task(send_until_answered(i, b))
+                     for i, b in enumerate(bodies)]
+            await poll(lambda: asyncio.sleep(0, len(answered)), lambda k: k >= 5)
+            await facade.kill()
+            killed_after = len(answered)
+            await asyncio.sleep(0.5)
+            await facade.start(session)
+            doc_ids = await asyncio.wait_for(asyncio.gather(*sends), 120)
+
+            assert killed_after < n  # the kill really fell mid-flow
+            assert errors > 0
+            assert len(set(doc_ids)) == n
+            assert await hub.pool.fetchval("SELECT count(*) FROM documents") == n
+            reader = VxpSdk(session, endpoint, "00.53.W41", secrets["00.53.W41"])
+            listed = await poll(reader.received, lambda rows: len(rows) >= n, 60)
+            assert len(listed) == n
+            assert len({r["docId"] for r in listed}) == n
+    finally:
+        await facade.stop()
+        await drop_database(name)
