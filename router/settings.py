@@ -236,6 +236,20 @@ class Settings:
         "LIENTHONG_OPS_STALE_SECONDS", 900.0,
         "gateway health: age of the oldest waiting package that is too old",
         kind="float", low=1, high=10**7)
+    # gateway-side doors: the current axis's HTTP API (adapters/vxp)
+    vxp_database_url: str = _var(
+        "LIENTHONG_VXP_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/lienthong_vxp",
+        "the VXP façade's own database (systems, mailbox); created on first use", redact="url")
+    vxp_secret_key: str = _var(
+        "LIENTHONG_VXP_SECRET_KEY", "",
+        "Fernet key encrypting system secrets and gateway AMQP URLs (`lienthong vxp new-key`)",
+        redact="all")
+    vxp_host: str = _var("LIENTHONG_VXP_HOST", "127.0.0.1", "where `lienthong vxp serve` listens")
+    vxp_port: int = _var("LIENTHONG_VXP_PORT", 8090, "its port", kind="int", low=1, high=65535)
+    vxp_timestamp_window_seconds: int = _var(
+        "LIENTHONG_VXP_TIMESTAMP_WINDOW_SECONDS", 300,
+        "strict-mode systems: timestamp freshness and replay window",
+        kind="int", low=1, high=86_400)
     # tools
     samples: str | None = _var(
         "LIENTHONG_SAMPLES", None,

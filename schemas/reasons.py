@@ -16,6 +16,7 @@ Numeric codes are grouped by the stage that rejects:
 4xxx  signatures and certificates
 5xxx  delivery: undeliverable, parked, processing errors
 6xxx  running the hub: operations (ops API, CLI), settings, processes
+7xxx  gateway-side doors: the current axis's HTTP API (VXP façade)
 ====  =====================================================
 
 Numeric codes are never reused or renumbered: a removed reason's code stays in
@@ -391,6 +392,108 @@ class Reason(Enum):
         "The receipt replay request is not valid",
     )
 
+    # 7000-7029 the VXP façade (adapters/vxp): the current axis's HTTP API
+    VXP_UNSIGNED = _ReasonInfo(
+        7000,
+        "Yêu cầu thiếu tiêu đề xác thực XroadVnpt (systemid, sign-header, hash-header)",
+        "The request lacks the XroadVnpt authentication headers "
+        "(systemid, sign-header, hash-header)",
+        15,
+    )
+    VXP_UNKNOWN_SYSTEM = _ReasonInfo(
+        7001, "Hệ thống chưa được đăng ký", "The system is not registered", 15
+    )
+    VXP_BAD_SIGNATURE = _ReasonInfo(
+        7002,
+        "Chữ ký tiêu đề (hash-header) không đúng với khóa bí mật của hệ thống",
+        "The header signature (hash-header) does not match the system's secret",
+        15,
+    )
+    VXP_SIGN_HEADER_MISMATCH = _ReasonInfo(
+        7003,
+        "Tiêu đề được ký (sign-header) không khớp với tiêu đề thực gửi",
+        "The signed headers (sign-header) do not match the headers actually sent",
+        15,
+    )
+    VXP_STALE_TIMESTAMP = _ReasonInfo(
+        7004,
+        "Dấu thời gian quá cũ hoặc không hợp lệ (chế độ nghiêm ngặt)",
+        "The timestamp is stale or invalid (strict mode)",
+        15,
+    )
+    VXP_REPLAY = _ReasonInfo(
+        7005,
+        "Yêu cầu đã được gửi trước đó (phát lại, chế độ nghiêm ngặt)",
+        "The request was already received (a replay, strict mode)",
+        15,
+    )
+    VXP_HASH_MISMATCH = _ReasonInfo(
+        7006,
+        "Mã băm tệp (hash-file) thiếu hoặc không khớp với nội dung gửi",
+        "The file hash (hash-file) is missing or does not match the body",
+        10,
+    )
+    VXP_BAD_REQUEST = _ReasonInfo(
+        7007,
+        "Yêu cầu không đúng định dạng (tham số hoặc nội dung)",
+        "The request is malformed (a parameter or the body)",
+        10,
+    )
+    VXP_DOCUMENT_UNKNOWN = _ReasonInfo(
+        7008,
+        "Không có văn bản với docId này trong hộp thư của hệ thống",
+        "No document with this docId is in the system's mailbox",
+        21,
+    )
+    VXP_BAD_STATUS = _ReasonInfo(
+        7009,
+        "Trạng thái không hợp lệ (chỉ processing, done, fail)",
+        "Invalid status (only processing, done, fail)",
+        21,
+    )
+    VXP_UNKNOWN_OPERATION = _ReasonInfo(
+        7010, "Thao tác không được hỗ trợ", "The operation is not supported", 21
+    )
+    VXP_NOT_ALLOWED = _ReasonInfo(
+        7011,
+        "Hệ thống không được phép thực hiện thao tác này",
+        "The system is not allowed to perform this operation",
+        21,
+    )
+    VXP_HUB_TIMEOUT = _ReasonInfo(
+        7012,
+        "Trục không trả biên nhận kịp thời; gửi lại an toàn",
+        "The axis did not answer with a receipt in time; sending again is safe",
+        21,
+        final=False,
+    )
+    VXP_GATEWAY_UNAVAILABLE = _ReasonInfo(
+        7013,
+        "Không kết nối được tới trục qua hệ thống kết nối (gateway) của hệ thống",
+        "The system's gateway cannot reach the axis",
+        21,
+        final=False,
+    )
+    VXP_MESSAGE_TYPE_MISMATCH = _ReasonInfo(
+        7014,
+        "messagetype không khớp với loại gói tin (edoc/status)",
+        "messagetype does not match the package kind (edoc/status)",
+        22,
+    )
+    VXP_BUSY = _ReasonInfo(
+        7016,
+        "Cổng tương thích đang nhận quá nhiều dữ liệu; gửi lại sau",
+        "The compatibility API is receiving too much at once; send again later",
+        21,
+        final=False,
+    )
+    VXP_NOT_YET_AVAILABLE = _ReasonInfo(
+        7015,
+        "Thao tác này chưa được cung cấp qua cổng tương thích",
+        "This operation is not yet offered by the compatibility API",
+        21,
+    )
+
     @property
     def code(self) -> int:
         return self.value.code
@@ -536,8 +639,6 @@ RETIRED_CODES: dict[int, str] = {5002: "NOT_CONSUMED"}
 # Reasons nothing raises yet, kept on purpose (a test checks that every other reason is
 # raised somewhere).
 RESERVED: dict[Reason, str] = {
-    Reason.PROCESSING_ERROR: "the current axis's code 21 for a hub-side failure; reserved "
-    "for errors answered to operators and gateways that are no package's fault",
     Reason.PARKED_DROPPED: "for telling a sender that an operator dropped its parked "
     "package (`lienthong parking drop`)",
 }

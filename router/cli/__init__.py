@@ -32,6 +32,8 @@ _COMMANDS: dict[str, str] = {
     "receipts": "router.cli.receipts:receipts",
     "audit": "router.cli.security:audit",
     "config": "router.cli.config:config",
+    "vxp": "router.cli.vxp:vxp",
+    "watch": "router.cli.watch:watch",
 }
 
 

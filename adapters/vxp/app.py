@@ -1,0 +1,371 @@
+"""The VXP HTTP API (the current axis's gateway API) served by lienthong's façade.
+
+``{endpoint}/{operation}``, every parameter an ``XroadVnpt-*`` header, every answer a JSON
+envelope (see :mod:`adapters.vxp.envelope`). The façade is gateway-side software: it speaks
+to the hub only over AMQP, as each system's gateway, through :class:`adapters.GatewayClient`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+
+import aiormq
+import structlog
+from aiohttp import web
+
+from adapters.refusals import refused_sender
+from adapters.vxp import auth
+from adapters.vxp.body import read_file
+from adapters.vxp.budget import ByteBudget
+from adapters.vxp.envelope import CONTENT_TYPE, VxpFailure, fail_body, ok_body
+from adapters.vxp.mailbox import GatewayLinks
+from adapters.vxp.openapi import openapi_document
+from adapters.vxp.store import MailboxRow, Store, System
+from schemas import EdocPackage, parse_package
+from schemas.reasons import PackageRejected, Reason
+from schemas.receipt import Receipt
+
+__all__ = ["VxpConfig", "build_app"]
+
+log = structlog.get_logger("lienthong.vxp")
+
+VIETNAM = timezone(timedelta(hours=7))
+DOWNLOAD_CHUNK = 256 * 1024
+BODY_SLACK = 64 * 1024  # multipart headers, the SDK's trailing CRLF
+MAX_PAGE = 1000
+STATES = {"processing", "done", "fail"}
+STATE_DESC = {
+    "new": "Chưa nhận / Not yet taken",
+    "processing": "Đang xử lý / Processing",
+    "fail": "Nhận lỗi / Failed at the receiver",
+    "done": "Đã nhận / Done",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class VxpConfig:
+    max_package_bytes: int = 30 * 1024 * 1024
+    timestamp_window_seconds: float = 300.0
+    # request bodies held at once (sendEdoc); a request waits up to body_wait_seconds for room
+    max_inflight_bytes: int = 4 * 30 * 1024 * 1024
+    body_wait_seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated request: its system and its verified parameters."""
+
+    system: System
+    params: dict[str, str]
+
+    def param(self, *names: str) -> str | None:
+        for name in names:
+            value = self.params.get(name.lower())
+            if value is not None:
+                return value
+        return None
+
+
+Handler = Callable[["VxpApi", web.Request, Caller], Awaitable[web.StreamResponse]]
+
+
+def _answer(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type=CONTENT_TYPE)
+
+
+def _time(at: datetime) -> str:
+    return at.astimezone(VIETNAM).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _hub_failure(receipt: Receipt) -> VxpFailure:
+    r = receipt.reason or {}
+    try:
+        reason = Reason[str(r.get("reason"))]
+    except KeyError:
+        reason = Reason.PROCESSING_ERROR
+    return VxpFailure(
+        reason, str(r.get("detail") or ""),
+        axis_code=int(r.get("axis_code") or reason.axis_code or 21),
+        message_vi=r.get("message_vi"), message_en=r.get("message_en"),
+    )
+
+
+class VxpApi:
+    def __init__(self, store: Store, links: GatewayLinks, config: VxpConfig) -> None:
+        self.store = store
+        self.links = links
+        self.config = config
+        self.budget = ByteBudget(config.max_inflight_bytes)
+
+    # authentication -------------------------------------------------------------------
+    async def authenticate(self, request: web.Request) -> Caller:
+        headers = auth.lower_headers(request.headers.items())
+        signed = auth.read_signed(headers)
+        system = await self.store.system(signed.system_id)
+        if system is None:
+            raise VxpFailure(Reason.VXP_UNKNOWN_SYSTEM, signed.system_id)
+        params = auth.verify(signed, system.secret, headers)
+        if system.strict:
+            window = self.config.timestamp_window_seconds
+            auth.check_fresh(params, datetime.now(UTC), window)
+            if not await self.store.first_use(system.system_id, signed.mac, window):
+                raise VxpFailure(Reason.VXP_REPLAY)
+        self.links.kick(system.gateway_id)
+        return Caller(system, params)
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        operation = request.match_info.get("tail", "").rstrip("/").rsplit("/", 1)[-1]
+        if operation == "openapi.json":
+            return _answer(json.dumps(openapi_document(), ensure_ascii=True).encode())
+        try:
+            handler = OPERATIONS.get(operation.lower(), VxpApi.unknown)
+            caller = await self.authenticate(request)
+            return await handler(self, request, caller)
+        except PackageRejected as exc:
+            failure = VxpFailure(exc.reason, exc.detail)
+        except VxpFailure as exc:
+            failure = exc
+        except Exception:
+            log.exception("vxp.request_failed", operation=operation)
+            failure = VxpFailure(Reason.PROCESSING_ERROR)
+        log.info("vxp.fail", operation=operation, reason=failure.reason.name,
+                 detail=failure.detail)
+        return _answer(fail_body(failure))
+
+    # documents --------------------------------------------------------------------------
+    async def send_edoc(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        limit = self.config.max_package_bytes
+        size = min(request.content_length or limit, limit) + BODY_SLACK
+        try:
+            async with self.budget.reserve(size, wait=self.config.body_wait_seconds):
+                return await self._send_edoc(request, caller)
+        except TimeoutError:
+            raise VxpFailure(Reason.VXP_BUSY) from None
+
+    async def _send_edoc(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        link = await self.links.get(caller.system.gateway_id)
+        data = await read_file(request, caller.param("hash-file"),
+                               self.config.max_package_bytes)
+        parsed = await asyncio.to_thread(parse_package, data)
+        kind = parsed.package.kind
+        declared = (caller.param("messagetype") or kind).lower()
+        if declared != kind:
+            raise VxpFailure(Reason.VXP_MESSAGE_TYPE_MISMATCH,
+                             f"messagetype {declared}, package {kind}")
+        # the same file from the same system is the same message: a retry after a lost
+        # answer resumes it at the hub (same receipt, same DocId), never a second package
+        message_id = "vxp-" + hashlib.sha256(
+            caller.system.system_id.encode() + b"\0" + data).hexdigest()
+        try:
+            receipt = await link.client.send(
+                data, message_id=message_id, validate=False,
+                sender_code=parsed.package.sender.organ_id, kind=kind,
+            )
+        except TimeoutError:
+            raise VxpFailure(Reason.VXP_HUB_TIMEOUT) from None
+        except (aiormq.exceptions.AMQPError, ConnectionError) as exc:
+            sender = parsed.package.sender.organ_id
+            if refused_sender(exc, sender):  # the gateway does not serve the sender's code
+                raise VxpFailure(Reason.SENDER_NOT_SERVED, sender) from None
+            raise VxpFailure(Reason.VXP_GATEWAY_UNAVAILABLE, str(exc)) from None
+        assert receipt is not None
+        if receipt.type == "rejected":
+            raise _hub_failure(receipt)
+        pkg = parsed.package
+        title = pkg.subject if isinstance(pkg, EdocPackage) else pkg.description
+        notation = str(pkg.code) if isinstance(pkg, EdocPackage) else pkg.status_code.value
+        await self.store.record_sent(caller.system.system_id, receipt, message_id, kind,
+                                     title=title, notation=notation or None)
+        return _answer(ok_body(DocId=receipt.hub_id or message_id, receipt=receipt.type,
+                               warnings=list(receipt.warnings)))
+
+    def _page(self, caller: Caller) -> tuple[int, int]:
+        try:
+            size = int(caller.param("pageSize") or MAX_PAGE)
+            index = int(caller.param("pageIndex") or 1)
+        except ValueError:
+            raise VxpFailure(Reason.VXP_BAD_REQUEST, "pageSize/pageIndex") from None
+        size = max(1, min(size, MAX_PAGE))
+        return size, max(0, index - 1) * size
+
+    def _kind(self, caller: Caller) -> str:
+        kind = (caller.param("messagetype") or "edoc").lower()
+        if kind not in ("edoc", "status"):
+            raise VxpFailure(Reason.VXP_BAD_REQUEST, f"messagetype {kind}")
+        return kind
+
+    async def received_list(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        # `status`, `fromDate` and `toDate` are deliberately not filters here: the SDK never
+        # clears its header map, so the `status: done` of the last updateStatus (or the dates
+        # of a getSentEdocList) travel with the next list call and would hide documents
+        size, offset = self._page(caller)
+        rows = await self.store.pending(caller.system.gateway_id, self._kind(caller),
+                                        limit=size, offset=offset)
+        return _answer(ok_body(data=[_listed(r) for r in rows]))
+
+    async def _entry(self, caller: Caller) -> MailboxRow:
+        doc_id = caller.param("docId", "docid")
+        if not doc_id:
+            raise VxpFailure(Reason.VXP_BAD_REQUEST, "XroadVnpt-docId is missing")
+        row = await self.store.entry(caller.system.gateway_id, doc_id)
+        if row is None:
+            raise VxpFailure(Reason.VXP_DOCUMENT_UNKNOWN, doc_id)
+        return row
+
+    async def get_edoc(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        row = await self._entry(caller)
+        body = await self.store.body(caller.system.gateway_id, row.doc_id)
+        if body is None:
+            raise VxpFailure(Reason.VXP_DOCUMENT_UNKNOWN, row.doc_id)
+        return _answer(ok_body(docId=row.doc_id, data=base64.b64encode(body).decode("ascii")))
+
+    async def download_edoc(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        row = await self._entry(caller)
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.content_length = row.size
+        await response.prepare(request)
+        for start in range(0, row.size, DOWNLOAD_CHUNK):
+            chunk = await self.store.body_chunk(caller.system.gateway_id, row.doc_id, start,
+                                                DOWNLOAD_CHUNK)
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
+    async def update_status(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        status = (caller.param("status") or "").lower()
+        if status not in STATES:
+            raise VxpFailure(Reason.VXP_BAD_STATUS, status or "(none)")
+        row = await self._entry(caller)
+        await self.store.set_state(caller.system.gateway_id, row.doc_id, status)
+        return _answer(ok_body())
+
+    async def count_edoc(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        return _answer(ok_body(count=await self.store.count_pending(
+            caller.system.gateway_id, "edoc")))
+
+    async def count_status(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        return _answer(ok_body(count=await self.store.count_pending(
+            caller.system.gateway_id, "status")))
+
+    async def unknown(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        raise VxpFailure(Reason.VXP_UNKNOWN_OPERATION, request.path)
+
+    async def sent_list(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        size, offset = self._page(caller)
+        rows = await self.store.sent_list(
+            caller.system.system_id, hub_id=caller.param("docId", "docid") or None,
+            since=_day(caller.param("fromDate")), until=_day(caller.param("toDate"), end=True),
+            limit=size, offset=offset,
+        )
+        return _answer(ok_body(data=[_sent(r) for r in rows]))
+
+    async def not_allowed(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        raise VxpFailure(Reason.VXP_NOT_ALLOWED,
+                         "agencies are managed by the axis operators")
+
+    async def not_yet(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        raise VxpFailure(Reason.VXP_NOT_YET_AVAILABLE, request.path)
+
+
+def _listed(r: MailboxRow) -> dict[str, object]:
+    return {
+        "docId": r.doc_id,
+        "serviceType": "eDoc",
+        "messageType": r.kind,
+        "created_time": _time(r.received_at),
+        "updated_time": _time(r.updated_at),
+        "from": r.sender,
+        "to": ",".join(r.recipients),
+        "status": r.state,
+        "status_desc": STATE_DESC.get(r.state, r.state),
+        "documentId": r.document_id,
+        "statusCode": r.status_code,
+    }
+
+
+RECEIVE_DESC = {
+    "01": "Đã đến / Arrived", "02": "Từ chối / Refused", "03": "Đã tiếp nhận / Accepted",
+    "04": "Đã phân công / Assigned", "05": "Đang xử lý / Processing",
+    "06": "Đã hoàn thành / Done", "13": "Yêu cầu thu hồi / Recall requested",
+    "15": "Đồng ý thu hồi / Recall agreed", "16": "Từ chối thu hồi / Recall refused",
+}
+
+
+def _day(text: str | None, *, end: bool = False) -> datetime | None:
+    """``fromDate``/``toDate`` as clients send them: a day, Vietnam time; ``toDate``
+    (``end``) includes its whole day."""
+    if not text:
+        return None
+    for fmt in ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d%m%Y"):
+        try:
+            day = datetime.strptime(text.strip(), fmt).replace(tzinfo=VIETNAM)
+        except ValueError:
+            continue
+        return day + timedelta(days=1) if end else day
+    raise VxpFailure(Reason.VXP_BAD_REQUEST, f"date {text!r}")
+
+
+def _sent(r: dict[str, object]) -> dict[str, object]:
+    state = str(r["state"] or "submitted")
+    code = r["status_code"]
+    received = r["received_at"]
+    sent_at = r["sent_at"]
+    assert isinstance(sent_at, datetime)
+    return {
+        "senderDocId": r["hub_id"],
+        "receiverDocId": r["delivery_id"],
+        "fromCode": r["sender"],
+        "toCode": r["to_code"],
+        "title": r["title"],
+        "notation": r["notation"],
+        "sentTime": _time(sent_at),
+        "receivedTime": _time(received) if isinstance(received, datetime) else "",
+        "sendStatus": state,
+        "sendStatusDesc": state,
+        "receiveStatus": code or "",
+        "receiveStatusDesc": RECEIVE_DESC.get(str(code), "") if code else "",
+        "messageType": r["kind"],
+        "serviceType": "eDoc",
+    }
+
+
+OPERATIONS: dict[str, Handler] = {
+    "sendedoc": VxpApi.send_edoc,
+    "getreceivededoclist": VxpApi.received_list,
+    "getedoc": VxpApi.get_edoc,
+    "downloadedoc": VxpApi.download_edoc,
+    "updatestatus": VxpApi.update_status,
+    "countreceiveedoc": VxpApi.count_edoc,
+    "countreceivestatus": VxpApi.count_status,
+    "registeragency": VxpApi.not_allowed,
+    "deleteagency": VxpApi.not_allowed,
+    "getsentedoclist": VxpApi.sent_list,
+    "getagencieslist": VxpApi.not_yet,
+    "getagencieslistqd20": VxpApi.not_yet,
+    "getsynchronizeunit": VxpApi.not_yet,
+}
+
+
+def build_app(store: Store, links: GatewayLinks, config: VxpConfig) -> web.Application:
+    """The aiohttp application; ``links`` are started with it and closed with it."""
+    api = VxpApi(store, links, config)
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", api.dispatch)
+
+    async def lifecycle(app: web.Application) -> object:
+        refresher = asyncio.create_task(links.keep_linked())
+        yield
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
+        await links.close()
+
+    app.cleanup_ctx.append(lifecycle)  # type: ignore[arg-type]
+    return app
