@@ -181,11 +181,11 @@ class Settings:
         "LIENTHONG_RECEIPTS_MAX_LENGTH", 10_000,
         "a gateway's receipts queue keeps at most this many receipts (policy "
         "`lt-gateway-receipts`, oldest dropped; gateways replay from the ledger)",
-        kind="int", low=100, high=10**8)
+        kind="int", low=1, high=10**8)
     receipts_max_bytes: int = _var(
         "LIENTHONG_RECEIPTS_MAX_BYTES", 16 * 1024 * 1024,
         "a gateway's receipts queue keeps at most this many bytes (same policy)",
-        kind="int", low=1024 * 1024, high=64 * 1024**3)
+        kind="int", low=1024, high=64 * 1024**3)
     # logs and metrics
     log_level: str = _var(
         "LIENTHONG_LOG_LEVEL", "INFO",

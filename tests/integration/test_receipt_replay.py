@@ -86,6 +86,7 @@ async def test_a_gateway_that_was_away_replays_every_missed_receipt_once(
     hub = small_hub
     signer = generate_hub_key(tmp_path / "hub.key")
     monkeypatch.setenv(HUB_KEY_ENV, str(tmp_path / "hub.key"))
+    hub.settings = hub.settings.with_(hub_key=str(tmp_path / "hub.key"))
     await _setup(hub)
     await hub.start_router()
     started = datetime.now(UTC) - timedelta(seconds=1)
