@@ -15,6 +15,7 @@ Numeric codes are grouped by the stage that rejects:
       3100-3109 the message's AMQP envelope (type, unreadable properties)
 4xxx  signatures and certificates
 5xxx  delivery: undeliverable, parked, processing errors
+7xxx  operations: reports and the ops API (7050-7069 the national statistics)
 ====  =====================================================
 
 Numeric codes are never reused or renumbered: a removed reason's code stays in
@@ -309,6 +310,19 @@ class Reason(Enum):
         5005,
         "Gói tin trong khu cách ly đã bị hủy bởi người vận hành",
         "The parked package was dropped by an operator",
+    )
+    # 7050-7069 the national statistics
+    BAD_REPORT_PERIOD = _ReasonInfo(
+        7050,
+        "Khoảng thời gian thống kê không hợp lệ (from, to theo ISO 8601, from trước to, "
+        "tối đa 366 ngày)",
+        "The report period is invalid (from and to in ISO 8601, from before to, at most "
+        "366 days)",
+    )
+    BAD_REPORT_LEVEL = _ReasonInfo(
+        7051,
+        "Cấp thống kê không hợp lệ (all, ministries, provinces) hoặc mã đơn vị sai",
+        "The report level is invalid (all, ministries, provinces) or the unit code is wrong",
     )
 
     @property

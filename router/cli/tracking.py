@@ -124,11 +124,6 @@ def track(ident: str, as_json: bool) -> None:
     run_async(go)
 
 
-def _period(value: str) -> datetime:
-    dt = datetime.fromisoformat(value)
-    return dt if dt.tzinfo else dt.replace(tzinfo=VIETNAM)
-
-
 @click.command("report")
 @click.option("--from", "start", required=True, help="Start (ISO date/time, Vietnam time).")
 @click.option("--to", "end", required=True, help="End, exclusive (ISO date/time).")
@@ -146,7 +141,10 @@ def report(start: str, end: str, level: str, within: str | None, agency: str | N
            csv_path: Path | None, xlsx_path: Path | None, as_json: bool) -> None:
     """National statistics: ministries and provinces ranked on fully electronic sending,
     share handled to 06, time to 06; --within drills down, --agency shows one in full."""
-    t0, t1 = _period(start), _period(end)
+    try:
+        t0, t1 = national.parse_period(start, end)
+    except LienthongError as exc:
+        fail(f"{exc.reason.message_vi} / {exc.reason.message_en}: {exc.detail}", 2)
 
     async def go(settings: Settings) -> None:
         conn = await connect_db(settings)
@@ -156,6 +154,8 @@ def report(start: str, end: str, level: str, within: str | None, agency: str | N
                 tree = agency
             rows = await national.national_report(
                 conn, start=t0, end=t1, level=national.Level(level), within=tree)
+        except LienthongError as exc:
+            fail(f"{exc.reason.message_vi} / {exc.reason.message_en}: {exc.detail}", 2)
         finally:
             await conn.close()
         if agency:

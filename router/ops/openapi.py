@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from router.ops.audit_api import AUDIT_PATHS
+from router.ops.overview_api import OVERVIEW_PATHS
+from router.ops.statistics_api import STATISTICS_PATHS
 
 __all__ = ["openapi_document"]
 
@@ -287,5 +289,7 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             **AUDIT_PATHS,
+            **STATISTICS_PATHS,
+            **OVERVIEW_PATHS,
         },
     }

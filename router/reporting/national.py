@@ -40,23 +40,68 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime, time, timedelta, timezone
 from enum import Enum
 from typing import Any
 
 from router.ledger import Conn
-from schemas.agency_code import AgencyCode, normalize
-from schemas.reasons import LienthongError
+from schemas.agency_code import AgencyCode
+from schemas.reasons import LienthongError, Reason
 
 __all__ = [
     "COLUMNS",
     "Level",
     "UnitStats",
+    "current_quarter",
     "national_report",
+    "parse_level",
+    "parse_period",
     "rank",
     "unit_kind",
     "unit_of",
 ]
+
+
+VIETNAM = timezone(timedelta(hours=7))
+MAX_PERIOD = timedelta(days=366)
+
+
+def _moment(text: str) -> datetime:
+    dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=VIETNAM)
+
+
+def parse_period(start: str, end: str) -> tuple[datetime, datetime]:
+    """[start, end) from ISO 8601 dates or times; without a zone they are Vietnam time.
+
+    Raises :class:`LienthongError` (:attr:`Reason.BAD_REPORT_PERIOD`) when either does
+    not parse, start is not before end, or the period is longer than :data:`MAX_PERIOD`.
+    """
+    try:
+        t0, t1 = _moment(start), _moment(end)
+    except ValueError as exc:
+        raise LienthongError(Reason.BAD_REPORT_PERIOD, str(exc)[:200]) from None
+    if not t0 < t1:
+        raise LienthongError(Reason.BAD_REPORT_PERIOD, f"{start} is not before {end}")
+    if t1 - t0 > MAX_PERIOD:
+        raise LienthongError(Reason.BAD_REPORT_PERIOD, f"{start} → {end} is over 366 days")
+    return t0, t1
+
+
+def current_quarter(now: datetime) -> tuple[datetime, datetime]:
+    """The quarter ``now`` is in, Vietnam time, up to the end of today: the default period."""
+    today = now.astimezone(VIETNAM).date()
+    first = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+    return (datetime.combine(first, time(), VIETNAM),
+            datetime.combine(today + timedelta(days=1), time(), VIETNAM))
+
+
+def parse_level(text: str) -> Level:
+    """:class:`Level` from its value; :attr:`Reason.BAD_REPORT_LEVEL` otherwise."""
+    try:
+        return Level(text)
+    except ValueError:
+        raise LienthongError(Reason.BAD_REPORT_LEVEL, text[:64]) from None
 
 
 class Level(Enum):
@@ -183,7 +228,10 @@ async def national_report(
     names = {r["code"]: r["name"] for r in agencies}
     units = {r["id"]: unit_of(r["code"], parents) for r in agencies}
     if within is not None:
-        tree = unit_of(normalize(within), parents)
+        try:
+            tree = unit_of(str(AgencyCode.parse(within)), parents)
+        except LienthongError:
+            raise LienthongError(Reason.BAD_REPORT_LEVEL, within[:64]) from None
         keep = {i for i, u in units.items() if u == tree}
         code_of = {r["id"]: r["code"] for r in agencies}
         mapping = {i: code_of[i] for i in keep}

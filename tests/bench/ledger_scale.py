@@ -19,7 +19,7 @@ import aio_pika
 from router import topology
 from router.directory.registry import AgencyRow
 from router.recovery import deadlines, redelivery
-from router.reporting import statistics
+from router.reporting import national, statistics
 from tests.hub import Hub, create_template, drop_database, require_services, throwaway_hub
 
 _FILL = """
@@ -27,12 +27,12 @@ WITH ag AS (SELECT array_agg(id ORDER BY id) AS ids FROM agencies),
 docs AS (
     INSERT INTO documents (hub_id, kind, dedup_key, edxml_document_id, sender_agency_id,
         sender_code, sender_gateway_id, business_type, content_sha256, size_bytes, subject,
-        promulgation_date, due_date, received_at, body)
+        promulgation_date, due_date, received_at, body, paper)
     SELECT gen_random_uuid(), 'edoc', 'bench|' || g, 'X,2026/11/01,' || g || '/BENCH',
         (SELECT ids[1 + g % 95] FROM ag), 'BENCH', $3, 0, '\\x00', 1024, 'bench',
         date '2026-11-01', date '2026-11-01' + (g % 40),
         $2::timestamptz + (g % 2592000) * interval '1 s',
-        convert_to(repeat('x', 1024), 'UTF8')
+        convert_to(repeat('x', 1024), 'UTF8'), g % 10 = 0
     FROM generate_series(1, $1) g
     RETURNING hub_id, sender_agency_id, received_at)
 INSERT INTO deliveries (id, hub_id, recipient_agency_id, recipient_code, gateway_id, copy_id,
@@ -78,6 +78,18 @@ async def main(deliveries: int, redeliver_n: int) -> None:
                     end=datetime(2026, 12, 1, tzinfo=UTC))
                 print(f"report over {deliveries} deliveries: {len(rows)} agencies in "
                       f"{time.perf_counter() - t:.2f} s")
+                t = time.perf_counter()
+                units = await national.national_report(
+                    conn, start=datetime(2026, 11, 1, tzinfo=UTC),
+                    end=datetime(2026, 12, 1, tzinfo=UTC))
+                print(f"national ranking over {deliveries} deliveries: {len(units)} units in "
+                      f"{time.perf_counter() - t:.2f} s")
+                t = time.perf_counter()
+                tree = await national.national_report(
+                    conn, start=datetime(2026, 11, 1, tzinfo=UTC),
+                    end=datetime(2026, 12, 1, tzinfo=UTC), within="H41")
+                print(f"drill-down into H41 over {deliveries} deliveries: {len(tree)} agencies "
+                      f"in {time.perf_counter() - t:.2f} s")
                 t = time.perf_counter()
                 res = await deadlines.sweep(conn, now=datetime(2026, 12, 20, tzinfo=UTC))
                 print(f"first deadline sweep: {res.not_arrived} not arrived, {res.overdue} "

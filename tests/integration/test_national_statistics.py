@@ -12,12 +12,16 @@ import json
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 from openpyxl import load_workbook
 
 from router.cli import main
 from router.directory.registry import AgencyRow
+from router.ops.auth import TokenStore
+from router.ops.server import create_app
 from router.reporting import export, national
 from tests.factory import edoc
 from tests.hub import Hub
@@ -237,3 +241,49 @@ async def test_routers_record_paper(hub: Hub) -> None:
     vpcp_row = next(r for r in rows if r.unit == "000.00.00.G22")
     assert (vpcp_row.sent, vpcp_row.sent_paper) == (3, 1)
     assert vpcp_row.electronic_share == round(2 / 3, 4)
+
+
+async def test_api_ranks_exports_and_rejects_bad_input(hub: Hub) -> None:
+    await _generated_ledger(hub)
+    tokens = TokenStore.parse("viewer:read:read-token-0123456789abcdef")
+    headers = {"Authorization": "Bearer read-token-0123456789abcdef"}
+    app = create_app(hub.settings, tokens=tokens, pool=hub.pool, refresh_interval=None)
+    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        period = {"from": "2026-11-01T07:00", "to": "2026-12-01T07:00"}
+        assert (await client.get("/api/statistics", params=period)).status == 401
+        resp = await client.get("/api/statistics", params=period, headers=headers)
+        body = await resp.json()
+        assert resp.status == 200, body
+        assert [(u["rank"], u["unit"], u["electronic_share"]) for u in body["units"]] == [
+            (1, "000.00.00.G22", 1.0), (2, "000.00.00.G12", 0.75), (3, "000.00.00.H41", 0.5)]
+        resp = await client.get("/api/statistics", headers=headers,
+                                params={**period, "level": "provinces"})
+        assert [u["unit"] for u in (await resp.json())["units"]] == ["000.00.00.H41"]
+        resp = await client.get("/api/statistics", headers=headers,
+                                params={**period, "within": "H41"})
+        assert {u["unit"] for u in (await resp.json())["units"]} == {
+            "000.00.00.H41", "000.00.05.H41", "0201001073"}
+        resp = await client.get("/api/statistics", headers=headers,
+                                params={**period, "format": "xlsx"})
+        assert resp.status == 200
+        sheet = load_workbook(io.BytesIO(await resp.read())).active
+        assert sheet is not None
+        assert sheet.cell(row=5, column=2).value == "000.00.00.H41"
+        resp = await client.get("/api/statistics", headers=headers,
+                                params={**period, "format": "csv"})
+        text = (await resp.read()).decode("utf-8-sig")
+        assert text.splitlines()[2].startswith("2,000.00.00.G12,Bộ Tài chính,ministry,8,2,75.0")
+        # bad input: a clear rejection with its reason, never a 500
+        for params, code in (({"from": "yesterday", "to": "2026-12-01"}, 7050),
+                             ({"from": "2026-12-01", "to": "2026-11-01"}, 7050),
+                             ({"from": "2025-01-01", "to": "2026-12-01"}, 7050),
+                             ({**period, "level": "districts"}, 7051),
+                             ({**period, "within": "H41; DROP"}, 7051)):
+            resp = await client.get("/api/statistics", params=params, headers=headers)
+            err = await resp.json()
+            assert resp.status == 400, err
+            assert err["reason"]["code"] == code and err["message_vi"] and err["message_en"]
+    finally:
+        await client.close()
