@@ -97,6 +97,18 @@ for _ in $(seq 1 60); do
 done
 curl -fsS -u guest:guest http://127.0.0.1:15672/api/overview >/dev/null 2>&1 \
   || { say "the RabbitMQ management API does not answer on 15672"; exit 1; }
+# RabbitMQ's own Prometheus endpoint (15692): the hub alert rules read lt.router.in's
+# consumers and depth and the broker's alarms from it (deploy/prometheus)
+if ! rabbitmq-plugins list -e -m 2>/dev/null | grep -qx rabbitmq_prometheus; then
+  say "enabling the RabbitMQ Prometheus plugin"
+  rabbitmq-plugins enable rabbitmq_prometheus >/dev/null
+fi
+for _ in $(seq 1 30); do
+  curl -fsS http://127.0.0.1:15692/metrics >/dev/null 2>&1 && break
+  sleep 1
+done
+curl -fsS http://127.0.0.1:15692/metrics >/dev/null 2>&1 \
+  || { say "RabbitMQ's Prometheus endpoint does not answer on 15692"; exit 1; }
 
 # PostgreSQL
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
@@ -107,4 +119,4 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 fi
 pg_isready -q -h 127.0.0.1 -p 5432 || { say "PostgreSQL does not answer on 5432"; exit 1; }
-say "RabbitMQ (5672, management 15672) and PostgreSQL (5432) are up"
+say "RabbitMQ (5672, management 15672, Prometheus 15692) and PostgreSQL (5432) are up"

@@ -37,7 +37,8 @@ def test_alert_rules_use_defined_metrics() -> None:
     assert used, "no metric found in the rules"
     assert used <= _defined(), used - _defined()
     for alert in ("GatewayNoConsumer", "GatewayOldestPackage", "RejectionSpike",
-                  "ParkingNotEmpty", "CertificateExpiring"):
+                  "ParkingNotEmpty", "CertificateExpiring", "NoRouter", "RouterInGrowing",
+                  "Unroutable", "ParkingGrowing", "BrokerAlarm", "NotArrivedRising"):
         assert f"alert: Lienthong{alert}" in text
     promtool = shutil.which("promtool")
     if promtool:  # the Debian `prometheus` package provides it (make setup installs it)
