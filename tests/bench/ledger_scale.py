@@ -18,6 +18,8 @@ import aio_pika
 
 from router import topology
 from router.directory.registry import AgencyRow
+from router.ops.gauges import GaugeRefresher
+from router.ops.queue_health import QueueSnapshot
 from router.recovery import deadlines, redelivery
 from router.reporting import national, statistics
 from tests.hub import Hub, create_template, drop_database, require_services, throwaway_hub
@@ -91,6 +93,17 @@ async def main(deliveries: int, redeliver_n: int) -> None:
                 print(f"drill-down into H41 over {deliveries} deliveries: {len(tree)} agencies "
                       f"in {time.perf_counter() - t:.2f} s")
                 t = time.perf_counter()
+                await conn.fetch("SELECT state, count(*) FROM deliveries GROUP BY state")
+                print(f"a full count by state (what the gauges no longer run): "
+                      f"{time.perf_counter() - t:.2f} s")
+            gauges = GaugeRefresher(hub.pool, QueueSnapshot(hub.admin, hub.settings.vhost))
+            for what in ("first gauge refresh (folds the fill's deltas)", "next gauge refresh"):
+                t = time.perf_counter()
+                await gauges.refresh()
+                print(f"{what} over {deliveries} deliveries: "
+                      f"{(time.perf_counter() - t) * 1000:.1f} ms")
+            async with hub.pool.acquire() as conn:
+                t = time.perf_counter()
                 res = await deadlines.sweep(conn, now=datetime(2026, 12, 20, tzinfo=UTC))
                 print(f"first deadline sweep: {res.not_arrived} not arrived, {res.overdue} "
                       f"overdue flagged in {time.perf_counter() - t:.2f} s")
@@ -104,6 +117,11 @@ async def main(deliveries: int, redeliver_n: int) -> None:
                 print(f"steady sweep after vacuum (nothing new due): "
                       f"{res.not_arrived + res.overdue} flagged in "
                       f"{(time.perf_counter() - t) * 1000:.1f} ms")
+            t = time.perf_counter()
+            await gauges.refresh()
+            print(f"gauge refresh after the sweeps flagged deliveries: "
+                  f"{(time.perf_counter() - t) * 1000:.1f} ms")
+            async with hub.pool.acquire() as conn:
                 if redeliver_n == 0:
                     return
                 # re-delivery: the first `redeliver_n` undeliverable ones

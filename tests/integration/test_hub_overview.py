@@ -12,9 +12,11 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestClient, TestServer
 
-from router import topology
+from router import metrics, topology
 from router.directory.registry import AgencyRow
 from router.ops.auth import TokenStore
+from router.ops.gauges import GaugeRefresher
+from router.ops.queue_health import QueueSnapshot
 from router.ops.server import create_app
 from tests.factory import edoc
 from tests.hub import Hub
@@ -106,3 +108,52 @@ async def test_rules_read_metrics_the_broker_serves(hub: Hub) -> None:
                                     what="the hub's queues in /metrics/detailed")
     served = set(re.findall(r"^(rabbitmq_[a-z_]+)", aggregated + detailed, re.M))
     assert used <= served, used - served
+
+
+def _gauge_states() -> dict[str, float]:
+    return {s.labels["state"]: s.value
+            for s in next(iter(metrics.DELIVERIES.collect())).samples}
+
+
+async def test_delivery_gauges_follow_the_ledger_without_counting_it(hub: Hub) -> None:
+    """The per-state gauge comes from trigger-kept counts: after inserts, updates and
+    deletes in many statements it equals a full count (which the refresh never runs)."""
+    await hub.add_gateway("all", serves=["#.G22", "#.H41"])
+    await hub.add_agencies([AgencyRow("000.00.00.G22", "Văn phòng Chính phủ"),
+                            AgencyRow("000.00.00.H41", "UBND tỉnh Nghệ An")])
+    refresher = GaugeRefresher(hub.pool, QueueSnapshot(hub.admin, hub.settings.vhost, ttl=0))
+    fill = """
+        WITH d AS (
+            INSERT INTO documents (hub_id, kind, dedup_key, sender_agency_id, sender_code,
+                sender_gateway_id, content_sha256, size_bytes, body)
+            SELECT gen_random_uuid(), 'edoc', gen_random_uuid()::text, a.id, a.code, 'all',
+                   '\\x00', 1, '\\x00'
+            FROM generate_series(1, $1) g, agencies a WHERE a.code = '000.00.00.G22'
+            RETURNING hub_id)
+        INSERT INTO deliveries (id, hub_id, recipient_agency_id, recipient_code, gateway_id,
+            copy_id, state)
+        SELECT gen_random_uuid(), d.hub_id, a.id, a.code, 'all', gen_random_uuid(), 'queued'
+        FROM d, agencies a WHERE a.code = '000.00.00.H41'"""
+    await hub.pool.execute(fill, 50)
+    await refresher.refresh()
+    assert _gauge_states()["queued"] == 50
+    await hub.pool.execute(fill, 30)
+    await hub.pool.execute("UPDATE deliveries SET state = 'arrived' WHERE id IN "
+                           "(SELECT id FROM deliveries ORDER BY id LIMIT 20)")
+    await hub.pool.execute("UPDATE deliveries SET updated_at = now()")  # no state change
+    await hub.pool.execute("UPDATE deliveries SET state = 'done' WHERE id IN "
+                           "(SELECT id FROM deliveries WHERE state = 'arrived' LIMIT 5)")
+    await hub.pool.execute("DELETE FROM status_events")
+    await hub.pool.execute("DELETE FROM deliveries WHERE id IN "
+                           "(SELECT id FROM deliveries WHERE state = 'queued' LIMIT 7)")
+    await refresher.refresh()
+    truth = {r["state"]: r["n"] for r in await hub.pool.fetch(
+        "SELECT state, count(*) AS n FROM deliveries GROUP BY state")}
+    assert truth == {"queued": 53, "arrived": 15, "done": 5}
+    gauges = _gauge_states()
+    assert {s: gauges.get(s) for s in truth} == truth
+    assert gauges["submitted"] == 0
+    # every delta was folded once: a second refresh changes nothing
+    assert await hub.pool.fetchval("SELECT count(*) FROM delivery_state_deltas") == 0
+    await refresher.refresh()
+    assert {s: _gauge_states().get(s) for s in truth} == truth
