@@ -114,10 +114,11 @@ class GaugeRefresher:
             if gateway is None:
                 continue
             nearest[gateway] = min(float(days), nearest.get(gateway, float("inf")))
+        now = time.time()
         for gateway, days in nearest.items():
-            metrics.CERT_DAYS.labels(gateway).set(days)
+            metrics.CERT_EXPIRY.labels(gateway).set(round(now + days * 86400))
         for gone in self._cert_gateways - set(nearest):
-            _remove(metrics.CERT_DAYS, gone)
+            _remove(metrics.CERT_EXPIRY, gone)
         self._cert_gateways = set(nearest)
 
     async def run(self, stop: asyncio.Event, interval: float = 15.0) -> None:

@@ -3,6 +3,7 @@ tracking, delivery lists, re-delivery (dry run then confirm), throughput and met
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -144,7 +145,10 @@ async def test_gateway_health_shows_consumers_backlog_and_oldest(
         assert 'lienthong_gateway_consumers{gateway="nghean"} 0.0' in text
         assert 'lienthong_gateway_consumers{gateway="btc"} 1.0' in text
         assert 'lienthong_deliveries{state="queued"}' in text
-        assert 'lienthong_certificate_days_to_expiry{gateway="btc"} 9.9' in text
+        expiry = next(line for line in text.splitlines() if line.startswith(
+            'lienthong_certificate_expiry_timestamp_seconds{gateway="btc"}'))
+        assert abs(float(expiry.split()[-1]) - (time.time() + 10 * 86400)) < 120, expiry
+        assert "lienthong_build_info{" in text
         # presence was recorded: btc keeps a "last seen" once it goes away
         seen = await hub.pool.fetchval(
             "SELECT last_consumer_at FROM gateway_presence WHERE gateway_id = 'btc'"

@@ -58,5 +58,5 @@ def test_grafana_dashboard_uses_defined_metrics() -> None:
     for metric in ("lienthong_packages_total", "lienthong_rejections_total",
                    "lienthong_routing_seconds_bucket", "lienthong_gateway_queue_depth",
                    "lienthong_gateway_oldest_seconds", "lienthong_deliveries",
-                   "lienthong_certificate_days_to_expiry", "lienthong_parked"):
+                   "lienthong_certificate_expiry_timestamp_seconds", "lienthong_parked"):
         assert metric in used, metric
