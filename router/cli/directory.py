@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -60,7 +61,8 @@ def import_cmd(csv_file: Path) -> None:
 
 @agencies.command("show")
 @click.argument("code")
-def show_agency(code: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
+def show_agency(code: str, as_json: bool) -> None:
     """Resolve a code or alias to its agency."""
     from schemas.agency_code import normalize
 
@@ -78,6 +80,11 @@ def show_agency(code: str) -> None:
             await conn.close()
         if row is None:
             fail(f"no agency is known by {code}", 2)
+            return
+        if as_json:
+            click.echo(json.dumps(
+                {k: row[k] for k in ("code", "name", "parent_code", "gateway_id", "status")}
+                | {"aliases": list(row["aliases"])}, ensure_ascii=False, indent=2))
             return
         click.echo(f"{row['code']}  {row['name']}")
         click.echo(f"  aliases: {', '.join(row['aliases'])}")
@@ -181,7 +188,8 @@ def remove_gateway(gateway_id: str, yes: bool) -> None:
 
 
 @gateways.command("list")
-def list_gateways() -> None:
+@click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
+def list_gateways(as_json: bool) -> None:
     """Gateways with the number of agencies each serves."""
 
     async def go(settings: Settings) -> None:
@@ -195,6 +203,12 @@ def list_gateways() -> None:
             )
         finally:
             await conn.close()
+        if as_json:
+            click.echo(json.dumps(
+                [{"id": r["id"], "name": r["name"], "kind": r["kind"], "status": r["status"],
+                  "serves": list(r["serves"]), "agencies": r["agencies"]} for r in rows],
+                ensure_ascii=False, indent=2))
+            return
         table = Table("id", "name", "kind", "status", "serves", "agencies")
         for r in rows:
             table.add_row(r["id"], r["name"], r["kind"], r["status"], " ".join(r["serves"]),

@@ -100,7 +100,9 @@ def parking_list(state: str, gateway: str | None, reason: str | None, since: str
 
 @parking.command("show")
 @click.argument("parked_id", type=click.UUID)
-def parking_show(parked_id: uuid.UUID) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object on stdout, the package as text in 'body'.")
+def parking_show(parked_id: uuid.UUID, as_json: bool) -> None:
     """Everything about one parked message (the package is printed as text)."""
 
     async def go(settings: Settings) -> None:
@@ -113,6 +115,11 @@ def parking_show(parked_id: uuid.UUID) -> None:
             fail(f"no parked message {parked_id}", 2)
             return
         body = bytes(row.pop("body"))
+        if as_json:
+            out = {k: _jsonable(v) for k, v in row.items()}
+            out["body"] = body.decode("utf-8", "replace")
+            click.echo(json.dumps(out, ensure_ascii=False, indent=2, default=str))
+            return
         click.echo(json.dumps({k: _jsonable(v) for k, v in row.items()}, ensure_ascii=False,
                               indent=2, default=str))
         click.echo("--- package ---")
@@ -192,15 +199,17 @@ def parking_drop(ids: tuple[uuid.UUID, ...], why: str, actor: str) -> None:
 @click.option("--rate", type=float, help="At most this many copies per second.")
 @click.option("--resume", "resume", type=click.UUID, help="Resume an interrupted job.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object on stdout: {preview, job} (job null on a dry run).")
 @_actor
 def redeliver(states: tuple[str, ...], recipient: str | None, gateway: str | None,
               sender: str | None, reason_code: int | None, since: str | None,
               until: str | None, not_arrived: bool, delivery_ids: tuple[uuid.UUID, ...],
               hub_ids: tuple[uuid.UUID, ...], dry_run: bool, rate: float | None,
-              resume: uuid.UUID | None, yes: bool, actor: str) -> None:
+              resume: uuid.UUID | None, yes: bool, as_json: bool, actor: str) -> None:
     """Re-deliver copies in bulk (gửi lại hàng loạt). Every job is recorded and resumable;
     copies keep their message id so gateways that have them drop them."""
-    console = Console()
+    console = Console(stderr=as_json)  # with --json, stdout holds the JSON only
     try:
         flt = redelivery.RedeliveryFilter(
             states=tuple(states), recipient=recipient, gateway=gateway, sender=sender,
@@ -213,10 +222,16 @@ def redeliver(states: tuple[str, ...], recipient: str | None, gateway: str | Non
 
     async def go(settings: Settings) -> None:
         pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
+        preview: dict[str, object] | None = None
         try:
             if resume is None:
                 async with pool.acquire() as conn:
                     pv = await redelivery.preview(conn, flt)
+                preview = pv.as_dict()
+                if as_json and (dry_run or pv.total == 0):
+                    click.echo(json.dumps({"preview": preview, "job": None},
+                                          ensure_ascii=False, indent=2, default=str))
+                    return
                 table = Table("recipient", "name", "gateway", "deliveries",
                               title=f"{pv.total} deliveries match")
                 for r in pv.per_recipient[:30]:
@@ -245,6 +260,10 @@ def redeliver(states: tuple[str, ...], recipient: str | None, gateway: str | Non
                     job = await redelivery.run(pool, exchange, flt, actor=actor, rate=rate,
                                                resume=resume, progress=show,
                                                receipts=receipts)
+            if as_json:
+                click.echo(json.dumps({"preview": preview, "job": job.as_dict()},
+                                      ensure_ascii=False, indent=2, default=str))
+                return
             console.print(
                 f"job {job.id}: {job.state}, {job.done} re-delivered ({job.queued} queued, "
                 f"{job.undeliverable} undeliverable) in {job.elapsed:.1f} s", highlight=False)
