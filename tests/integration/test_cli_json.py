@@ -40,7 +40,7 @@ async def test_listings_and_shows_speak_json(hub: Hub) -> None:
     await hub.pool.execute(
         """INSERT INTO parked_messages (id, reason, reason_code, gateway_id, body,
                content_sha256) VALUES ($1, 'POISON', 5003, 'nghean', $2, '\\x00')""",
-        parked_id, "<edXMLEnvelope/>".encode())
+        parked_id, b"<edXMLEnvelope/>")
     parked = await asyncio.to_thread(_json, hub, "parking", "show", str(parked_id), "--json")
     assert (parked["reason"], parked["gateway_id"], parked["body"]) == (
         "POISON", "nghean", "<edXMLEnvelope/>")
