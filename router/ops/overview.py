@@ -37,7 +37,7 @@ from router.broker_admin import BrokerAdmin
 from router.ops.queue_health import QueueSnapshot
 from router.reporting.national import VIETNAM
 
-__all__ = ["Alert", "HubOverview", "HubWatch", "WatchThresholds"]
+__all__ = ["Alert", "HubOverview", "HubWatch", "WatchThresholds", "alerts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +48,7 @@ class WatchThresholds:
     growing_min: int = 100
     growing_seconds: float = 60.0
     latency_window: timedelta = timedelta(minutes=5)
+    ledger_ttl: float = 10.0  # seconds the ledger figures are reused (tests: 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +107,7 @@ class HubWatch:
     thresholds: WatchThresholds = field(default_factory=WatchThresholds)
     _depths: deque[tuple[float, int, int]] = field(default_factory=lambda: deque(maxlen=512))
     _nonempty_since: float | None = None
+    _ledger_row: tuple[float, datetime, asyncpg.Record] | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def overview(self, *, now: datetime | None = None) -> HubOverview:
@@ -122,7 +124,7 @@ class HubWatch:
         parked = int(row["parked"] or 0) + int(
             (queues.get(topology.PARKING) or {}).get("messages") or 0)
         unroutable = int((queues.get(topology.UNROUTABLE) or {}).get("messages") or 0)
-        growing, parking_growing, since_nonempty = self._sample(depth, parked)
+        growing, parking_growing, since_nonempty = self.sample(depth, parked, time.monotonic())
         oldest, source = None, None
         head = router_in.get("head_message_timestamp")
         if depth and isinstance(head, int | float):
@@ -135,7 +137,7 @@ class HubWatch:
             for kind, key in (("memory", "mem_alarm"), ("disk", "disk_free_alarm"))
             if n.get(key)
         ]
-        alerts = _alerts(consumers, depth, growing, alarms, unroutable, parking_growing)
+        firing = alerts(consumers, depth, growing, alarms, unroutable, parking_growing)
         latency = row["latency"]
         n, delivered = int(row["deliveries"] or 0), int(row["delivered"] or 0)
         return HubOverview(
@@ -154,19 +156,27 @@ class HubWatch:
             deliveries_today=n,
             delivered_share_today=round(delivered / n, 4) if n else None,
             broker_alarms=alarms,
-            alerts=alerts,
-            banner=any(a.severity == "critical" for a in alerts),
+            alerts=firing,
+            banner=any(a.severity == "critical" for a in firing),
         )
 
     async def _ledger(self, today: datetime, since: datetime) -> asyncpg.Record:
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(_LEDGER, today, since)
-        assert row is not None
-        return row
+        """Today's figures and the latency, read at most once per ``ledger_ttl`` however
+        many dashboards poll (the broker's figures, which drive the banner, are fresh)."""
+        async with self._lock:
+            cached = self._ledger_row
+            if (cached is not None and cached[1] == today
+                    and time.monotonic() - cached[0] < self.thresholds.ledger_ttl):
+                return cached[2]
+            async with self.pool.acquire() as conn:
+                row = await conn.fetchrow(_LEDGER, today, since)
+            assert row is not None
+            self._ledger_row = (time.monotonic(), today, row)
+            return row
 
-    def _sample(self, depth: int, parked: int) -> tuple[bool, bool, float | None]:
-        """Record a sample; (lt.router.in growing, parking growing, seconds non-empty)."""
-        t = time.monotonic()
+    def sample(self, depth: int, parked: int, t: float) -> tuple[bool, bool, float | None]:
+        """Record a sample taken at monotonic time ``t``; return (lt.router.in growing,
+        parking growing, seconds lt.router.in has been non-empty)."""
         if depth == 0:
             self._nonempty_since = None
         elif self._nonempty_since is None:
@@ -194,7 +204,7 @@ def _r(v: list[float | None] | None, i: int) -> float | None:
     return None if x is None else round(float(x), 3)
 
 
-def _alerts(consumers: int, depth: int, growing: bool, alarms: list[str], unroutable: int,
+def alerts(consumers: int, depth: int, growing: bool, alarms: list[str], unroutable: int,
             parking_growing: bool) -> list[Alert]:
     out: list[Alert] = []
     if consumers == 0:

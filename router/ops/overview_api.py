@@ -16,12 +16,13 @@ from router.ops.overview import HubWatch, WatchThresholds
 __all__ = ["OVERVIEW_PATHS", "add_overview_routes", "watch_thresholds_from_env"]
 
 
-def watch_thresholds_from_env() -> WatchThresholds:
+def watch_thresholds_from_env(*, ledger_ttl: float | None = None) -> WatchThresholds:
     d = WatchThresholds()
     n = os.environ.get("LIENTHONG_OPS_ROUTER_IN_GROWING_MIN")
     s = os.environ.get("LIENTHONG_OPS_ROUTER_IN_GROWING_SECONDS")
     return WatchThresholds(growing_min=int(n) if n else d.growing_min,
-                           growing_seconds=float(s) if s else d.growing_seconds)
+                           growing_seconds=float(s) if s else d.growing_seconds,
+                           ledger_ttl=d.ledger_ttl if ledger_ttl is None else ledger_ttl)
 
 
 @dataclass
@@ -36,8 +37,10 @@ async def overview(request: web.Request) -> web.Response:
     holder = request.app[_WATCH]
     if holder.watch is None:
         ctx = request.app[CTX]
+        # the queue snapshot's lifetime (0 in tests) bounds the ledger figures' too
         holder.watch = HubWatch(ctx.pool, ctx.admin, ctx.snapshot,
-                                thresholds=watch_thresholds_from_env())
+                                thresholds=watch_thresholds_from_env(
+                                    ledger_ttl=min(ctx.snapshot_ttl * 5, 10.0)))
     result = await holder.watch.overview()
     return web.json_response(result.as_dict(), dumps=lambda x: json.dumps(x, ensure_ascii=False))
 
