@@ -36,9 +36,7 @@ lienthong_build_info                        gauge      version, python: always 1
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
-import platform
 from collections.abc import Sequence
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
@@ -157,14 +155,19 @@ BUILD_INFO = Gauge(
 )
 
 
-def _version() -> str:
+def _build() -> tuple[str, str]:
+    """(lienthong version, Python version) for ``lienthong_build_info``."""
+    import platform
+    from importlib import metadata
+
     try:
-        return importlib.metadata.version("lienthong")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+        version = metadata.version("lienthong")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return version, platform.python_version()
 
 
-BUILD_INFO.labels(_version(), platform.python_version()).set(1)
+BUILD_INFO.labels(*_build()).set(1)
 
 # Pre-create the bounded label sets so rates exist (at 0) before the first event.
 for _kind in PACKAGE_KINDS:

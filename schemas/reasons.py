@@ -321,8 +321,10 @@ class Reason(Enum):
     )
     BAD_REPORT_LEVEL = _ReasonInfo(
         7051,
-        "Cấp thống kê không hợp lệ (all, ministries, provinces) hoặc mã đơn vị sai",
-        "The report level is invalid (all, ministries, provinces) or the unit code is wrong",
+        "Cấp thống kê (all, ministries, provinces), mã đơn vị hoặc định dạng (json, csv, "
+        "xlsx) không hợp lệ",
+        "The report level (all, ministries, provinces), unit code or format (json, csv, "
+        "xlsx) is invalid",
     )
 
     @property

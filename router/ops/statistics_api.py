@@ -10,10 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
-from router.ops.auth import error_response
 from router.ops.context import CTX
 from router.reporting import export, national
-from schemas.reasons import LienthongError
+from schemas.reasons import LienthongError, Reason
 
 __all__ = ["STATISTICS_PATHS", "add_statistics_routes"]
 
@@ -21,8 +20,18 @@ _XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def _rejected(exc: LienthongError) -> web.Response:
-    return error_response(400, "bad_request", exc.reason.message_vi, exc.reason.message_en,
-                          reason=exc.as_dict())
+    """400 in the ops API's error shape: the reason's name, code, both messages, detail."""
+    r = exc.reason
+    return web.json_response(
+        {"error": "bad_parameter", "reason": r.name, "code": r.code,
+         "message_vi": r.message_vi, "message_en": r.message_en, "detail": exc.detail},
+        status=400, dumps=lambda x: json.dumps(x, ensure_ascii=False))
+
+
+def _format(text: str) -> str:
+    if text not in ("json", "csv", "xlsx"):
+        raise LienthongError(Reason.BAD_REPORT_LEVEL, f"format {text[:20]!r}: json, csv, xlsx")
+    return text
 
 
 async def statistics(request: web.Request) -> web.StreamResponse:
@@ -34,10 +43,7 @@ async def statistics(request: web.Request) -> web.StreamResponse:
             start, end = national.current_quarter(datetime.now(UTC))
         level = national.parse_level(q.get("level") or "all")
         within = q.get("within") or None
-        fmt = q.get("format") or "json"
-        if fmt not in ("json", "csv", "xlsx"):
-            return error_response(400, "bad_request", "format là json, csv hoặc xlsx",
-                                  "format is json, csv or xlsx")
+        fmt = _format(q.get("format") or "json")
         async with request.app[CTX].conn() as conn:
             rows = await national.national_report(
                 conn, start=start, end=end, level=level, within=within)

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from enum import Enum
 from typing import Any
 
@@ -78,8 +78,8 @@ def parse_period(start: str, end: str) -> tuple[datetime, datetime]:
     not parse, start is not before end, or the period is longer than :data:`MAX_PERIOD`.
     """
     try:
-        t0, t1 = _moment(start), _moment(end)
-    except ValueError as exc:
+        t0, t1 = _moment(start).astimezone(UTC), _moment(end).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
         raise LienthongError(Reason.BAD_REPORT_PERIOD, str(exc)[:200]) from None
     if not t0 < t1:
         raise LienthongError(Reason.BAD_REPORT_PERIOD, f"{start} is not before {end}")

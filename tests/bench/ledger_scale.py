@@ -2,6 +2,7 @@
 re-delivery of M deliveries (dry run and real), on a throwaway vhost and database.
 
     .venv/bin/python -m tests.bench.ledger_scale --deliveries 1000000 --redeliver 100000
+    .venv/bin/python -m tests.bench.ledger_scale --deliveries 0   # count triggers' cost
 
 Synthetic rows are generated in SQL (95 agencies, 5 recipients per document, realistic
 answer times); re-delivered copies are small (1 KB) documents published for real.
@@ -60,6 +61,40 @@ async def _fill(hub: Hub, documents: int, gateway: str) -> None:
         await conn.execute("ANALYZE")
 
 
+_BATCH = """
+WITH d AS (
+    INSERT INTO documents (hub_id, kind, dedup_key, sender_agency_id, sender_code,
+        sender_gateway_id, content_sha256, size_bytes, body)
+    SELECT gen_random_uuid(), 'edoc', gen_random_uuid()::text, $1, 'BENCH', $2, '\\x00', 1,
+           '\\x00'
+    FROM generate_series(1, 200)
+    RETURNING hub_id)
+INSERT INTO deliveries (id, hub_id, recipient_agency_id, recipient_code, gateway_id, copy_id,
+    state, queued_at)
+SELECT gen_random_uuid(), hub_id, $1, 'R', $2, gen_random_uuid(), 'submitted', now() FROM d
+"""
+
+
+async def trigger_cost(hub: Hub, gateway: str, batches: int = 300) -> None:
+    """What the per-state count triggers (migration 0007) add to a router batch: 200
+    deliveries inserted, then moved to queued, per transaction; with and without them."""
+    async with hub.pool.acquire() as conn:
+        agency = await conn.fetchval("SELECT min(id) FROM agencies")
+        for enabled in (False, True, False, True):
+            await conn.execute(
+                f"ALTER TABLE deliveries {'ENABLE' if enabled else 'DISABLE'} TRIGGER USER")
+            t = time.perf_counter()
+            for _ in range(batches):
+                async with conn.transaction():
+                    await conn.execute(_BATCH, agency, gateway)
+                    await conn.execute("UPDATE deliveries SET state = 'queued' "
+                                       "WHERE state = 'submitted'")
+            took = time.perf_counter() - t
+            print(f"{batches} batches of 200 deliveries, triggers "
+                  f"{'on ' if enabled else 'off'}: {took / batches * 1000:.2f} ms per batch")
+        await conn.execute("ALTER TABLE deliveries ENABLE TRIGGER USER")
+
+
 async def main(deliveries: int, redeliver_n: int) -> None:
     require_services()
     template = await create_template()
@@ -70,6 +105,9 @@ async def main(deliveries: int, redeliver_n: int) -> None:
                                     for i in range(1, 64)]
                                    + [AgencyRow(f"000.00.00.G{i:02d}", f"Bộ {i}")
                                       for i in range(1, 33)])
+            if deliveries == 0:
+                await trigger_cost(hub, "bench")
+                return
             t = time.perf_counter()
             await _fill(hub, deliveries // 5, "bench")
             print(f"generated {deliveries} deliveries in {time.perf_counter() - t:.1f} s")
