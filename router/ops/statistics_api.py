@@ -49,6 +49,8 @@ async def statistics(request: web.Request) -> web.StreamResponse:
                 conn, start=start, end=end, level=level, within=within)
     except LienthongError as exc:
         return _rejected(exc)
+    # shown and named in Vietnam time, as the period was asked for
+    start, end = start.astimezone(national.VIETNAM), end.astimezone(national.VIETNAM)
     name = f"thong-ke-{start:%Y%m%d}-{end:%Y%m%d}"
     if fmt == "csv":
         return web.Response(

@@ -13,7 +13,7 @@ from pathlib import Path
 from openpyxl import Workbook
 from openpyxl.styles import Font
 
-from router.reporting.national import UnitStats
+from router.reporting.national import VIETNAM, UnitStats
 
 __all__ = ["HEADERS", "csv_text", "table", "write_csv", "write_xlsx", "xlsx_bytes"]
 
@@ -78,8 +78,9 @@ def xlsx_bytes(rows: Sequence[UnitStats], *, start: datetime, end: datetime) -> 
     ws = wb.active
     assert ws is not None
     ws.title = "Xep hang - Ranking"
+    t0, t1 = start.astimezone(VIETNAM), end.astimezone(VIETNAM)
     ws.append([f"Thống kê trao đổi văn bản điện tử / Electronic document exchange: "
-               f"{start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M}"])
+               f"{t0:%Y-%m-%d %H:%M} → {t1:%Y-%m-%d %H:%M} (giờ Việt Nam / Vietnam time)"])
     ws.append(list(HEADERS))
     for cell in ws[2]:
         cell.font = Font(bold=True)

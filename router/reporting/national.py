@@ -50,6 +50,8 @@ from schemas.reasons import LienthongError, Reason
 
 __all__ = [
     "COLUMNS",
+    "MAX_PERIOD",
+    "VIETNAM",
     "Level",
     "UnitStats",
     "current_quarter",

@@ -256,6 +256,11 @@ async def test_api_ranks_exports_and_rejects_bad_input(hub: Hub) -> None:
         resp = await client.get("/api/statistics", params=period, headers=headers)
         body = await resp.json()
         assert resp.status == 200, body
+        assert (body["from"], body["to"]) == ("2026-11-01T07:00:00+07:00",
+                                              "2026-12-01T07:00:00+07:00")
+        assert 'filename="thong-ke-20261101-20261201.csv"' in (await client.get(
+            "/api/statistics", params={**period, "format": "csv"}, headers=headers)
+        ).headers["Content-Disposition"]
         assert [(u["rank"], u["unit"], u["electronic_share"]) for u in body["units"]] == [
             (1, "000.00.00.G22", 1.0), (2, "000.00.00.G12", 0.75), (3, "000.00.00.H41", 0.5)]
         resp = await client.get("/api/statistics", headers=headers,
