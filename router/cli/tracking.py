@@ -149,9 +149,13 @@ def report(start: str, end: str, level: str, within: str | None, agency: str | N
     async def go(settings: Settings) -> None:
         conn = await connect_db(settings)
         try:
-            tree = within
-            if agency and not _is_level1(agency):
-                tree = agency
+            tree, key = within, None
+            if agency:
+                key = await national.canonical(conn, agency)
+                if _is_level1(key):
+                    key = national.unit_of(key, {})
+                else:
+                    tree = key
             rows = await national.national_report(
                 conn, start=t0, end=t1, level=national.Level(level), within=tree)
         except LienthongError as exc:
@@ -159,7 +163,7 @@ def report(start: str, end: str, level: str, within: str | None, agency: str | N
         finally:
             await conn.close()
         if agency:
-            rows = [r for r in rows if r.unit == _unit_key(agency)]
+            rows = [r for r in rows if r.unit == key]
             if not rows:
                 fail(f"no figures for {agency!r} between {start} and {end} / "
                      f"không có số liệu cho {agency!r}", 2)
@@ -187,14 +191,6 @@ def _is_level1(code: str) -> bool:
         return AgencyCode.parse(code).is_top_level
     except LienthongError:
         return False
-
-
-def _unit_key(code: str) -> str:
-    try:
-        c = AgencyCode.parse(code)
-    except LienthongError:
-        return code
-    return f"000.00.00.{c.level1}" if c.is_top_level and c.level1 else c.text
 
 
 def _pct(v: float | None) -> str:

@@ -54,6 +54,7 @@ __all__ = [
     "VIETNAM",
     "Level",
     "UnitStats",
+    "canonical",
     "current_quarter",
     "national_report",
     "parse_level",
@@ -213,6 +214,19 @@ FROM r FULL JOIN s ON s.unit = r.unit
 """
 
 
+async def canonical(conn: Conn, code: str) -> str:
+    """The directory's code for ``code`` (any alias: ``G12``, ``BTC``), else its normalised
+    text; :attr:`Reason.BAD_REPORT_LEVEL` when it is not a code at all."""
+    try:
+        text = str(AgencyCode.parse(code))
+    except LienthongError:
+        raise LienthongError(Reason.BAD_REPORT_LEVEL, code[:64]) from None
+    known = await conn.fetchval(
+        "SELECT a.code FROM agency_aliases al JOIN agencies a ON a.id = al.agency_id "
+        "WHERE al.alias = $1", text)
+    return str(known) if known is not None else text
+
+
 async def national_report(
     conn: Conn,
     *,
@@ -230,10 +244,7 @@ async def national_report(
     names = {r["code"]: r["name"] for r in agencies}
     units = {r["id"]: unit_of(r["code"], parents) for r in agencies}
     if within is not None:
-        try:
-            tree = unit_of(str(AgencyCode.parse(within)), parents)
-        except LienthongError:
-            raise LienthongError(Reason.BAD_REPORT_LEVEL, within[:64]) from None
+        tree = unit_of(await canonical(conn, within), parents)
         keep = {i for i, u in units.items() if u == tree}
         code_of = {r["id"]: r["code"] for r in agencies}
         mapping = {i: code_of[i] for i in keep}

@@ -33,8 +33,8 @@ T = datetime(2026, 11, 5, 3, 0, tzinfo=UTC)  # 10:00 in Vietnam
 
 AGENCIES = [
     AgencyRow("000.00.00.G22", "Văn phòng Chính phủ"),
-    AgencyRow("000.00.00.G12", "Bộ Tài chính"),
-    AgencyRow("000.00.18.G12", "Tổng cục Thuế", parent="000.00.00.G12"),
+    AgencyRow("000.00.00.G12", "Bộ Tài chính", aliases=("BTC",)),
+    AgencyRow("000.00.18.G12", "Tổng cục Thuế", parent="000.00.00.G12", aliases=("TCT",)),
     AgencyRow("000.00.00.H41", "UBND tỉnh Nghệ An"),
     AgencyRow("000.00.05.H41", "Sở Nội vụ tỉnh Nghệ An", parent="000.00.00.H41"),
     # a code that says nothing of its tree: the directory's parent places it
@@ -210,6 +210,14 @@ async def test_report_fits_80_columns_and_exports(hub: Hub, tmp_path: Path) -> N
     assert any(line.split()[-2:] == ["50.0", "%"] for line in out.splitlines()
                if "fully electronic" in line)
     assert any("5.5 min / 9.1 min" in line for line in out.splitlines() if "to 01" in line), out
+    # aliases work: the detail of one agency, the drill-down into a tree
+    code, out = await asyncio.to_thread(_cli, hub, "--agency", "TCT", "--json")
+    assert code == 0, out
+    assert [(r["unit"], r["sent"], r["revoked"]) for r in json.loads(out)] == [
+        ("000.00.18.G12", 2, 1)]
+    code, out = await asyncio.to_thread(_cli, hub, "--within", "BTC", "--json")
+    assert code == 0, out
+    assert {r["unit"] for r in json.loads(out)} == {"000.00.00.G12", "000.00.18.G12"}
     # --json for scripts; the drill-down ranks the tree's agencies
     code, out = await asyncio.to_thread(_cli, hub, "--within", "H41", "--json")
     assert code == 0, out
