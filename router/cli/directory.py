@@ -12,6 +12,7 @@ from rich.table import Table
 from router import topology
 from router.broker_admin import BrokerAdmin
 from router.cli._services import connect_db, fail, run_async
+from router.cli.exit_codes import EXIT_NOT_FOUND, EXIT_REJECTED
 from router.cli.security import cli_actor as _actor
 from router.directory import registry as directory
 from router.directory.provision import ensure_core, provision_gateway
@@ -34,7 +35,7 @@ def import_cmd(csv_file: Path) -> None:
         try:
             rows = directory.read_agencies_csv(csv_file)
         except ValueError as exc:
-            fail(str(exc), 2)
+            fail(str(exc), EXIT_REJECTED)
         conn = await connect_db(settings)
         try:
             result = await directory.import_agencies(conn, rows, actor=_actor())
@@ -44,7 +45,7 @@ def import_cmd(csv_file: Path) -> None:
                     await directory.sync_gateway_permissions(conn, admin, settings.vhost, gid)
         except LienthongError as exc:
             fail(f"{exc.reason.name}: {exc.reason.message_en} / {exc.reason.message_vi}"
-                 f" ({exc.detail})", 2)
+                 f" ({exc.detail})", EXIT_REJECTED)
         finally:
             await conn.close()
         click.echo(
@@ -79,7 +80,7 @@ def show_agency(code: str, as_json: bool) -> None:
         finally:
             await conn.close()
         if row is None:
-            fail(f"no agency is known by {code}", 2)
+            fail(f"no agency is known by {code}", EXIT_NOT_FOUND)
             return
         if as_json:
             click.echo(json.dumps(
@@ -122,7 +123,7 @@ def add_gateway(gateway_id: str, name: str, kind: str, serves: tuple[str, ...],
                     password=password, actor=_actor(),
                 )
         except ValueError as exc:
-            fail(str(exc), 2)
+            fail(str(exc), EXIT_REJECTED)
             return
         finally:
             await conn.close()
@@ -148,7 +149,7 @@ def _status_command(name: str, status: str, help_text: str) -> None:
                         conn, admin, settings.vhost, gateway_id, status, actor=_actor()
                     )
             except LienthongError as exc:
-                fail(f"{exc.reason.name}: {exc.detail}", 2)
+                fail(f"{exc.reason.name}: {exc.detail}", EXIT_REJECTED)
             finally:
                 await conn.close()
             click.echo(f"gateway {gateway_id}: {status}")
@@ -178,7 +179,7 @@ def remove_gateway(gateway_id: str, yes: bool) -> None:
                     conn, admin, settings.vhost, gateway_id, actor=_actor()
                 )
         except LienthongError as exc:
-            fail(f"{exc.reason.name}: {exc.detail}", 2)
+            fail(f"{exc.reason.name}: {exc.detail}", EXIT_REJECTED)
             return
         finally:
             await conn.close()

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from router.cli._services import connect_db, fail, run_async
+from router.cli.exit_codes import EXIT_NOT_FOUND, EXIT_REJECTED, EXIT_USAGE
 from router.recovery import parking as parking_lib
 from router.recovery import redelivery
 from router.settings import Settings
@@ -112,7 +113,7 @@ def parking_show(parked_id: uuid.UUID, as_json: bool) -> None:
         finally:
             await conn.close()
         if row is None:
-            fail(f"no parked message {parked_id}", 2)
+            fail(f"no parked message {parked_id}", EXIT_NOT_FOUND)
             return
         body = bytes(row.pop("body"))
         if as_json:
@@ -139,7 +140,7 @@ def parking_requeue(ids: tuple[uuid.UUID, ...], all_matching: bool, state: str,
     """Send parked messages back: submissions through normal validation, copies to
     their gateway's inbox (same message id: a gateway that has it drops it)."""
     if not ids and not all_matching:
-        fail("name message ids, or use --all-matching with filters", 2)
+        fail("name message ids, or use --all-matching with filters", EXIT_USAGE)
 
     async def go(settings: Settings) -> None:
         conn = await connect_db(settings)
@@ -217,7 +218,7 @@ def redeliver(states: tuple[str, ...], recipient: str | None, gateway: str | Non
             not_arrived=not_arrived, delivery_ids=delivery_ids, hub_ids=hub_ids,
         )
     except ValueError as exc:
-        fail(str(exc), 2)
+        fail(str(exc), EXIT_REJECTED)
         return
 
     async def go(settings: Settings) -> None:

@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from router.cli._services import connect_db, fail, run_async
+from router.cli.exit_codes import EXIT_NOT_FOUND, EXIT_REJECTED
 from router.recovery import deadlines as deadlines_lib
 from router.reporting import export, national, tracking
 from router.settings import Settings
@@ -106,7 +107,7 @@ def track(ident: str, as_json: bool) -> None:
         try:
             hubs = await tracking.find_document(conn, ident)
             if not hubs:
-                fail(f"no document known as {ident!r}", 2)
+                fail(f"no document known as {ident!r}", EXIT_NOT_FOUND)
             if as_json:
                 out = []
                 for h in hubs:
@@ -144,7 +145,8 @@ def report(start: str, end: str, level: str, within: str | None, agency: str | N
     try:
         t0, t1 = national.parse_period(start, end)
     except LienthongError as exc:
-        fail(f"{exc.reason.message_vi} / {exc.reason.message_en}: {exc.detail}", 2)
+        fail(f"{exc.reason.message_vi} / {exc.reason.message_en}: {exc.detail}",
+             EXIT_REJECTED)
 
     async def go(settings: Settings) -> None:
         conn = await connect_db(settings)
@@ -159,14 +161,15 @@ def report(start: str, end: str, level: str, within: str | None, agency: str | N
             rows = await national.national_report(
                 conn, start=t0, end=t1, level=national.Level(level), within=tree)
         except LienthongError as exc:
-            fail(f"{exc.reason.message_vi} / {exc.reason.message_en}: {exc.detail}", 2)
+            fail(f"{exc.reason.message_vi} / {exc.reason.message_en}: {exc.detail}",
+                 EXIT_REJECTED)
         finally:
             await conn.close()
         if agency:
             rows = [r for r in rows if r.unit == key]
             if not rows:
                 fail(f"no figures for {agency!r} between {start} and {end} / "
-                     f"không có số liệu cho {agency!r}", 2)
+                     f"không có số liệu cho {agency!r}", EXIT_NOT_FOUND)
         if csv_path:
             export.write_csv(csv_path, rows)
         if xlsx_path:

@@ -11,6 +11,7 @@ from typing import Any
 from click.testing import CliRunner
 
 from router.cli import main
+from router.cli.exit_codes import EXIT_NOT_FOUND, EXIT_REJECTED, EXIT_USAGE
 from router.directory.registry import AgencyRow
 from tests.hub import Hub
 
@@ -62,3 +63,25 @@ async def test_listings_and_shows_speak_json(hub: Hub) -> None:
     assert dry["preview"]["per_recipient"][0]["gateway"] == "nghean"
     # a dry run changed nothing
     assert await hub.pool.fetchval("SELECT count(*) FROM redelivery_jobs") == 0
+
+
+def _code(hub: Hub, *args: str) -> int:
+    result = CliRunner().invoke(main, list(args),
+                                env={"LIENTHONG_DATABASE_URL": hub.settings.database_url})
+    return result.exit_code
+
+
+async def test_exit_codes_tell_usage_rejected_and_not_found_apart(hub: Hub) -> None:
+    """One table (router.cli.exit_codes): 2 only for click's usage errors."""
+    assert len({EXIT_USAGE, EXIT_REJECTED, EXIT_NOT_FOUND, 0, 1}) == 5
+    assert await asyncio.to_thread(_code, hub, "gateways", "list", "--no-such-option") \
+        == EXIT_USAGE
+    for args in (("track", "000.00.00.G22,2026/11/20,1/NOPE"),
+                 ("agencies", "show", "H99"),
+                 ("parking", "show", str(uuid.uuid4())),
+                 ("report", "--from", "2026-11-01", "--to", "2026-12-01", "--agency", "H99")):
+        assert await asyncio.to_thread(_code, hub, *args) == EXIT_NOT_FOUND, args
+    for args in (("report", "--from", "yesterday", "--to", "2026-12-01"),
+                 ("report", "--from", "2026-11-01", "--to", "2026-12-01", "--within", "H41;DROP"),
+                 ("redeliver", "--since", "not a time", "--dry-run")):
+        assert await asyncio.to_thread(_code, hub, *args) == EXIT_REJECTED, args
