@@ -92,6 +92,8 @@ function drawRanking(units) {
 
 function renderStatistics(data) {
   $("#stats-from").value = $("#stats-from").value || data.from.slice(0, 10);
+  $("#stats-count").textContent = `${data.units.length} đơn vị / units, `
+    + `${data.from.slice(0, 10)} → ${data.to.slice(0, 10)}`;
   drawRanking(data.units);
   $("#stats-table tbody").replaceChildren(...data.units.map((u) => el("tr", {},
     el("td", { class: "num" }, u.rank),
