@@ -10,12 +10,19 @@ export LIENTHONG_MANAGEMENT_URL ?= http://guest:guest@127.0.0.1:15672
 
 .PHONY: setup services demo test test-unit test-integration lint bench bench-codec clean
 
-setup: $(STAMP) services ## venv, packages, RabbitMQ + management plugin, PostgreSQL
+AXE    := tests/browser/node_modules/axe-core/axe.min.js
+
+setup: $(STAMP) services $(AXE) ## venv, packages, RabbitMQ + management plugin, PostgreSQL
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# axe-core for the dashboard's accessibility check (tests/browser), pinned in its lock file
+$(AXE): tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --silent
 	touch $@
 
 services:

@@ -27,10 +27,11 @@ lienthong_not_arrived                       gauge      deliveries flagged "not a
 lienthong_overdue                           gauge      deliveries flagged "overdue"
 lienthong_parked                            gauge      messages waiting in parking
 lienthong_redeliveries_total                counter    outcome (queued|undeliverable|failed)
-lienthong_certificate_days_to_expiry        gauge      gateway: days left on its nearest
-                                                       certificate (negative: expired)
-lienthong_gauges_refreshed_timestamp        gauge      when the ops process last refreshed
+lienthong_certificate_expiry_timestamp_seconds  gauge  gateway: when its nearest certificate
+                                                       expires (unix time)
+lienthong_gauges_refreshed_timestamp_seconds  gauge    when the ops process last refreshed
                                                        the ledger/broker gauges (unix time)
+lienthong_build_info                        gauge      version, python: always 1
 ==========================================  =========  =====================================
 """
 
@@ -41,7 +42,8 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 __all__ = [
     "BATCH_PHASE_SECONDS",
     "BATCH_SIZE",
-    "CERT_DAYS",
+    "BUILD_INFO",
+    "CERT_EXPIRY",
     "COPIES",
     "DELIVERIES",
     "GATEWAY_CONSUMERS",
@@ -134,15 +136,35 @@ REDELIVERIES = Counter(
     "Deliveries re-sent by operators, by outcome",
     ["outcome"],
 )
-CERT_DAYS = Gauge(
-    "lienthong_certificate_days_to_expiry",
-    "Days until a gateway's nearest certificate expires (negative: expired)",
+CERT_EXPIRY = Gauge(
+    "lienthong_certificate_expiry_timestamp_seconds",
+    "Unix time when a gateway's nearest certificate expires (in the past: expired)",
     ["gateway"],
 )
 GAUGES_REFRESHED = Gauge(
-    "lienthong_gauges_refreshed_timestamp",
+    "lienthong_gauges_refreshed_timestamp_seconds",
     "Unix time of the ops process's last successful gauge refresh",
 )
+BUILD_INFO = Gauge(
+    "lienthong_build_info",
+    "The lienthong version and Python running this process (always 1)",
+    ["version", "python"],
+)
+
+
+def _build() -> tuple[str, str]:
+    """(lienthong version, Python version) for ``lienthong_build_info``."""
+    import platform
+    from importlib import metadata
+
+    try:
+        version = metadata.version("lienthong")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return version, platform.python_version()
+
+
+BUILD_INFO.labels(*_build()).set(1)
 
 # Pre-create the bounded label sets so rates exist (at 0) before the first event.
 for _kind in PACKAGE_KINDS:

@@ -236,6 +236,13 @@ class Settings:
         "LIENTHONG_OPS_STALE_SECONDS", 900.0,
         "gateway health: age of the oldest waiting package that is too old",
         kind="float", low=1, high=10**7)
+    ops_router_in_growing_min: int = _var(
+        "LIENTHONG_OPS_ROUTER_IN_GROWING_MIN", 100,
+        "the overview calls lt.router.in growing when it holds at least this many messages",
+        kind="int", low=1, high=10**9)
+    ops_router_in_growing_seconds: float = _var(
+        "LIENTHONG_OPS_ROUTER_IN_GROWING_SECONDS", 60.0,
+        "... and more than it did this many seconds ago", kind="float", low=1, high=86_400)
     # gateway-side doors: the current axis's HTTP API (adapters/vxp)
     vxp_database_url: str = _var(
         "LIENTHONG_VXP_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/lienthong_vxp",

@@ -16,7 +16,7 @@ Numeric codes are grouped by the stage that rejects:
 4xxx  signatures and certificates
 5xxx  delivery: undeliverable, parked, processing errors
 6xxx  running the hub: operations (ops API, CLI), settings, processes
-7xxx  gateway-side doors: the current axis's HTTP API (VXP façade)
+7xxx  doors and reports: the current axis's HTTP API (7000-7049), national statistics (7050-7069)
 ====  =====================================================
 
 Numeric codes are never reused or renumbered: a removed reason's code stays in
@@ -492,6 +492,21 @@ class Reason(Enum):
         "Thao tác này chưa được cung cấp qua cổng tương thích",
         "This operation is not yet offered by the compatibility API",
         21,
+    )
+    # 7050-7069 the national statistics
+    BAD_REPORT_PERIOD = _ReasonInfo(
+        7050,
+        "Khoảng thời gian thống kê không hợp lệ (from, to theo ISO 8601, from trước to, "
+        "tối đa 366 ngày)",
+        "The report period is invalid (from and to in ISO 8601, from before to, at most "
+        "366 days)",
+    )
+    BAD_REPORT_LEVEL = _ReasonInfo(
+        7051,
+        "Cấp thống kê (all, ministries, provinces), mã đơn vị hoặc định dạng (json, csv, "
+        "xlsx) không hợp lệ",
+        "The report level (all, ministries, provinces), unit code or format (json, csv, "
+        "xlsx) is invalid",
     )
 
     @property

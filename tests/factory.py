@@ -34,12 +34,13 @@ def edoc(
     attachment: bytes | None = b"%PDF-1.4\n% test\n",
     due: date | None = None,
     extra_text: str = "",
+    paper: str | None = None,
 ) -> tuple[EdocPackage, bytes]:
     number = number or uuid.uuid4().hex[:8]
     today = date(2026, 11, 20)
     doc_id = f"{sender},{today:%Y/%m/%d},{number}/VPCP-TTĐT"
     response_for: tuple[ResponseFor, ...] = ()
-    biz = Business(doc_type=business)
+    biz = Business(doc_type=business, paper=paper)
     if business is BusinessDocType.REVOKE and target:
         response_for = (ResponseFor(organ_id=sender, document_id=target),)
         biz = Business(doc_type=business, reason="Thu hồi")

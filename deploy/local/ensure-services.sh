@@ -8,8 +8,9 @@ say() { printf 'lienthong setup: %s\n' "$*" >&2; }
 
 need_install=()
 # xmlsec1: the independent XML-DSig implementation the signature tests check against;
-# chromium + chromium-driver: the dashboard's browser test; prometheus: promtool for the rules.
-for tool in xmlsec1:xmlsec1 chromium:chromium chromedriver:chromium-driver promtool:prometheus; do
+# chromium + chromium-driver: the dashboard's browser test (npm: its axe-core); prometheus:
+# promtool for the rules.
+for tool in xmlsec1:xmlsec1 chromium:chromium chromedriver:chromium-driver promtool:prometheus npm:npm; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need_install+=("${tool##*:}")
 done
 command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ] || need_install+=(rabbitmq-server)
@@ -97,6 +98,18 @@ for _ in $(seq 1 60); do
 done
 curl -fsS -u guest:guest http://127.0.0.1:15672/api/overview >/dev/null 2>&1 \
   || { say "the RabbitMQ management API does not answer on 15672"; exit 1; }
+# RabbitMQ's own Prometheus endpoint (15692): the hub alert rules read lt.router.in's
+# consumers and depth and the broker's alarms from it (deploy/prometheus)
+if ! rabbitmq-plugins list -e -m 2>/dev/null | grep -qx rabbitmq_prometheus; then
+  say "enabling the RabbitMQ Prometheus plugin"
+  rabbitmq-plugins enable rabbitmq_prometheus >/dev/null
+fi
+for _ in $(seq 1 30); do
+  curl -fsS http://127.0.0.1:15692/metrics >/dev/null 2>&1 && break
+  sleep 1
+done
+curl -fsS http://127.0.0.1:15692/metrics >/dev/null 2>&1 \
+  || { say "RabbitMQ's Prometheus endpoint does not answer on 15692"; exit 1; }
 
 # The broker's maximum message size: the hub's package limit plus 1 MiB (router/settings.py
 # MESSAGE_SIZE_MARGIN), so a package just over the limit still reaches a router and gets a
@@ -126,4 +139,4 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 fi
 pg_isready -q -h 127.0.0.1 -p 5432 || { say "PostgreSQL does not answer on 5432"; exit 1; }
-say "RabbitMQ (5672, management 15672) and PostgreSQL (5432) are up"
+say "RabbitMQ (5672, management 15672, Prometheus 15692) and PostgreSQL (5432) are up"

@@ -18,6 +18,14 @@ import asyncpg
 import click
 
 from router.broker_admin import BrokerAdminError
+
+# sysexits.h codes, re-exported: scripts can tell the causes apart (router.cli.exit_codes)
+from router.cli.exit_codes import (
+    EXIT_DATABASE_MISSING,
+    EXIT_LOGIN_REFUSED,
+    EXIT_MISSING_FILE,
+    EXIT_UNREACHABLE,
+)
 from router.settings import Settings
 
 __all__ = [
@@ -34,12 +42,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-# sysexits.h codes: scripts can tell the causes apart
-EXIT_MISSING_FILE = 66  # EX_NOINPUT
-EXIT_UNREACHABLE = 69  # EX_UNAVAILABLE
-EXIT_LOGIN_REFUSED = 77  # EX_NOPERM
-EXIT_DATABASE_MISSING = 78  # EX_CONFIG
 
 _NETWORK_ERRNOS = frozenset({
     errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from urllib.parse import urlsplit
 
 import click
@@ -39,7 +40,8 @@ def migrate_cmd(create: bool) -> None:
 
 
 @db.command("status")
-def status_cmd() -> None:
+@click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
+def status_cmd(as_json: bool) -> None:
     """List migrations and whether each is applied."""
 
     async def go(settings: Settings) -> None:
@@ -48,6 +50,11 @@ def status_cmd() -> None:
             done = await migrations.applied_versions(conn)
         finally:
             await conn.close()
+        if as_json:
+            click.echo(json.dumps([{"version": m.version, "name": m.name,
+                                    "applied": m.version in done}
+                                   for m in migrations.available()], indent=2))
+            return
         for m in migrations.available():
             mark = "applied" if m.version in done else "pending"
             click.echo(f"{m.version}_{m.name}: {mark}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -11,6 +12,7 @@ from rich.table import Table
 from router import topology
 from router.broker_admin import BrokerAdmin
 from router.cli._services import connect_db, fail, run_async
+from router.cli.exit_codes import EXIT_NOT_FOUND, EXIT_REJECTED
 from router.cli.security import cli_actor as _actor
 from router.directory import lookup
 from router.directory import registry as directory
@@ -34,7 +36,7 @@ def import_cmd(csv_file: Path) -> None:
         try:
             rows = directory.read_agencies_csv(csv_file)
         except ValueError as exc:
-            fail(str(exc), 2)
+            fail(str(exc), EXIT_REJECTED)
         conn = await connect_db(settings)
         try:
             result = await directory.import_agencies(conn, rows, actor=_actor())
@@ -44,7 +46,7 @@ def import_cmd(csv_file: Path) -> None:
                     await directory.sync_gateway_permissions(conn, admin, settings.vhost, gid)
         except LienthongError as exc:
             fail(f"{exc.reason.name}: {exc.reason.message_en} / {exc.reason.message_vi}"
-                 f" ({exc.detail})", 2)
+                 f" ({exc.detail})", EXIT_REJECTED)
         finally:
             await conn.close()
         click.echo(
@@ -61,7 +63,8 @@ def import_cmd(csv_file: Path) -> None:
 
 @agencies.command("show")
 @click.argument("code")
-def show_agency(code: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
+def show_agency(code: str, as_json: bool) -> None:
     """Resolve a code or alias to its agency."""
 
     async def go(settings: Settings) -> None:
@@ -71,7 +74,12 @@ def show_agency(code: str) -> None:
         finally:
             await conn.close()
         if row is None:
-            fail(f"no agency is known by {code}", 2)
+            fail(f"no agency is known by {code}", EXIT_NOT_FOUND)
+            return
+        if as_json:
+            click.echo(json.dumps(
+                {k: row[k] for k in ("code", "name", "parent_code", "gateway_id", "status")}
+                | {"aliases": list(row["aliases"])}, ensure_ascii=False, indent=2))
             return
         click.echo(f"{row['code']}  {row['name']}")
         click.echo(f"  aliases: {', '.join(row['aliases'])}")
@@ -109,7 +117,7 @@ def add_gateway(gateway_id: str, name: str, kind: str, serves: tuple[str, ...],
                     password=password, actor=_actor(),
                 )
         except ValueError as exc:
-            fail(str(exc), 2)
+            fail(str(exc), EXIT_REJECTED)
             return
         finally:
             await conn.close()
@@ -135,7 +143,7 @@ def _status_command(name: str, status: str, help_text: str) -> None:
                         conn, admin, settings.vhost, gateway_id, status, actor=_actor()
                     )
             except LienthongError as exc:
-                fail(f"{exc.reason.name}: {exc.detail}", 2)
+                fail(f"{exc.reason.name}: {exc.detail}", EXIT_REJECTED)
             finally:
                 await conn.close()
             click.echo(f"gateway {gateway_id}: {status}")
@@ -165,7 +173,7 @@ def remove_gateway(gateway_id: str, yes: bool) -> None:
                     conn, admin, settings.vhost, gateway_id, actor=_actor()
                 )
         except LienthongError as exc:
-            fail(f"{exc.reason.name}: {exc.detail}", 2)
+            fail(f"{exc.reason.name}: {exc.detail}", EXIT_REJECTED)
             return
         finally:
             await conn.close()
@@ -175,7 +183,8 @@ def remove_gateway(gateway_id: str, yes: bool) -> None:
 
 
 @gateways.command("list")
-def list_gateways() -> None:
+@click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
+def list_gateways(as_json: bool) -> None:
     """Gateways with the number of agencies each serves."""
 
     async def go(settings: Settings) -> None:
@@ -184,6 +193,12 @@ def list_gateways() -> None:
             rows = await lookup.gateway_summaries(conn)
         finally:
             await conn.close()
+        if as_json:
+            click.echo(json.dumps(
+                [{"id": r["id"], "name": r["name"], "kind": r["kind"], "status": r["status"],
+                  "serves": list(r["serves"]), "agencies": r["agencies"]} for r in rows],
+                ensure_ascii=False, indent=2))
+            return
         table = Table("id", "name", "kind", "status", "serves", "agencies")
         for r in rows:
             table.add_row(r["id"], r["name"], r["kind"], r["status"], " ".join(r["serves"]),

@@ -14,6 +14,7 @@ import click
 
 from adapters import DurableSeenCopies, GatewayClient
 from router.cli._services import fail
+from router.cli.exit_codes import EXIT_REJECTED
 from router.settings import Settings
 from schemas import EdocPackage, PackageRejected
 
@@ -40,7 +41,7 @@ _password = click.option("--password", envvar="LIENTHONG_GATEWAY_PASSWORD", requ
 @_password
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the receipt.")
 def send(file: IO[bytes], gateway_id: str, password: str, timeout: float) -> None:
-    """Submit an edXML package and print the hub's receipt (exit 2 when rejected)."""
+    """Submit an edXML package and print the hub's receipt (exit 65 when rejected)."""
     body = file.read()
 
     async def go() -> dict[str, object]:
@@ -54,13 +55,13 @@ def send(file: IO[bytes], gateway_id: str, password: str, timeout: float) -> Non
         receipt = asyncio.run(go())
     except PackageRejected as exc:
         click.echo(json.dumps({"error": exc.as_dict()}, ensure_ascii=False, indent=2))
-        raise SystemExit(2) from exc
+        raise SystemExit(EXIT_REJECTED) from exc
     except TimeoutError:
         fail(f"no receipt within {timeout} s: is a router running?", 1)
         return
     click.echo(json.dumps(receipt, ensure_ascii=False, indent=2))
     if receipt["type"] == "rejected":
-        raise SystemExit(2)
+        raise SystemExit(EXIT_REJECTED)
 
 
 @click.command("inbox")

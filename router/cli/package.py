@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 import click
 
+from router.cli.exit_codes import EXIT_REJECTED
 from schemas.builder import build_package
 from schemas.parser import ParsedPackage, parse_package
 from schemas.reasons import PackageRejected, ValidationWarning
@@ -20,7 +21,7 @@ from schemas.summary import summarize
 
 __all__ = ["package"]
 
-EXIT_REFUSED = 2
+EXIT_REFUSED = EXIT_REJECTED  # router.cli.exit_codes
 
 
 @click.group()
@@ -38,7 +39,7 @@ def _dump(obj: Any) -> str:
 def inspect(file: Any, as_json: bool) -> None:
     """Check FILE (an edXML package; '-' reads stdin) and summarise it.
 
-    Exit 0 and a summary when the package is valid; exit 2 and the reason when it is refused
+    Exit 0 and a summary when the package is valid; exit 65 and the reason when it is refused
     (with --json as {"error": {reason, code, message_vi, message_en, detail}, "warnings": [...]}
     on stdout, otherwise in words on stderr).
     """
@@ -135,7 +136,7 @@ Status spec:
                     "document_id": "000.00.00.G22,2025/10/13,7816/VPCP-TTĐT"},
    "status_code": "03", "description": "Đã tiếp nhận"}
 
-All keys: see schemas/spec.py. The result is parsed back and refused (exit 2, nothing
+All keys: see schemas/spec.py. The result is parsed back and refused (exit 65, nothing
 written) if it breaks a lienthong rule, unless --no-check is given.
 """
 

@@ -19,12 +19,13 @@ from typing import Any, NoReturn
 
 import click
 
+from router.cli.exit_codes import EXIT_REJECTED
 from schemas.reasons import PackageRejected, Reason
 from schemas.signature import certificate_fingerprint, sign_package, verify_package
 
 __all__ = ["sign_cmd", "verify_cmd"]
 
-EXIT_REFUSED = 2
+EXIT_REFUSED = EXIT_REJECTED  # router.cli.exit_codes
 
 
 def _refused(exc: PackageRejected) -> NoReturn:
@@ -75,7 +76,7 @@ def sign_cmd(file: Any, key_file: Path, cert_file: Path, password_env: str | Non
               help="Trust only this certificate (PEM or DER; repeatable). Without it the "
                    "certificate in KeyInfo is used: integrity only, not identity.")
 def verify_cmd(file: Any, cert_files: tuple[Path, ...]) -> None:
-    """Verify FILE's XML signature. Exit 0 and a JSON summary when valid; exit 2 and
+    """Verify FILE's XML signature. Exit 0 and a JSON summary when valid; exit 65 and
     {"error": {reason, code, message_vi, message_en, detail}} otherwise."""
     from router.security.certificates import load_certificate
 

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from router import amqp
 from router.cli._services import connect_db, fail, run_async
+from router.cli.exit_codes import EXIT_NOT_FOUND, EXIT_REJECTED, EXIT_USAGE
 from router.outbox.outbox import Outbox
 from router.recovery import parking as parking_lib
 from router.recovery import redelivery
@@ -100,7 +101,9 @@ def parking_list(state: str, gateway: str | None, reason: str | None, since: str
 
 @parking.command("show")
 @click.argument("parked_id", type=click.UUID)
-def parking_show(parked_id: uuid.UUID) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object on stdout, the package as text in 'body'.")
+def parking_show(parked_id: uuid.UUID, as_json: bool) -> None:
     """Everything about one parked message (the package is printed as text)."""
 
     async def go(settings: Settings) -> None:
@@ -110,9 +113,14 @@ def parking_show(parked_id: uuid.UUID) -> None:
         finally:
             await conn.close()
         if row is None:
-            fail(f"no parked message {parked_id}", 2)
+            fail(f"no parked message {parked_id}", EXIT_NOT_FOUND)
             return
         body = bytes(row.pop("body"))
+        if as_json:
+            out = {k: _jsonable(v) for k, v in row.items()}
+            out["body"] = body.decode("utf-8", "replace")
+            click.echo(json.dumps(out, ensure_ascii=False, indent=2, default=str))
+            return
         click.echo(json.dumps({k: _jsonable(v) for k, v in row.items()}, ensure_ascii=False,
                               indent=2, default=str))
         click.echo("--- package ---")
@@ -132,7 +140,7 @@ def parking_requeue(ids: tuple[uuid.UUID, ...], all_matching: bool, state: str,
     """Send parked messages back: submissions through normal validation, copies to
     their gateway's inbox (same message id: a gateway that has it drops it)."""
     if not ids and not all_matching:
-        fail("name message ids, or use --all-matching with filters", 2)
+        fail("name message ids, or use --all-matching with filters", EXIT_USAGE)
 
     async def go(settings: Settings) -> None:
         conn = await connect_db(settings)
@@ -191,15 +199,17 @@ def parking_drop(ids: tuple[uuid.UUID, ...], why: str, actor: str) -> None:
 @click.option("--rate", type=float, help="At most this many copies per second.")
 @click.option("--resume", "resume", type=click.UUID, help="Resume an interrupted job.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object on stdout: {preview, job} (job null on a dry run).")
 @_actor
 def redeliver(states: tuple[str, ...], recipient: str | None, gateway: str | None,
               sender: str | None, reason_code: int | None, since: str | None,
               until: str | None, not_arrived: bool, delivery_ids: tuple[uuid.UUID, ...],
               hub_ids: tuple[uuid.UUID, ...], dry_run: bool, rate: float | None,
-              resume: uuid.UUID | None, yes: bool, actor: str) -> None:
+              resume: uuid.UUID | None, yes: bool, as_json: bool, actor: str) -> None:
     """Re-deliver copies in bulk (gửi lại hàng loạt). Every job is recorded and resumable;
     copies keep their message id so gateways that have them drop them."""
-    console = Console()
+    console = Console(stderr=as_json)  # with --json, stdout holds the JSON only
     try:
         flt = redelivery.RedeliveryFilter(
             states=tuple(states), recipient=recipient, gateway=gateway, sender=sender,
@@ -207,15 +217,21 @@ def redeliver(states: tuple[str, ...], recipient: str | None, gateway: str | Non
             not_arrived=not_arrived, delivery_ids=delivery_ids, hub_ids=hub_ids,
         )
     except ValueError as exc:
-        fail(str(exc), 2)
+        fail(str(exc), EXIT_REJECTED)
         return
 
     async def go(settings: Settings) -> None:
         pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
+        preview: dict[str, object] | None = None
         try:
             if resume is None:
                 async with pool.acquire() as conn:
                     pv = await redelivery.preview(conn, flt)
+                preview = pv.as_dict()
+                if as_json and (dry_run or pv.total == 0):
+                    click.echo(json.dumps({"preview": preview, "job": None},
+                                          ensure_ascii=False, indent=2, default=str))
+                    return
                 table = Table("recipient", "name", "gateway", "deliveries",
                               title=f"{pv.total} deliveries match")
                 for r in pv.per_recipient[:30]:
@@ -241,6 +257,10 @@ def redeliver(states: tuple[str, ...], recipient: str | None, gateway: str | Non
 
                     job = await redelivery.run(pool, outbox, flt, actor=actor, rate=rate,
                                                resume=resume, progress=show)
+            if as_json:
+                click.echo(json.dumps({"preview": preview, "job": job.as_dict()},
+                                      ensure_ascii=False, indent=2, default=str))
+                return
             console.print(
                 f"job {job.id}: {job.state}, {job.done} re-delivered ({job.queued} queued, "
                 f"{job.undeliverable} undeliverable) in {job.elapsed:.1f} s", highlight=False)

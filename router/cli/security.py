@@ -20,6 +20,7 @@ from rich.table import Table
 
 from router.broker_admin import BrokerAdmin
 from router.cli._services import connect_db, fail, run_async
+from router.cli.exit_codes import EXIT_REJECTED
 from router.directory.credentials import rotate_credentials
 from router.outbox.signing import HUB_KEY_ENV, ReceiptSigner, generate_hub_key
 from router.security import certificates
@@ -32,7 +33,7 @@ from schemas.receipt import ReceiptSignatureError, verify_receipt
 
 __all__ = ["audit", "certs", "cli_actor", "receipt", "rotate_credentials_cmd"]
 
-EXIT_REFUSED = 2
+EXIT_REFUSED = EXIT_REJECTED  # router.cli.exit_codes
 
 
 def cli_actor() -> str:
@@ -337,7 +338,7 @@ def _read_anchor(value: str, public_key_file: Path | None) -> tuple[int, bytes]:
               help=f"The hub's public key for signed anchors (default: from ${HUB_KEY_ENV}).")
 def verify_audit(as_json: bool, anchor_values: tuple[str, ...],
                  public_key_file: Path | None) -> None:
-    """Recompute the hash chain. Exit 0 intact; exit 2 naming each edited, deleted or
+    """Recompute the hash chain. Exit 0 intact; exit 65 naming each edited, deleted or
     reordered row, or each anchor the chain no longer passes through."""
     anchors_v = [_read_anchor(v, public_key_file) for v in anchor_values]
 

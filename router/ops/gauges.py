@@ -2,7 +2,10 @@
 
 Per-gateway gauges come from one management API call and one ledger query
 (:func:`router.queue_health.gateway_health`); ledger counts from a few aggregate queries,
-each bounded by a statement timeout so a slow ledger never stalls the ops process.
+each bounded by a statement timeout so a slow ledger never stalls the ops process. None of
+them reads every delivery: deliveries per state are kept by triggers
+(``delivery_state_deltas``, migration 0007) and folded here; not-arrived, overdue and parked
+counts read partial indexes of the open rows only.
 """
 
 from __future__ import annotations
@@ -74,23 +77,21 @@ class GaugeRefresher:
         self._parked_in_broker = int((queues.get(topology.PARKING) or {}).get("messages") or 0)
 
     async def _refresh_ledger(self) -> None:
-        async with self._pool.acquire() as conn, conn.transaction(readonly=True):
-            await conn.execute(f"SET LOCAL statement_timeout = {int(self._timeout_ms)}")
-            by_state = {
-                r["state"]: r["n"]
-                for r in await conn.fetch(
-                    "SELECT state, count(*) AS n FROM deliveries GROUP BY state"
+        async with self._pool.acquire() as conn:
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL statement_timeout = {int(self._timeout_ms)}")
+                by_state = {r["state"]: int(r["n"]) for r in await conn.fetch(_FOLD_STATES)}
+            async with conn.transaction(readonly=True):
+                await conn.execute(f"SET LOCAL statement_timeout = {int(self._timeout_ms)}")
+                not_arrived = await conn.fetchval(
+                    f"SELECT count(*) FROM deliveries d WHERE {LISTS['not_arrived']}"  # noqa: S608
                 )
-            }
-            not_arrived = await conn.fetchval(
-                f"SELECT count(*) FROM deliveries d WHERE {LISTS['not_arrived']}"  # noqa: S608
-            )
-            overdue = await conn.fetchval(
-                f"SELECT count(*) FROM deliveries d WHERE {LISTS['overdue']}"  # noqa: S608
-            )
-            parked = await conn.fetchval(
-                "SELECT count(*) FROM parked_messages WHERE state = 'parked'"
-            )
+                overdue = await conn.fetchval(
+                    f"SELECT count(*) FROM deliveries d WHERE {LISTS['overdue']}"  # noqa: S608
+                )
+                parked = await conn.fetchval(
+                    "SELECT count(*) FROM parked_messages WHERE state = 'parked'"
+                )
         for state in {*DELIVERY_STATES, *by_state}:
             metrics.DELIVERIES.labels(state).set(by_state.get(state, 0))
         metrics.NOT_ARRIVED.set(not_arrived or 0)
@@ -113,10 +114,11 @@ class GaugeRefresher:
             if gateway is None:
                 continue
             nearest[gateway] = min(float(days), nearest.get(gateway, float("inf")))
+        now = time.time()
         for gateway, days in nearest.items():
-            metrics.CERT_DAYS.labels(gateway).set(days)
+            metrics.CERT_EXPIRY.labels(gateway).set(round(now + days * 86400))
         for gone in self._cert_gateways - set(nearest):
-            _remove(metrics.CERT_DAYS, gone)
+            _remove(metrics.CERT_EXPIRY, gone)
         self._cert_gateways = set(nearest)
 
     async def run(self, stop: asyncio.Event, interval: float = 15.0) -> None:
@@ -130,6 +132,19 @@ class GaugeRefresher:
                 await asyncio.wait_for(stop.wait(), interval)
             except TimeoutError:
                 continue
+
+
+# Fold the per-statement deltas the triggers appended into the per-state counts and read
+# them, in one statement: each delta row is deleted (so counted) by exactly one refresh.
+_FOLD_STATES = """
+WITH folded AS (DELETE FROM delivery_state_deltas RETURNING state, n),
+sums AS (SELECT state, sum(n) AS n FROM folded GROUP BY state),
+up AS (INSERT INTO delivery_state_counts AS c (state, n) SELECT state, n FROM sums
+       ON CONFLICT (state) DO UPDATE SET n = c.n + EXCLUDED.n RETURNING c.state, c.n)
+SELECT state, n FROM up
+UNION ALL
+SELECT state, n FROM delivery_state_counts WHERE state NOT IN (SELECT state FROM up)
+"""
 
 
 def _remove(gauge: Any, *labels: str) -> None:

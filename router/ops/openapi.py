@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from router.ops.audit_api import AUDIT_PATHS
+from router.ops.overview_api import OVERVIEW_PATHS
+from router.ops.statistics_api import STATISTICS_PATHS
 from router.recovery.redelivery import DEFAULT_STATES, REDELIVERABLE
 from router.reporting.tracking import DELIVERY_STATES, LISTS
 
@@ -380,5 +382,7 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             **AUDIT_PATHS,
+            **STATISTICS_PATHS,
+            **OVERVIEW_PATHS,
         },
     }

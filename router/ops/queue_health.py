@@ -60,6 +60,7 @@ _COLUMNS = ",".join(
         "consumers",
         "state",
         "idle_since",
+        "head_message_timestamp",
         "message_stats.publish_details.rate",
         "message_stats.deliver_get_details.rate",
         "message_stats.ack_details.rate",

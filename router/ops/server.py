@@ -40,6 +40,8 @@ from router.ops.auth import PRINCIPAL, TokenStore, auth_middleware
 from router.ops.context import CTX, OpsContext, thresholds_from_env
 from router.ops.errors import error_response, reason_for_status
 from router.ops.gauges import GaugeRefresher
+from router.ops.overview_api import add_overview_routes
+from router.ops.statistics_api import add_statistics_routes
 from router.ops.validation import validation_middleware
 from router.security import posture
 from router.settings import Settings
@@ -224,6 +226,8 @@ def create_app(
     app.router.add_static("/static/", STATIC_DIR, show_index=False)
     add_api_routes(app)
     add_audit_routes(app)
+    add_statistics_routes(app)
+    add_overview_routes(app)
     return app
 
 

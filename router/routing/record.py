@@ -63,6 +63,7 @@ class DocumentRow(NamedTuple):
     message_id: Annotated[str | None, "text"]
     warnings: Annotated[str, "jsonb"]
     body: Annotated[bytes, "bytea"]
+    paper: Annotated[bool | None, "boolean"]
 
 
 class RejectionRow(NamedTuple):
@@ -164,10 +165,11 @@ def _document_row(p: Plan) -> DocumentRow:
         doc_id, business, status = pkg.document_id, int(pkg.business_type), None
         code, subject = str(pkg.code) or None, pkg.subject
         promulgated, due = pkg.promulgation.promulgation_date, pkg.due_date
+        paper = _PAPER.get((pkg.business.paper or "").strip())
     else:
         doc_id, business, status = pkg.response_for.document_id, None, pkg.status_code.value
         code, subject = pkg.response_for.code, pkg.description
-        promulgated, due = None, None
+        promulgated, due, paper = None, None, None
     return DocumentRow(
         hub_id=p.hub_id,
         kind=pkg.kind,
@@ -188,7 +190,12 @@ def _document_row(p: Plan) -> DocumentRow:
         message_id=p.msg.message_id,
         warnings=json.dumps([w.as_dict() for w in p.warnings], ensure_ascii=False),
         body=p.msg.body,
+        paper=paper,
     )
+
+
+# Bussiness/Paper: 1 = a paper copy goes alongside, 0 = electronic only; anything else unknown
+_PAPER = {"1": True, "0": False}
 
 
 async def _insert_documents(

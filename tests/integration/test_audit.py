@@ -161,7 +161,7 @@ async def test_audit_verify_command(hub: Hub) -> None:
         await _tamper(conn, "UPDATE audit_log SET actor = 'x' WHERE id = 4",
                       "DELETE FROM audit_log WHERE id = 8")
     bad = await asyncio.to_thread(runner.invoke, audit_cli, ["verify", "--json"], env=env)
-    assert bad.exit_code == 2
+    assert bad.exit_code == 65
     out = json.loads(bad.output)
     assert [(p["kind"], p["id"]) for p in out["problems"]] == [("edited", 4), ("deleted", 8)]
 

@@ -284,14 +284,14 @@ async def test_anchors_reach_every_gateway_and_catch_a_rewritten_history(
         await _tamper(conn, REHASH.format(start=2))
         assert (await verify_chain(conn)).ok  # without an anchor, nothing shows
     bad = await verify(copy, copy2)
-    assert bad.exit_code == 2
+    assert bad.exit_code == 65
     assert [p["kind"] for p in json.loads(bad.output)["problems"]] == ["anchor", "anchor"]
     # an anchor file that was altered is refused outright
     forged = json.loads(a1.to_json())
     forged["hash"] = bytes(head["hash"]).hex()[::-1]
     (tmp_path / "forged.json").write_text(json.dumps(forged))
     refused = await verify(tmp_path / "forged.json")
-    assert refused.exit_code == 2 and "does not verify" in refused.output
+    assert refused.exit_code == 65 and "does not verify" in refused.output
 
 
 async def test_an_anchor_catches_an_edited_row_and_a_cut_tail(

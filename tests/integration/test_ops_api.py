@@ -146,7 +146,15 @@ async def test_gateway_health_shows_consumers_backlog_and_oldest(
         assert 'lienthong_gateway_consumers{gateway="nghean"} 0.0' in text
         assert 'lienthong_gateway_consumers{gateway="btc"} 1.0' in text
         assert 'lienthong_deliveries{state="queued"}' in text
-        assert 'lienthong_certificate_days_to_expiry{gateway="btc"} 9.9' in text
+        def sample(name: str) -> float:
+            return float(next(line for line in text.splitlines()
+                              if line.startswith(name)).split()[-1])
+
+        # the certificate expires 10 days after the refresh that read it
+        expiry = sample('lienthong_certificate_expiry_timestamp_seconds{gateway="btc"}')
+        refreshed = sample("lienthong_gauges_refreshed_timestamp_seconds ")
+        assert abs(expiry - refreshed - 10 * 86400) < 120, (expiry, refreshed)
+        assert "lienthong_build_info{" in text
         # presence was recorded: btc keeps a "last seen" once it goes away
         seen = await hub.pool.fetchval(
             "SELECT last_consumer_at FROM gateway_presence WHERE gateway_id = 'btc'"

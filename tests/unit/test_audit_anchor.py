@@ -112,13 +112,13 @@ def test_receipt_verify_checks_an_anchor_and_its_extension(
     (tmp_path / "forged.json").write_bytes(forged.to_json())
     bad = runner.invoke(receipt_cli, ["verify", str(tmp_path / "forged.json"),
                                       "--public-key", str(pub), "--extends", files[1]])
-    assert bad.exit_code == 2
+    assert bad.exit_code == 65
     assert "two different heads" in json.loads(bad.output)["error"]
     impostor = generate_hub_key(tmp_path / "impostor.key")
     (tmp_path / "impostor.json").write_bytes(_chain(impostor, HEADS)[0].to_json())
     bad = runner.invoke(receipt_cli, ["verify", str(tmp_path / "impostor.json"),
                                       "--public-key", str(pub)])
-    assert bad.exit_code == 2
+    assert bad.exit_code == 65
 
 
 def test_weakened_settings_are_named() -> None:

@@ -154,7 +154,7 @@ def test_inspect_human(runner: CliRunner, tmp_path: Path) -> None:
 def test_inspect_invalid_json(runner: CliRunner, real: Path) -> None:
     data = real.read_bytes().replace(b"<edXML:OrganId>020100107370</edXML:OrganId>", b"", 1)
     result = runner.invoke(main, ["package", "inspect", "-", "--json"], input=data)
-    assert result.exit_code == 2
+    assert result.exit_code == 65
     err = json.loads(result.stdout)["error"]
     assert err["reason"] == "MISSING_SENDER"
     assert err["code"] == 1010
@@ -165,7 +165,7 @@ def test_inspect_invalid_json(runner: CliRunner, real: Path) -> None:
 
 def test_inspect_invalid_human_goes_to_stderr(runner: CliRunner) -> None:
     result = runner.invoke(main, ["package", "inspect", "-"], input=b"not xml at all")
-    assert result.exit_code == 2
+    assert result.exit_code == 65
     assert result.stdout == ""
     assert "MALFORMED_XML (1003)" in result.stderr
     assert "Tệp không phải XML hợp lệ" in result.stderr
@@ -252,7 +252,7 @@ def test_build_refuses_a_package_that_breaks_a_rule(runner: CliRunner, tmp_path:
     spec = write_spec(tmp_path, {**EXAMPLE_SPEC, "to": []})
     out = tmp_path / "out.edxml"
     result = runner.invoke(main, ["package", "build", str(spec), "-o", str(out)])
-    assert result.exit_code == 2
+    assert result.exit_code == 65
     assert "NO_RECIPIENT" in result.stderr
     assert not out.exists()
     result = runner.invoke(main, ["package", "build", str(spec), "-o", str(out), "--no-check"])
@@ -276,7 +276,7 @@ def test_build_reports_spec_errors(
 ) -> None:
     spec = write_spec(tmp_path, {**EXAMPLE_SPEC, **change})
     result = runner.invoke(main, ["package", "build", str(spec), "-o", str(tmp_path / "o")])
-    assert result.exit_code == 2
+    assert result.exit_code == 65
     assert message in result.stderr
 
 

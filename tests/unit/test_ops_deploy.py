@@ -37,7 +37,8 @@ def test_alert_rules_use_defined_metrics() -> None:
     assert used, "no metric found in the rules"
     assert used <= _defined(), used - _defined()
     for alert in ("GatewayNoConsumer", "GatewayOldestPackage", "RejectionSpike",
-                  "ParkingNotEmpty", "CertificateExpiring"):
+                  "ParkingNotEmpty", "CertificateExpiring", "NoRouter", "RouterInGrowing",
+                  "Unroutable", "ParkingGrowing", "BrokerAlarm", "NotArrivedRising"):
         assert f"alert: Lienthong{alert}" in text
     promtool = shutil.which("promtool")
     if promtool:  # the Debian `prometheus` package provides it (make setup installs it)
@@ -57,5 +58,5 @@ def test_grafana_dashboard_uses_defined_metrics() -> None:
     for metric in ("lienthong_packages_total", "lienthong_rejections_total",
                    "lienthong_routing_seconds_bucket", "lienthong_gateway_queue_depth",
                    "lienthong_gateway_oldest_seconds", "lienthong_deliveries",
-                   "lienthong_certificate_days_to_expiry", "lienthong_parked"):
+                   "lienthong_certificate_expiry_timestamp_seconds", "lienthong_parked"):
         assert metric in used, metric

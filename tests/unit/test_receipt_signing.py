@@ -131,7 +131,7 @@ def test_receipt_cli_keygen_public_key_and_verify(tmp_path: Path) -> None:
     made = runner.invoke(receipt_cli, ["keygen", "--key", str(key)])
     assert made.exit_code == 0, made.output
     again = runner.invoke(receipt_cli, ["keygen", "--key", str(key)])
-    assert again.exit_code == 2
+    assert again.exit_code == 65
     shown = runner.invoke(receipt_cli, ["public-key"], env={"LIENTHONG_HUB_KEY": str(key)})
     assert shown.exit_code == 0
     assert shown.output.startswith("-----BEGIN PUBLIC KEY-----")
@@ -147,5 +147,5 @@ def test_receipt_cli_keygen_public_key_and_verify(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_bytes(good.read_bytes().replace(b'"accepted"', b'"rejected"'))
     refused = runner.invoke(receipt_cli, ["verify", str(bad), "--public-key", str(pub)])
-    assert refused.exit_code == 2
+    assert refused.exit_code == 65
     assert json.loads(refused.output)["valid"] is False

@@ -31,7 +31,7 @@ def test_sign_then_verify_and_every_refusal(tmp_path: Path) -> None:
 
     def refusal(path: Path, *extra: str) -> str:
         r = runner.invoke(verify_cmd, [str(path), *extra])
-        assert r.exit_code == 2, r.output
+        assert r.exit_code == 65, r.output
         reason: str = json.loads(r.output)["error"]["reason"]
         return reason
 
@@ -42,4 +42,4 @@ def test_sign_then_verify_and_every_refusal(tmp_path: Path) -> None:
     assert refusal(src) == "SIGNATURE_REQUIRED"
     again = runner.invoke(sign_cmd, [str(out), "--key", str(key), "--cert", str(cert),
                                      "-o", str(tmp_path / "twice.edxml")])
-    assert again.exit_code == 2
+    assert again.exit_code == 65

@@ -175,6 +175,8 @@ function renderGateways() {
   for (const th of document.querySelectorAll("#gateways-table th")) {
     th.classList.toggle("sorted-asc", th.dataset.key === state.sortKey && state.sortAsc);
     th.classList.toggle("sorted-desc", th.dataset.key === state.sortKey && !state.sortAsc);
+    th.setAttribute("aria-sort", th.dataset.key !== state.sortKey ? "none"
+      : state.sortAsc ? "ascending" : "descending");
   }
 }
 
@@ -372,11 +374,18 @@ function wire() {
     showLogin("");
   });
   for (const th of document.querySelectorAll("#gateways-table th")) {
-    th.addEventListener("click", () => {
+    const sort = () => {
       const key = th.dataset.key;
       if (state.sortKey === key) state.sortAsc = !state.sortAsc;
       else { state.sortKey = key; state.sortAsc = true; }
       renderGateways();
+    };
+    // sortable by keyboard too: Tab to a header, Enter or Space sorts
+    th.tabIndex = 0;
+    th.setAttribute("scope", "col");
+    th.addEventListener("click", sort);
+    th.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); sort(); }
     });
   }
   $("#gateway-filter").addEventListener("input", renderGateways);
@@ -392,10 +401,26 @@ function wire() {
     searchDocument(link.dataset.hub).catch(report);
     $("#documents").scrollIntoView();
   });
-  for (const b of document.querySelectorAll("#list-tabs button")) {
+  const tabs = [...document.querySelectorAll("#list-tabs button")];
+  tabs.forEach((b, i) => {
+    // a tablist: arrow keys, Home and End move between the tabs (WAI-ARIA tabs pattern)
+    b.addEventListener("keydown", (ev) => {
+      const to = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: tabs.length - 1 }[ev.key];
+      if (to === undefined) return;
+      ev.preventDefault();
+      const t = tabs[(to + tabs.length) % tabs.length];
+      t.focus();
+      t.click();
+    });
+  });
+  for (const b of tabs) {
     b.addEventListener("click", () => {
       state.list = b.dataset.list;
-      for (const o of document.querySelectorAll("#list-tabs button")) o.classList.toggle("active", o === b);
+      for (const o of tabs) {
+        o.classList.toggle("active", o === b);
+        o.setAttribute("aria-selected", String(o === b));
+        o.tabIndex = o === b ? 0 : -1;
+      }
       $("#redeliver-panel").hidden = true;
       loadList().catch(report);
     });
