@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -43,6 +45,13 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
+from adapters.errors import (
+    NotConnected,
+    PublishRefused,
+    ReceiptTimeout,
+    SenderCodeRequired,
+    StatusNeedsDocument,
+)
 from adapters.seen import CopyFilter, SeenCopies
 from schemas import (
     EdocPackage,
@@ -54,6 +63,7 @@ from schemas import (
     build_package,
     parse_package,
 )
+from schemas import wire_names as wire
 from schemas.agency_code import normalize
 from schemas.audit_anchor import (
     ANCHOR_MESSAGE_TYPE,
@@ -63,25 +73,15 @@ from schemas.audit_anchor import (
     verify_anchor,
 )
 from schemas.receipt import Receipt
+from schemas.wire_names import DIRECT_REPLY, SUBMIT, inbox_queue, receipts_queue
 
 __all__ = ["GatewayClient", "InboxMessage"]
-
-SUBMIT = "lt.submit"
-DIRECT_REPLY = "amq.rabbitmq.reply-to"
 
 _CONNECTION_ERRORS = (
     aiormq.exceptions.AMQPConnectionError,
     aiormq.exceptions.ChannelInvalidStateError,
     ConnectionError,
 )
-
-
-def inbox_queue(gateway_id: str) -> str:
-    return f"lt.gw.{gateway_id}.inbox"
-
-
-def receipts_queue(gateway_id: str) -> str:
-    return f"lt.gw.{gateway_id}.receipts"
 
 
 class InboxMessage:
@@ -93,13 +93,13 @@ class InboxMessage:
         self._parsed: ParsedPackage | None = None
         headers = message.headers or {}
         self.copy_id: str = message.message_id or ""
-        self.kind: str = message.type or str(headers.get("lt-kind", ""))
-        self.hub_id: str = str(headers.get("lt-hub-id", ""))
-        self.sender: str = str(headers.get("lt-sender", ""))
-        self.document_id: str | None = _opt_str(headers.get("lt-document-id"))
-        self.status_code: str | None = _opt_str(headers.get("lt-status-code"))
-        self.recipients: list[str] = [_s(x) for x in _list(headers.get("lt-recipients"))]
-        self.delivery_ids: list[str] = [_s(x) for x in _list(headers.get("lt-delivery-ids"))]
+        self.kind: str = message.type or str(headers.get(wire.KIND, ""))
+        self.hub_id: str = str(headers.get(wire.HUB_ID, ""))
+        self.sender: str = str(headers.get(wire.SENDER, ""))
+        self.document_id: str | None = _opt_str(headers.get(wire.DOCUMENT_ID))
+        self.status_code: str | None = _opt_str(headers.get(wire.STATUS_CODE))
+        self.recipients: list[str] = [_s(x) for x in _list(headers.get(wire.RECIPIENTS))]
+        self.delivery_ids: list[str] = [_s(x) for x in _list(headers.get(wire.DELIVERY_IDS))]
 
     @property
     def body(self) -> bytes:
@@ -179,6 +179,8 @@ class GatewayClient:
         seen: CopyFilter | None = None,
         sign: Callable[[bytes], bytes] | None = None,
         hub_public_key: bytes | None = None,
+        tls: ssl.SSLContext | None = None,
+        connection_name: str | None = None,
     ) -> None:
         """``seen``: the duplicate filter for delivered copies (in memory unless given,
         e.g. ``DurableSeenCopies(path)`` to survive restarts).
@@ -187,7 +189,12 @@ class GatewayClient:
         ``hub_public_key``: the hub's receipt key (PEM); audit anchors arriving on the
         receipts queue are then verified and each checked to extend the one before
         (``last_anchor``, which a gateway may set from its own storage at start); what
-        does not is listed in ``anchor_problems``."""
+        does not is listed in ``anchor_problems``.
+        ``tls``: the TLS context of an ``amqps://`` URL, e.g.
+        ``adapters.tls_context(ca, cert, key)`` for mutual TLS (or give ``cafile``,
+        ``certfile``, ``keyfile`` in the URL's query).
+        ``connection_name``: how the connection shows in RabbitMQ's management UI
+        (default ``lienthong-gateway <gateway id> <pid>``)."""
         self._sign = sign
         self.hub_public_key = hub_public_key
         self.last_anchor: AuditAnchor | None = None
@@ -195,6 +202,10 @@ class GatewayClient:
         parts = urlsplit(amqp_url)
         self.user = unquote(parts.username or "guest")
         self.gateway_id = gateway_id or self.user
+        self.tls = tls
+        self.connection_name = (
+            connection_name or f"lienthong-gateway {self.gateway_id} {os.getpid()}"
+        )
         self.amqp_url = amqp_url
         self.receipt_timeout = receipt_timeout
         self.seen: CopyFilter = seen if seen is not None else SeenCopies()
@@ -223,7 +234,11 @@ class GatewayClient:
         await self.close()
 
     async def connect(self) -> None:
-        self._connection = await aio_pika.connect_robust(self.amqp_url)
+        self._connection = await aio_pika.connect_robust(
+            self.amqp_url,
+            ssl_context=self.tls,
+            client_properties={"connection_name": self.connection_name},
+        )
         self._channel = await self._connection.channel(publisher_confirms=True)
         await self._channel.set_qos(prefetch_count=100)
         self._submit = await self._channel.get_exchange(SUBMIT, ensure=False)
@@ -254,13 +269,17 @@ class GatewayClient:
         kind: str | None = None,
     ) -> Receipt | None:
         """Submit a package. With ``wait`` returns the hub's receipt (accepted, duplicate
-        or rejected); raises TimeoutError when none comes in ``receipt_timeout``.
+        or rejected); raises :class:`ReceiptTimeout` (a TimeoutError) carrying the
+        ``message_id`` to send again with when none comes in ``receipt_timeout``, and
+        :class:`PublishRefused` when RabbitMQ refuses the message (the client opens a new
+        channel; nothing was sent).
 
         Bytes are parsed first (raising PackageRejected locally, before anything is sent)
         unless ``validate`` is False; then ``sender_code`` (the routing key) is required
         and the hub does all the checking.
         """
-        assert self._submit is not None, "connect() first"
+        if self._submit is None or self._channel is None:
+            raise NotConnected
         if isinstance(package, bytes):
             body = package
             if validate:
@@ -272,7 +291,7 @@ class GatewayClient:
             sender_code = sender_code or package.sender.organ_id
             kind = kind or package.kind
         if not sender_code:
-            raise ValueError("sender_code is required when the package is not validated")
+            raise SenderCodeRequired
         if self._sign is not None:
             body = self._sign(body)
         message_id = message_id or str(uuid.uuid4())
@@ -281,15 +300,14 @@ class GatewayClient:
             message_id=message_id,
             user_id=self.user,
             type=kind,
-            headers={"lt-sent-at": time.time()},
-            content_type="application/xml",
+            headers={wire.SENT_AT: time.time()},
+            content_type=wire.PACKAGE_CONTENT_TYPE,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             reply_to=DIRECT_REPLY if wait else None,
         )
         if not wait:
-            await self._submit.publish(message, routing_key=normalize(sender_code))
+            await self._publish(message, normalize(sender_code))
             return None
-        assert self._channel is not None
         fut: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
         self._pending[message_id] = fut
         try:
@@ -297,10 +315,27 @@ class GatewayClient:
             # RabbitMQ closes a channel that asks for direct replies it does not consume:
             # wait until the channel is wholly restored
             await self._channel.ready()
-            await self._submit.publish(message, routing_key=normalize(sender_code))
-            return await asyncio.wait_for(fut, self.receipt_timeout)
+            await self._publish(message, normalize(sender_code))
+            try:
+                return await asyncio.wait_for(fut, self.receipt_timeout)
+            except TimeoutError:
+                raise ReceiptTimeout(message_id, self.receipt_timeout) from None
         finally:
             self._pending.pop(message_id, None)
+
+    async def _publish(self, message: aio_pika.Message, routing_key: str) -> None:
+        """Publish to lt.submit and wait for the broker's confirm. A refused publish closes
+        the channel (standard AMQP): wait until it is open again, raise PublishRefused."""
+        if self._submit is None or self._channel is None:
+            raise NotConnected
+        try:
+            await self._submit.publish(message, routing_key=routing_key)
+        except aiormq.exceptions.ChannelClosed as exc:
+            if isinstance(exc, aiormq.exceptions.ChannelInvalidStateError):
+                raise
+            # the robust channel opens itself again (consumers included): wait for it
+            await self._channel.ready()
+            raise PublishRefused(message.message_id or "", str(exc)) from exc
 
     async def send_status(
         self,
@@ -318,7 +353,8 @@ class GatewayClient:
         the sender to a recipient).
         """
         doc = about.package if isinstance(about, InboxMessage) else about
-        assert isinstance(doc, EdocPackage), "a status answers a document"
+        if not isinstance(doc, EdocPackage):
+            raise StatusNeedsDocument(type(doc).__name__)
         from datetime import datetime, timedelta, timezone
 
         status = StatusPackage(
@@ -404,7 +440,8 @@ class GatewayClient:
         Stops after ``timeout`` seconds without a message (never, when None). One consumer
         serves the client's whole life (started on first use); it survives reconnections.
         """
-        assert self._channel is not None, "connect() first"
+        if self._channel is None:
+            raise NotConnected
         if self._inbox_tag is None:
             queue = await self._channel.declare_queue(inbox_queue(self.gateway_id), passive=True)
             self._inbox_tag = await queue.consume(self._on_inbox)

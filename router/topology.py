@@ -48,6 +48,17 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractQueue, ExchangeType
 
 from router import amqp
+from schemas.wire_names import (  # the names are the contract's, shared with the SDK
+    DEAD,
+    DELIVER,
+    PARKING,
+    RECEIPTS,
+    ROUTER_IN,
+    SUBMIT,
+    UNROUTABLE,
+    inbox_queue,
+    receipts_queue,
+)
 
 if TYPE_CHECKING:  # routers import this module; only provisioning needs aiohttp
     from router.broker_admin import BrokerAdmin
@@ -73,23 +84,8 @@ __all__ = [
 
 log = structlog.get_logger("lienthong.topology")
 
-SUBMIT = "lt.submit"
-ROUTER_IN = "lt.router.in"
-DELIVER = "lt.deliver"
-RECEIPTS = "lt.receipts"
-DEAD = "lt.dead"
-PARKING = "lt.parking"
-UNROUTABLE = "lt.unroutable"
 
 GATEWAY_DELIVERY_LIMIT = 20
-
-
-def inbox_queue(gateway_id: str) -> str:
-    return f"lt.gw.{gateway_id}.inbox"
-
-
-def receipts_queue(gateway_id: str) -> str:
-    return f"lt.gw.{gateway_id}.receipts"
 
 
 _QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}

@@ -15,6 +15,8 @@ Numeric codes are grouped by the stage that rejects:
       3100-3109 the message's AMQP envelope (type, unreadable properties)
 4xxx  signatures and certificates
 5xxx  delivery: undeliverable, parked, processing errors
+7xxx  raised by the gateway SDK in the gateway's own process
+      (7070-7089: sending, connecting, misuse)
 ====  =====================================================
 
 Numeric codes are never reused or renumbered: a removed reason's code stays in
@@ -309,6 +311,35 @@ class Reason(Enum):
         5005,
         "Gói tin trong khu cách ly đã bị hủy bởi người vận hành",
         "The parked package was dropped by an operator",
+    )
+    # 7070-7089 the gateway SDK: what a gateway's own code did or must do
+    RECEIPT_TIMEOUT = _ReasonInfo(
+        7070,
+        "Không nhận được biên nhận của trục trong thời hạn: gửi lại với cùng message_id",
+        "No receipt from the hub in time: send again with the same message_id",
+        final=False,
+    )
+    SDK_NOT_CONNECTED = _ReasonInfo(
+        7071,
+        "Chưa kết nối tới trục: gọi connect() (hoặc dùng async with) trước",
+        "Not connected to the hub: call connect() (or use async with) first",
+    )
+    STATUS_NEEDS_DOCUMENT = _ReasonInfo(
+        7072,
+        "Gói tin trạng thái chỉ trả lời cho một văn bản (edoc), không cho gói trạng thái",
+        "A status answers a document (edoc), not a status package",
+    )
+    SENDER_CODE_REQUIRED = _ReasonInfo(
+        7073,
+        "Gửi gói tin không kiểm tra trước thì phải cho biết mã cơ quan gửi (sender_code)",
+        "A package sent without local validation needs its sender agency code (sender_code)",
+    )
+    PUBLISH_REFUSED = _ReasonInfo(
+        7074,
+        "RabbitMQ từ chối gói tin (không có quyền với khóa định tuyến hoặc user_id sai) và "
+        "đóng kênh; kênh đã được mở lại",
+        "RabbitMQ refused the message (no permission for the routing key, or a wrong "
+        "user_id) and closed the channel; the channel was opened again",
     )
 
     @property

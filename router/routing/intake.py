@@ -57,6 +57,7 @@ from router.security import anchors, posture
 from router.security.signature_gate import SignatureGate
 from router.settings import Settings
 from schemas import ParseLimits
+from schemas import wire_names as wire
 from schemas.reasons import Reason
 from schemas.receipt import Receipt
 
@@ -64,7 +65,7 @@ __all__ = ["RouterWorker", "run_router"]
 
 log = structlog.get_logger("lienthong.router")
 
-DIRECT_REPLY_PREFIX = "amq.rabbitmq.reply-to."
+DIRECT_REPLY_PREFIX = f"{wire.DIRECT_REPLY}."
 OUTAGE_PATIENCE = 300.0  # seconds a batch waits for PostgreSQL/RabbitMQ to come back
 SUSPECT_GROUP = 16  # first retry after a crash: in groups this small
 PARK_AFTER = 3  # a message that failed this many times on its own is parked
@@ -388,7 +389,7 @@ class RouterWorker:
             if original:
                 user = original.decode() if isinstance(original, bytes) else str(original)
         sent_at = None
-        raw = (m.headers or {}).get("lt-sent-at")
+        raw = (m.headers or {}).get(wire.SENT_AT)
         if isinstance(raw, int | float):
             sent_at = float(raw)
         # only RabbitMQ's direct reply-to addresses: never a queue name a sender chose
@@ -489,7 +490,7 @@ class RouterWorker:
                 f'{{"sha256": "{msg.sha256.hex()}"}}',
             )
         headers = dict(message.headers or {})
-        headers.update({"lt-reason": Reason.POISON.name, "lt-error": detail[:1000],
+        headers.update({wire.PARK_REASON: Reason.POISON.name, wire.PARK_ERROR: detail[:1000],
                         parking.ORIGINAL_USER_HEADER: msg.amqp_user or ""})
         await self._dead.publish(
             aio_pika.Message(
