@@ -278,8 +278,6 @@ class GatewayClient:
         unless ``validate`` is False; then ``sender_code`` (the routing key) is required
         and the hub does all the checking.
         """
-        if self._submit is None or self._channel is None:
-            raise NotConnected
         if isinstance(package, bytes):
             body = package
             if validate:
@@ -294,6 +292,8 @@ class GatewayClient:
             raise SenderCodeRequired
         if self._sign is not None:
             body = self._sign(body)
+        if self._submit is None or self._channel is None:
+            raise NotConnected
         message_id = message_id or str(uuid.uuid4())
         message = aio_pika.Message(
             body,
@@ -333,8 +333,20 @@ class GatewayClient:
         except aiormq.exceptions.ChannelClosed as exc:
             if isinstance(exc, aiormq.exceptions.ChannelInvalidStateError):
                 raise
-            # the robust channel opens itself again (consumers included): wait for it
-            await self._channel.ready()
+            # the robust channel opens itself again (consumers included) from a callback
+            # that runs after this exception: wait until it is open and restored
+            reopened = asyncio.Event()
+
+            def _reopened(*_: object) -> None:
+                reopened.set()
+
+            self._channel.reopen_callbacks.add(_reopened)
+            try:
+                if self._channel.is_closed:
+                    await asyncio.wait_for(reopened.wait(), 30.0)
+                await asyncio.wait_for(self._channel.ready(), 30.0)
+            finally:
+                self._channel.reopen_callbacks.discard(_reopened)
             raise PublishRefused(message.message_id or "", str(exc)) from exc
 
     async def send_status(
