@@ -51,6 +51,7 @@ __all__ = [
     "QUEUED",
     "RECALLED",
     "RECALL_STATES",
+    "RECALL_TRANSITIONS",
     "REFUSED",
     "REPLACED",
     "REVOKED",
@@ -164,13 +165,25 @@ def apply_status(state: str, recall_state: str | None, code: StatusCode) -> Tran
 
 
 def legal_transitions(state: str) -> dict[str, str]:
-    """Where each status code takes a delivery in ``state`` (no recall pending): code →
-    new state, for the codes that change it. Codes missing are refused, repeated, out of
-    order or after close (see :func:`apply_status`). For docs and conformance checks."""
+    """Where each progress code (01-06) takes a delivery in ``state``: code → new state,
+    for the codes that move it on. A code missing is refused (ILLEGAL_TRANSITION), or
+    recorded as repeated, out of order or after close without changing anything (see
+    :func:`apply_status`). The recall codes (13, 15, 16) act on ``recall_state`` instead:
+    see :data:`RECALL_TRANSITIONS`. For docs and conformance checks."""
     out: dict[str, str] = {}
-    for code in StatusCode:
+    for code in STATE_FOR_CODE:
         t = apply_status(state, None, code)
-        if t.ok and not t.flags and (t.state != state or t.recall_state is not None):
+        if t.ok and not t.flags and t.state != state:
             out[code.value] = t.state
     return out
+
+
+#: the recall dimension: (recall_state before, code) → (recall_state after, delivery state
+#: after, or None when the delivery keeps its state). 15/16 without a 13 first are refused
+#: (RECALL_ANSWER_WITHOUT_RECALL); a repeated 13, 15 or 16 changes nothing.
+RECALL_TRANSITIONS: Final[dict[tuple[str | None, str], tuple[str, str | None]]] = {
+    (None, StatusCode.RECALL_REQUESTED.value): ("requested", None),
+    ("requested", StatusCode.RECALL_AGREED.value): ("agreed", RECALLED),
+    ("requested", StatusCode.RECALL_REFUSED.value): ("refused", None),
+}
 

@@ -212,7 +212,7 @@ def status_event(
                 RecipientOutcome(
                     code=recipient_code,
                     agency=agency,
-                    gateway=None,
+                    gateway=p.gateway_id,  # the recipient's gateway sent the status
                     delivery_id=str(p.status_delivery),
                     state=state,
                 ),
