@@ -5,7 +5,12 @@ the same client goes on working."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import re
+import sys
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -100,3 +105,32 @@ async def test_a_refused_publish_raises_and_the_client_goes_on(hub: Hub) -> None
         assert err.value.message_id == "not-mine" and "ACCESS_REFUSED" in str(err.value)
         receipt = await gw.send(ours)  # the same client, a new channel
     assert receipt is not None and receipt.type == "accepted", receipt
+
+
+async def _cli(hub: Hub, *args: str) -> tuple[int, str, str]:
+    env = {**os.environ, "LIENTHONG_AMQP_URL": hub.settings.amqp_url,
+           "LIENTHONG_AMQP_USER_PREFIX": hub.settings.amqp_user_prefix,
+           "LIENTHONG_GATEWAY_PASSWORD": hub.credentials["vpcp"].password}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "router.cli", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_lienthong_send_prints_the_id_to_resend_with(hub: Hub, tmp_path: Path) -> None:
+    await _directory(hub)
+    _, body = edoc("000.00.00.G22", ["000.00.00.H41"])
+    package = tmp_path / "cong-van.edxml"
+    package.write_bytes(body)
+    code, _, err = await _cli(hub, "send", str(package), "--gateway", "vpcp", "--timeout", "1")
+    assert code == 1, err
+    found = re.search(r"--message-id (\S+)", err)
+    assert found, err
+    await hub.start_router()
+    code, out, err = await _cli(hub, "send", str(package), "--gateway", "vpcp",
+                                "--message-id", found.group(1))
+    assert code == 0, err
+    receipt = json.loads(out)
+    assert receipt["message_id"] == found.group(1) and receipt["type"] in ("accepted",
+                                                                          "duplicate")
