@@ -30,6 +30,7 @@ _COMMANDS: dict[str, str] = {
     "certs": "router.cli.security:certs",
     "receipt": "router.cli.security:receipt",
     "audit": "router.cli.security:audit",
+    "conformance": "router.cli.conformance:conformance",
 }
 
 
