@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import sys
 
 from adapters import GatewayClient, InboxMessage
 from adapters.example_gateway import serve
@@ -88,3 +91,30 @@ async def test_a_broken_gateway_fails_the_checks_it_breaks(hub: Hub) -> None:
     assert checks == {"acks_every_copy": True, "answers_arrived": True,
                       "drops_duplicates": False, "legal_transitions": False,
                       "answers_recall": False}
+
+
+async def test_the_command_prints_the_report_and_exits_by_the_verdict(hub: Hub) -> None:
+    await _hub(hub)
+    s = hub.settings
+    env = {**os.environ, "LIENTHONG_AMQP_URL": s.amqp_url,
+           "LIENTHONG_DATABASE_URL": s.database_url,
+           "LIENTHONG_MANAGEMENT_URL": s.management_url,
+           "LIENTHONG_AMQP_USER_PREFIX": s.amqp_user_prefix,
+           "LIENTHONG_GATEWAY_PASSWORD": hub.credentials[TESTER].password}
+    argv = [sys.executable, "-m", "router.cli", "conformance", "--gateway", UNDER_TEST,
+            "--agency", AGENCY, "--sender", TESTER, "--sender-agency", TESTER_AGENCY,
+            "--answer-within", "30", "--json"]
+    stop = asyncio.Event()
+    async with hub.client(UNDER_TEST) as gw:
+        task = asyncio.create_task(serve(gw, stop))
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            out, err = await asyncio.wait_for(proc.communicate(), 180)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+    assert proc.returncode == 0, (out.decode(), err.decode()[-2000:])
+    report = json.loads(out)
+    assert report["passed"] and len(report["checks"]) == 5
+    assert all(c["passed"] and c["evidence"] for c in report["checks"])
