@@ -12,6 +12,7 @@ import re
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aio_pika
 import pytest
@@ -134,3 +135,16 @@ async def test_lienthong_send_prints_the_id_to_resend_with(hub: Hub, tmp_path: P
     receipt = json.loads(out)
     assert receipt["message_id"] == found.group(1) and receipt["type"] in ("accepted",
                                                                           "duplicate")
+
+
+async def test_the_connection_shows_its_name_in_rabbitmq(hub: Hub) -> None:
+    await _directory(hub)
+    vhost = quote(hub.settings.vhost, safe="")
+
+    async with hub.client("vpcp", connection_name="vpcp server 2") as gw:
+        async def named() -> list[str] | None:
+            rows = await hub.admin.request("GET", f"/vhosts/{vhost}/connections") or []
+            names = [r.get("client_properties", {}).get("connection_name") for r in rows]
+            return names if "vpcp server 2" in names else None
+        assert await eventually(named, timeout=30, interval=0.5, what="the named connection")
+        assert gw.connection_name == "vpcp server 2"
