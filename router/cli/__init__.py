@@ -31,6 +31,7 @@ _COMMANDS: dict[str, str] = {
     "receipt": "router.cli.security:receipt",
     "audit": "router.cli.security:audit",
     "conformance": "router.cli.conformance:conformance",
+    "sandbox": "router.cli.sandbox:sandbox_group",
 }
 
 
