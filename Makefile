@@ -8,15 +8,16 @@ export LIENTHONG_AMQP_URL       ?= amqp://guest:guest@127.0.0.1:5672/lienthong
 export LIENTHONG_DATABASE_URL   ?= postgresql://postgres@127.0.0.1:5432/lienthong
 export LIENTHONG_MANAGEMENT_URL ?= http://guest:guest@127.0.0.1:15672
 
-.PHONY: setup services demo test test-unit test-integration lint bench bench-codec clean
+.PHONY: setup services demo test test-unit test-integration lint bench bench-codec sdk-wheel clean
 
 AXE    := tests/browser/node_modules/axe-core/axe.min.js
 
 setup: $(STAMP) services $(AXE) ## venv, packages, RabbitMQ + management plugin, PostgreSQL
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sdk/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ./sdk  # lienthong-gateway (adapters/ + schemas/), the hub's dependency
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
@@ -46,6 +47,9 @@ bench: setup ## router throughput vs the raw relay limit of this machine
 
 bench-codec: $(STAMP) ## parse + validate time per package size
 	$(BIN)/pytest tests/bench --benchmark-only -q -p no:randomly
+
+sdk-wheel: $(STAMP) ## the gateway SDK's wheel (lienthong-gateway) in dist/, offline
+	$(BIN)/pip wheel -q --no-deps --no-build-isolation --no-index -w dist ./sdk
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks

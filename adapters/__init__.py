@@ -1,6 +1,36 @@
-"""Gateway side of lienthong: the AMQP SDK. Imports ``schemas``, never ``router``."""
+"""Gateway side of lienthong: the AMQP SDK (distribution ``lienthong-gateway``).
+Imports ``schemas`` (the contract), never ``router``."""
 
 from adapters.client import GatewayClient, InboxMessage
+from adapters.errors import (
+    GatewayError,
+    NotConnected,
+    PublishRefused,
+    ReceiptTimeout,
+    SenderCodeRequired,
+    StatusNeedsDocument,
+)
 from adapters.seen import CopyFilter, DurableSeenCopies, SeenCopies
+from adapters.tls import tls_context
+from schemas.delivery_state import DeliveryState, RecallState
+from schemas.receipt import Receipt, ReceiptType, RecipientOutcome
 
-__all__ = ["CopyFilter", "DurableSeenCopies", "GatewayClient", "InboxMessage", "SeenCopies"]
+__all__ = [
+    "CopyFilter",
+    "DeliveryState",
+    "DurableSeenCopies",
+    "GatewayClient",
+    "GatewayError",
+    "InboxMessage",
+    "NotConnected",
+    "PublishRefused",
+    "RecallState",
+    "Receipt",
+    "ReceiptTimeout",
+    "ReceiptType",
+    "RecipientOutcome",
+    "SeenCopies",
+    "SenderCodeRequired",
+    "StatusNeedsDocument",
+    "tls_context",
+]

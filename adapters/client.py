@@ -27,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -46,10 +48,18 @@ from aio_pika.abc import (
 )
 
 from adapters import wire
+from adapters.errors import (
+    NotConnected,
+    PublishRefused,
+    ReceiptTimeout,
+    ReplayFailed,
+    SenderCodeRequired,
+    SendFailed,
+    StatusNeedsDocument,
+)
 from adapters.seen import CopyFilter, SeenCopies
 from schemas import (
     EdocPackage,
-    LienthongError,
     Organization,
     PackageRejected,
     ParsedPackage,
@@ -59,6 +69,7 @@ from schemas import (
     StatusPackage,
     build_package,
     parse_package,
+    wire_names,
 )
 from schemas.agency_code import normalize
 from schemas.audit_anchor import (
@@ -69,39 +80,20 @@ from schemas.audit_anchor import (
     verify_anchor,
 )
 from schemas.receipt import Receipt
+from schemas.wire_names import DIRECT_REPLY, REPLAY, SUBMIT, inbox_queue, receipts_queue
 
 wire.install()  # before any connection: see adapters.wire
 
 __all__ = ["GatewayClient", "InboxMessage", "ReplayFailed", "SendFailed"]
 
-SUBMIT = "lt.submit"
-REPLAY = "lt.replay"
-DIRECT_REPLY = "amq.rabbitmq.reply-to"
 # the hub's default package limit (LIENTHONG_MAX_PACKAGE_BYTES); ask the hub's operators
 MAX_PACKAGE_BYTES = 30 * 1024 * 1024
-
-
-class SendFailed(LienthongError):
-    """The package was not sent (the broker closed the channel); ``reason`` says why.
-    Sending again is safe: the client's channel is already restored."""
-
-
-class ReplayFailed(LienthongError):
-    """The hub refused a receipt replay request; ``reason`` says why."""
 
 _CONNECTION_ERRORS = (
     aiormq.exceptions.AMQPConnectionError,
     aiormq.exceptions.ChannelInvalidStateError,
     ConnectionError,
 )
-
-
-def inbox_queue(gateway_id: str) -> str:
-    return f"lt.gw.{gateway_id}.inbox"
-
-
-def receipts_queue(gateway_id: str) -> str:
-    return f"lt.gw.{gateway_id}.receipts"
 
 
 class InboxMessage:
@@ -113,13 +105,13 @@ class InboxMessage:
         self._parsed: ParsedPackage | None = None
         headers = message.headers or {}
         self.copy_id: str = message.message_id or ""
-        self.kind: str = message.type or str(headers.get("lt-kind", ""))
-        self.hub_id: str = str(headers.get("lt-hub-id", ""))
-        self.sender: str = str(headers.get("lt-sender", ""))
-        self.document_id: str | None = _opt_str(headers.get("lt-document-id"))
-        self.status_code: str | None = _opt_str(headers.get("lt-status-code"))
-        self.recipients: list[str] = [_s(x) for x in _list(headers.get("lt-recipients"))]
-        self.delivery_ids: list[str] = [_s(x) for x in _list(headers.get("lt-delivery-ids"))]
+        self.kind: str = message.type or str(headers.get(wire_names.KIND, ""))
+        self.hub_id: str = str(headers.get(wire_names.HUB_ID, ""))
+        self.sender: str = str(headers.get(wire_names.SENDER, ""))
+        self.document_id: str | None = _opt_str(headers.get(wire_names.DOCUMENT_ID))
+        self.status_code: str | None = _opt_str(headers.get(wire_names.STATUS_CODE))
+        self.recipients: list[str] = [_s(x) for x in _list(headers.get(wire_names.RECIPIENTS))]
+        self.delivery_ids: list[str] = [_s(x) for x in _list(headers.get(wire_names.DELIVERY_IDS))]
 
     @property
     def body(self) -> bytes:
@@ -200,6 +192,8 @@ class GatewayClient:
         sign: Callable[[bytes], bytes] | None = None,
         hub_public_key: bytes | None = None,
         max_package_bytes: int | None = MAX_PACKAGE_BYTES,
+        tls: ssl.SSLContext | None = None,
+        connection_name: str | None = None,
     ) -> None:
         """``seen``: the duplicate filter for delivered copies (in memory unless given,
         e.g. ``DurableSeenCopies(path)`` to survive restarts).
@@ -210,7 +204,13 @@ class GatewayClient:
         (``last_anchor``, which a gateway may set from its own storage at start); what
         does not is listed in ``anchor_problems``.
         ``max_package_bytes``: the hub's size limit; a larger package (as signed) raises
-        PackageRejected(PACKAGE_TOO_LARGE) and is not published (None: no local check)."""
+        PackageRejected(PACKAGE_TOO_LARGE) and is not published (None: no local check).
+
+        ``tls``: the TLS context of an ``amqps://`` URL, e.g.
+        ``adapters.tls_context(ca, cert, key)`` for mutual TLS (or give ``cafile``,
+        ``certfile``, ``keyfile`` in the URL's query).
+        ``connection_name``: how the connection shows in RabbitMQ's management UI
+        (default ``lienthong-gateway <gateway id> <pid>``)."""
         self._sign = sign
         self.hub_public_key = hub_public_key
         self.last_anchor: AuditAnchor | None = None
@@ -219,6 +219,10 @@ class GatewayClient:
         parts = urlsplit(amqp_url)
         self.user = unquote(parts.username or "guest")
         self.gateway_id = gateway_id or self.user
+        self.tls = tls
+        self.connection_name = (
+            connection_name or f"lienthong-gateway {self.gateway_id} {os.getpid()}"
+        )
         self.amqp_url = amqp_url
         self.receipt_timeout = receipt_timeout
         self.seen: CopyFilter = seen if seen is not None else SeenCopies()
@@ -251,7 +255,11 @@ class GatewayClient:
 
     async def connect(self) -> None:
         wire.install()  # a frame with non-UTF-8 text must not kill this connection
-        self._connection = await aio_pika.connect_robust(self.amqp_url)
+        self._connection = await aio_pika.connect_robust(
+            self.amqp_url,
+            ssl_context=self.tls,
+            client_properties={"connection_name": self.connection_name},
+        )
         self._channel = await self._connection.channel(publisher_confirms=True)
         await self._channel.set_qos(prefetch_count=100)
         self._submit = await self._channel.get_exchange(SUBMIT, ensure=False)
@@ -282,13 +290,15 @@ class GatewayClient:
         kind: str | None = None,
     ) -> Receipt | None:
         """Submit a package. With ``wait`` returns the hub's receipt (accepted, duplicate
-        or rejected); raises TimeoutError when none comes in ``receipt_timeout``.
+        or rejected); raises :class:`ReceiptTimeout` (a TimeoutError) carrying the
+        ``message_id`` to send again with when none comes in ``receipt_timeout``, and
+        :class:`PublishRefused` when RabbitMQ refuses the message (the client opens a new
+        channel; nothing was sent).
 
         Bytes are parsed first (raising PackageRejected locally, before anything is sent)
         unless ``validate`` is False; then ``sender_code`` (the routing key) is required
         and the hub does all the checking.
         """
-        assert self._submit is not None, "connect() first"
         if isinstance(package, bytes):
             body = package
             if validate:
@@ -300,9 +310,11 @@ class GatewayClient:
             sender_code = sender_code or package.sender.organ_id
             kind = kind or package.kind
         if not sender_code:
-            raise ValueError("sender_code is required when the package is not validated")
+            raise SenderCodeRequired
         if self._sign is not None:
             body = self._sign(body)
+        if self._submit is None or self._channel is None:
+            raise NotConnected
         if self.max_package_bytes is not None and len(body) > self.max_package_bytes:
             raise PackageRejected(
                 Reason.PACKAGE_TOO_LARGE,
@@ -314,8 +326,8 @@ class GatewayClient:
             message_id=message_id,
             user_id=self.user,
             type=kind,
-            headers={"lt-sent-at": time.time()},
-            content_type="application/xml",
+            headers={wire_names.SENT_AT: time.time()},
+            content_type=wire_names.PACKAGE_CONTENT_TYPE,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             reply_to=DIRECT_REPLY if wait else None,
         )
@@ -326,18 +338,22 @@ class GatewayClient:
         self._pending[message_id] = fut
         try:
             await self._publish(message, normalize(sender_code))
-            return await asyncio.wait_for(fut, self.receipt_timeout)
+            try:
+                return await asyncio.wait_for(fut, self.receipt_timeout)
+            except TimeoutError:
+                raise ReceiptTimeout(message_id, self.receipt_timeout) from None
         finally:
             self._pending.pop(message_id, None)
 
     async def _publish(self, message: aio_pika.Message, routing_key: str,
                        exchange: AbstractExchange | None = None) -> None:
-        """Publish (to ``lt.submit`` unless told) and await the broker's confirm. When the
-        broker closes the channel instead (a message over its maximum size, a refused
-        routing key or exchange), the channel is restored at once and the send fails with
-        a reason."""
+        """Publish (to ``lt.submit`` unless told) and await the broker's confirm. A refused
+        publish closes the channel (standard AMQP): the channel is restored at once and the
+        send fails with a reason — PACKAGE_TOO_LARGE over the broker's maximum message
+        size, else :class:`PublishRefused`."""
         exchange = exchange or self._submit
-        assert self._channel is not None and exchange is not None, "connect() first"
+        if self._channel is None or exchange is None:
+            raise NotConnected
         # after a reconnect the channel is usable before its consumers are back, and
         # RabbitMQ closes a channel that asks for direct replies it does not consume:
         # wait until the channel is wholly restored
@@ -345,6 +361,8 @@ class GatewayClient:
         try:
             await exchange.publish(message, routing_key=routing_key)
         except aiormq.exceptions.ChannelClosed as exc:
+            if isinstance(exc, aiormq.exceptions.ChannelInvalidStateError):
+                raise
             await self._restore_channel()
             text = str(exc)
             if isinstance(exc, aiormq.exceptions.ChannelPreconditionFailed) and (
@@ -354,7 +372,7 @@ class GatewayClient:
                     Reason.PACKAGE_TOO_LARGE,
                     f"{len(message.body)} bytes refused by the broker: {text}",
                 ) from exc
-            raise SendFailed(Reason.BROKER_CLOSED_CHANNEL, text) from exc
+            raise PublishRefused(message.message_id or "", text) from exc
 
     async def _restore_channel(self) -> None:
         """Wait until the robust channel has reopened with its consumers (it starts at
@@ -387,7 +405,8 @@ class GatewayClient:
         the sender to a recipient).
         """
         doc = about.package if isinstance(about, InboxMessage) else about
-        assert isinstance(doc, EdocPackage), "a status answers a document"
+        if not isinstance(doc, EdocPackage):
+            raise StatusNeedsDocument(type(doc).__name__)
         from datetime import datetime, timedelta, timezone
 
         status = StatusPackage(
@@ -534,7 +553,8 @@ class GatewayClient:
         Stops after ``timeout`` seconds without a message (never, when None). One consumer
         serves the client's whole life (started on first use); it survives reconnections.
         """
-        assert self._channel is not None, "connect() first"
+        if self._channel is None:
+            raise NotConnected
         if self._inbox_tag is None:
             queue = await self._channel.declare_queue(inbox_queue(self.gateway_id), passive=True)
             self._inbox_tag = await queue.consume(self._on_inbox)

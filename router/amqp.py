@@ -20,8 +20,9 @@ LIENTHONG_TLS_KEY    its private key (PEM)
 (read into :class:`router.settings.Settings`). The context verifies the broker's
 certificate and host name and refuses anything below TLS 1.2.
 
-Gateways using the SDK need no code: aiormq reads ``cafile``, ``certfile`` and ``keyfile``
-from the URL, e.g. ``amqps://vpcp:SECRET@axis.example:5671/lienthong?cafile=/etc/lt/ca.pem
+Gateways using the SDK pass ``tls=adapters.tls.tls_context(ca, cert, key)`` (the same
+context builder as here), or put ``cafile``, ``certfile`` and ``keyfile`` in the URL
+(aiormq reads them), e.g. ``amqps://vpcp:SECRET@axis.example:5671/lienthong?cafile=/etc/lt/ca.pem
 &certfile=/etc/lt/vpcp.pem&keyfile=/etc/lt/vpcp.key``.
 """
 
@@ -36,6 +37,7 @@ import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 
 from adapters import wire
+from adapters.tls import tls_context
 from router.settings import Settings
 
 # Every hub process talks AMQP through this module: whatever bytes a gateway publishes,
@@ -50,13 +52,9 @@ def client_ssl_context(
 ) -> ssl.SSLContext:
     """A client context: verify the broker against ``ca`` (the system store when None),
     present ``cert``/``key`` when given."""
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    if cert:
-        ctx.load_cert_chain(cert, key)
-    elif key:
+    if key and not cert:
         raise ValueError("LIENTHONG_TLS_KEY is set without LIENTHONG_TLS_CERT")
-    return ctx
+    return tls_context(ca, cert, key)
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:

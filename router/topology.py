@@ -64,6 +64,20 @@ from aio_pika.abc import AbstractChannel, AbstractQueue, ExchangeType
 
 from router import amqp
 from router.settings import Settings
+from schemas.wire_names import (  # the names are the contract's, shared with the SDK
+    DEAD,
+    DELIVER,
+    PARKING,
+    QUARANTINE,
+    RECEIPTS,
+    REPLAY,
+    REPLAY_RECEIPTS_KEY,
+    ROUTER_IN,
+    SUBMIT,
+    UNROUTABLE,
+    inbox_queue,
+    receipts_queue,
+)
 
 if TYPE_CHECKING:  # routers import this module; only provisioning needs aiohttp
     from router.broker_admin import BrokerAdmin
@@ -92,27 +106,9 @@ __all__ = [
 
 log = structlog.get_logger("lienthong.topology")
 
-SUBMIT = "lt.submit"
-ROUTER_IN = "lt.router.in"
-DELIVER = "lt.deliver"
-RECEIPTS = "lt.receipts"
-DEAD = "lt.dead"
-PARKING = "lt.parking"
-QUARANTINE = "lt.quarantine"
-UNROUTABLE = "lt.unroutable"
-REPLAY = "lt.replay"
-REPLAY_RECEIPTS_KEY = "receipts"
 
 GATEWAY_DELIVERY_LIMIT = 20
 PARKING_DELIVERY_LIMIT = 10
-
-
-def inbox_queue(gateway_id: str) -> str:
-    return f"lt.gw.{gateway_id}.inbox"
-
-
-def receipts_queue(gateway_id: str) -> str:
-    return f"lt.gw.{gateway_id}.receipts"
 
 
 _QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}

@@ -1,5 +1,7 @@
-"""lienthong's wire contract: the edXML model, parser, builder, agency codes, reason codes
-and receipt format. No I/O happens in this package; ``router`` and ``adapters`` import it.
+"""lienthong's wire contract: the edXML model, parser, builder, agency codes, reason codes,
+receipt format, wire names (``wire_names``) and delivery states (``delivery_state``). No
+I/O happens in this package; ``router`` and ``adapters`` import it, and it ships with the
+SDK in the ``lienthong-gateway`` distribution.
 """
 
 from schemas.builder import build_package, new_attachment

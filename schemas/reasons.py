@@ -16,7 +16,8 @@ Numeric codes are grouped by the stage that rejects:
 4xxx  signatures and certificates
 5xxx  delivery: undeliverable, parked, processing errors
 6xxx  running the hub: operations (ops API, CLI), settings, processes
-7xxx  doors and reports: the current axis's HTTP API (7000-7049), national statistics (7050-7069)
+7xxx  doors and reports: the current axis's HTTP API (7000-7049), national statistics (7050-7069),
+      the gateway SDK in the gateway's own process (7070-7089: sending, connecting, misuse)
 ====  =====================================================
 
 Numeric codes are never reused or renumbered: a removed reason's code stays in
@@ -379,13 +380,7 @@ class Reason(Enum):
         "Tiến trình định tuyến bị lỗi liên tục, đã dừng khởi động lại",
         "Router workers kept crashing; the supervisor stopped restarting them",
     )
-    # 5100-5109: bytes in flight, broker limits, receipt replay
-    BROKER_CLOSED_CHANNEL = _ReasonInfo(
-        5100,
-        "Máy chủ AMQP đã đóng kênh khi nhận gói tin; gói tin chưa được gửi",
-        "The broker closed the channel while taking the package; it was not sent",
-        final=False,
-    )
+    # 5100-5109: receipt replay
     REPLAY_BAD_REQUEST = _ReasonInfo(
         5101,
         "Yêu cầu phát lại biên nhận không hợp lệ",
@@ -507,6 +502,35 @@ class Reason(Enum):
         "xlsx) không hợp lệ",
         "The report level (all, ministries, provinces), unit code or format (json, csv, "
         "xlsx) is invalid",
+    )
+    # 7070-7089 the gateway SDK: what a gateway's own code did or must do
+    RECEIPT_TIMEOUT = _ReasonInfo(
+        7070,
+        "Không nhận được biên nhận của trục trong thời hạn: gửi lại với cùng message_id",
+        "No receipt from the hub in time: send again with the same message_id",
+        final=False,
+    )
+    SDK_NOT_CONNECTED = _ReasonInfo(
+        7071,
+        "Chưa kết nối tới trục: gọi connect() (hoặc dùng async with) trước",
+        "Not connected to the hub: call connect() (or use async with) first",
+    )
+    STATUS_NEEDS_DOCUMENT = _ReasonInfo(
+        7072,
+        "Gói tin trạng thái chỉ trả lời cho một văn bản (edoc), không cho gói trạng thái",
+        "A status answers a document (edoc), not a status package",
+    )
+    SENDER_CODE_REQUIRED = _ReasonInfo(
+        7073,
+        "Gửi gói tin không kiểm tra trước thì phải cho biết mã cơ quan gửi (sender_code)",
+        "A package sent without local validation needs its sender agency code (sender_code)",
+    )
+    PUBLISH_REFUSED = _ReasonInfo(
+        7074,
+        "RabbitMQ từ chối gói tin (không có quyền với khóa định tuyến hoặc user_id sai) và "
+        "đóng kênh; kênh đã được mở lại",
+        "RabbitMQ refused the message (no permission for the routing key, or a wrong "
+        "user_id) and closed the channel; the channel was opened again",
     )
 
     @property

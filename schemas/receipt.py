@@ -77,6 +77,10 @@ class Receipt:
     status_code: str | None = None  # for delivery events caused by a status package
     state: str | None = None  # for delivery events: the delivery's new state
     at: str = field(default_factory=_now)
+    # True when the hub had already recorded this message (a gateway's re-send with the same
+    # message_id, or a re-delivery after a hub crash): the outcome, and the receipt_id of an
+    # accepted one, are the first answer's. Wait for a message_id's answer by message_id.
+    repeat: bool = False
     # the hub's Ed25519 signature over canonical_receipt_bytes (router.outbox.signing)
     signature: dict[str, str] | None = None
 
@@ -103,6 +107,7 @@ class Receipt:
             "reason": self.reason,
             "status_code": self.status_code,
             "state": self.state,
+            "repeat": self.repeat,
         }
 
     def to_json(self) -> bytes:
@@ -124,6 +129,7 @@ class Receipt:
             reason=d.get("reason"),
             status_code=d.get("status_code"),
             state=d.get("state"),
+            repeat=d.get("repeat") is True,
             at=d.get("at") or _now(),
             signature=d.get("signature"),
         )

@@ -34,6 +34,8 @@ _COMMANDS: dict[str, str] = {
     "config": "router.cli.config:config",
     "vxp": "router.cli.vxp:vxp",
     "watch": "router.cli.watch:watch",
+    "conformance": "router.cli.conformance:conformance",
+    "sandbox": "router.cli.sandbox:sandbox_group",
 }
 
 

@@ -12,7 +12,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import click
 
-from adapters import DurableSeenCopies, GatewayClient
+from adapters import DurableSeenCopies, GatewayClient, PublishRefused, ReceiptTimeout
 from router.cli._services import fail
 from router.cli.exit_codes import EXIT_REJECTED
 from router.settings import Settings
@@ -40,15 +40,20 @@ _password = click.option("--password", envvar="LIENTHONG_GATEWAY_PASSWORD", requ
 @_gateway
 @_password
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the receipt.")
-def send(file: IO[bytes], gateway_id: str, password: str, timeout: float) -> None:
+@click.option("--message-id", default=None,
+              help="The AMQP message_id (default: a new UUID). After a timeout, send again "
+                   "with the id it printed: the hub never makes a second document of it.")
+def send(file: IO[bytes], gateway_id: str, password: str, timeout: float,
+         message_id: str | None) -> None:
     """Submit an edXML package and print the hub's receipt (exit 65 when rejected)."""
     body = file.read()
 
     async def go() -> dict[str, object]:
         url = gateway_url(Settings.from_env(), gateway_id, password)
         async with GatewayClient(url, gateway_id=gateway_id, receipt_timeout=timeout) as gw:
-            receipt = await gw.send(body)
-            assert receipt is not None
+            receipt = await gw.send(body, message_id=message_id)
+            if receipt is None:  # only with wait=False, which send never uses
+                raise RuntimeError("no receipt")
             return receipt.as_dict()
 
     try:
@@ -56,8 +61,14 @@ def send(file: IO[bytes], gateway_id: str, password: str, timeout: float) -> Non
     except PackageRejected as exc:
         click.echo(json.dumps({"error": exc.as_dict()}, ensure_ascii=False, indent=2))
         raise SystemExit(EXIT_REJECTED) from exc
-    except TimeoutError:
-        fail(f"no receipt within {timeout} s: is a router running?", 1)
+    except ReceiptTimeout as exc:
+        fail(f"no receipt within {timeout} s: is a router running? Send again with "
+             f"--message-id {exc.message_id} / không nhận được biên nhận: gửi lại với "
+             f"--message-id {exc.message_id}", 1)
+        return
+    except PublishRefused as exc:
+        fail(f"RabbitMQ refused the package: does gateway {gateway_id} serve the sender "
+             f"agency code? / RabbitMQ từ chối gói tin ({exc})", 1)
         return
     click.echo(json.dumps(receipt, ensure_ascii=False, indent=2))
     if receipt["type"] == "rejected":

@@ -136,7 +136,7 @@ Status spec:
                     "document_id": "000.00.00.G22,2025/10/13,7816/VPCP-TTĐT"},
    "status_code": "03", "description": "Đã tiếp nhận"}
 
-All keys: see schemas/spec.py. The result is parsed back and refused (exit 65, nothing
+Every key: README.md, "Package specs". The result is parsed back and refused (exit 65, nothing
 written) if it breaks a lienthong rule, unless --no-check is given.
 """
 

@@ -18,6 +18,7 @@ from aio_pika.abc import AbstractExchange
 from aiormq.abc import DeliveredMessage
 
 from router.routing.batch import Copy
+from schemas import wire_names as wire
 from schemas.receipt import RECEIPT_CONTENT_TYPE, Receipt
 
 __all__ = ["copy_message", "publish_all", "publish_copies", "receipt_message"]
@@ -70,23 +71,23 @@ async def publish_all(
 
 def copy_message(c: Copy) -> aio_pika.Message:
     headers: dict[str, Any] = {
-        "lt-hub-id": str(c.hub_id),
-        "lt-kind": c.kind,
-        "lt-sender": c.sender,
-        "lt-recipients": list(c.recipients),
-        "lt-delivery-ids": [str(d) for d in c.delivery_ids],
+        wire.HUB_ID: str(c.hub_id),
+        wire.KIND: c.kind,
+        wire.SENDER: c.sender,
+        wire.RECIPIENTS: list(c.recipients),
+        wire.DELIVERY_IDS: [str(d) for d in c.delivery_ids],
     }
     if c.document_id:
-        headers["lt-document-id"] = c.document_id
+        headers[wire.DOCUMENT_ID] = c.document_id
     if c.status_code:
-        headers["lt-status-code"] = c.status_code
+        headers[wire.STATUS_CODE] = c.status_code
     return aio_pika.Message(
         c.body,
         message_id=str(c.copy_id),
         type=c.kind,
-        content_type="application/xml",
+        content_type=wire.PACKAGE_CONTENT_TYPE,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        app_id="lienthong",
+        app_id=wire.HUB_APP_ID,
         headers=headers,
     )
 
@@ -115,11 +116,11 @@ def receipt_message(r: Receipt) -> aio_pika.Message:
     return aio_pika.Message(
         r.to_json(),
         message_id=r.receipt_id,
-        type=f"receipt.{r.type}",
+        type=wire.receipt_message_type(r.type),
         content_type=RECEIPT_CONTENT_TYPE,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        app_id="lienthong",
-        headers={"lt-hub-id": r.hub_id or "", "lt-receipt-type": r.type},
+        app_id=wire.HUB_APP_ID,
+        headers={wire.HUB_ID: r.hub_id or "", wire.RECEIPT_TYPE: r.type},
     )
 
 

@@ -27,6 +27,7 @@ from aio_pika.abc import AbstractChannel
 
 from router import topology
 from router.ledger import Conn
+from schemas import wire_names as wire
 from schemas.reasons import OperationRefused, Reason
 
 __all__ = [
@@ -46,7 +47,7 @@ __all__ = [
 
 # Set by the hub when it re-submits a parked package for its original gateway. Trusted by
 # the router only on messages whose validated AMQP user_id is the hub's own user.
-ORIGINAL_USER_HEADER = "lt-original-user"
+ORIGINAL_USER_HEADER = wire.ORIGINAL_USER
 
 _NS = uuid.UUID("6c69656e-7468-6f6e-672d-7061726b0001")
 
@@ -75,10 +76,10 @@ class ParkedRecord:
 
 def classify(headers: dict[str, Any]) -> tuple[Reason, str, str | None]:
     """Why a message was parked: (reason, error text, source queue)."""
-    if headers.get("lt-reason"):
-        name = _plain(headers["lt-reason"])
+    if headers.get(wire.PARK_REASON):
+        name = _plain(headers[wire.PARK_REASON])
         reason = Reason[name] if name in Reason.__members__ else Reason.POISON
-        return reason, str(_plain(headers.get("lt-error", ""))), topology.ROUTER_IN
+        return reason, str(_plain(headers.get(wire.PARK_ERROR, ""))), topology.ROUTER_IN
     deaths = headers.get("x-death") or []
     first = _plain(deaths[0]) if deaths else {}
     queue = first.get("queue") or _plain(headers.get("x-first-death-queue"))
@@ -113,13 +114,13 @@ async def record_parked(
     first_time = deaths[0].get("time") if deaths else None
     pid = uuid.uuid5(_NS, f"{message_id}|{sha.hex()}|{queue}|{first_time}")
     gateway = None
-    if queue and queue.startswith("lt.gw.") and queue.endswith(".inbox"):
-        gateway = queue[len("lt.gw.") : -len(".inbox")]
+    if queue and queue.startswith(wire.GATEWAY_QUEUE_PREFIX) and queue.endswith(".inbox"):
+        gateway = queue[len(wire.GATEWAY_QUEUE_PREFIX) : -len(".inbox")]
     else:
         gateway = await conn.fetchval(
             "SELECT id FROM gateways WHERE amqp_user = $1", amqp_user or ""
         )
-    delivery_ids = [str(_plain(d)) for d in headers.get("lt-delivery-ids") or []]
+    delivery_ids = [str(_plain(d)) for d in headers.get(wire.DELIVERY_IDS) or []]
     async with conn.transaction():
         inserted = await conn.fetchval(
             """INSERT INTO parked_messages (id, source_queue, reason, reason_code, error,
@@ -218,9 +219,9 @@ async def requeue(
     for r in rows:
         headers = {
             k: v for k, v in json.loads(r["headers"]).items()
-            if not k.startswith("x-") and k not in ("lt-reason", "lt-error")
+            if not k.startswith("x-") and k not in (wire.PARK_REASON, wire.PARK_ERROR)
         }
-        is_copy = (r["source_queue"] or "").startswith("lt.gw.")
+        is_copy = (r["source_queue"] or "").startswith(wire.GATEWAY_QUEUE_PREFIX)
         if not is_copy:
             headers[ORIGINAL_USER_HEADER] = r["amqp_user"] or ""
         msg = aio_pika.Message(

@@ -76,7 +76,8 @@ class BatchRouter:
         for clash in done.duplicates:
             plan.outcomes[clash.plan.index] = "resumed" if clash.is_resume else "duplicate"
             if not clash.is_resume:  # a resume's receipt is the first one's, built by record
-                plan.receipts.append(plans.duplicate_receipt(clash.plan, clash.hub_id))
+                plan.receipts.append(plans.duplicate_receipt(
+                    clash.plan, clash.hub_id, repeat=clash.same_message))
         plan.pending.extend(done.resumed)
         return plan
 

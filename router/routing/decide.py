@@ -446,6 +446,8 @@ class Clash:
     plan: Plan
     hub_id: uuid.UUID
     is_resume: bool
+    # the same message (gateway and message_id) as the stored one: a re-send
+    same_message: bool = False
 
 
 def settle_clashes(
@@ -471,10 +473,9 @@ def settle_clashes(
                                      p.dedup_key.split("|", 3)[-1], tuple(p.warnings),
                                      p.gateway_id))
             continue
-        is_resume = (
-            id(p) not in later
-            and ex.message_id == p.msg.message_id
-            and ex.sender_gateway_id == p.gateway_id
+        same_message = (
+            ex.message_id == p.msg.message_id and ex.sender_gateway_id == p.gateway_id
         )
-        duplicates.append(Clash(p, ex.hub_id, is_resume))
+        is_resume = id(p) not in later and same_message
+        duplicates.append(Clash(p, ex.hub_id, is_resume, same_message))
     return duplicates, refused

@@ -60,7 +60,7 @@ from router.routing.batch import BatchPlan, BatchRouter, Copy, Incoming, Outgoin
 from router.security import anchors, posture
 from router.security.signature_gate import SignatureGate
 from router.settings import Settings
-from schemas import ParseLimits
+from schemas import ParseLimits, wire_names
 from schemas.reasons import Reason
 from schemas.receipt import Receipt
 
@@ -68,7 +68,7 @@ __all__ = ["RouterWorker", "run_router"]
 
 log = structlog.get_logger("lienthong.router")
 
-DIRECT_REPLY_PREFIX = "amq.rabbitmq.reply-to."
+DIRECT_REPLY_PREFIX = f"{wire_names.DIRECT_REPLY}."
 OUTAGE_PATIENCE = 300.0  # seconds a batch waits for PostgreSQL/RabbitMQ to come back
 SUSPECT_GROUP = 16  # first retry after a crash: in groups this small
 PARK_AFTER = 3  # a message that took its router down alone this many times is parked
@@ -514,7 +514,7 @@ class RouterWorker:
                 user = (original.decode("utf-8", "backslashreplace")
                         if isinstance(original, bytes) else str(original))
         sent_at = None
-        raw = env.headers.get("lt-sent-at")
+        raw = env.headers.get(wire_names.SENT_AT)
         if isinstance(raw, int | float):
             sent_at = float(raw)
         # only RabbitMQ's direct reply-to addresses: never a queue name a sender chose
@@ -643,7 +643,8 @@ class RouterWorker:
                 f'{{"sha256": "{msg.sha256.hex()}"}}',
             )
         headers = Envelope.of(message).headers  # never the raw, undecodable texts
-        headers.update({"lt-reason": Reason.POISON.name, "lt-error": detail[:1000],
+        headers.update({wire_names.PARK_REASON: Reason.POISON.name,
+                        wire_names.PARK_ERROR: detail[:1000],
                         parking.ORIGINAL_USER_HEADER: msg.amqp_user or ""})
         await self._dead.publish(
             aio_pika.Message(

@@ -1,133 +1,42 @@
-"""The state machine of one delivery (one document to one recipient agency).
+"""The delivery state machine the router applies: it lives in the contract,
+:mod:`schemas.delivery_state` (gateways read the same states and transitions)."""
 
-Hub-side states::
-
-    submitted ──publish confirmed──▶ queued          (copy is in the recipient gateway's inbox)
-    submitted ──returned/refused───▶ undeliverable   (no inbox, or it refused the copy)
-
-Recipient progress, from status packages (furthest progress wins)::
-
-    queued → arrived (01) → accepted (03) → assigned (04) → processing (05) → done (06)
-                       └──→ refused (02)     (instead of 03; final)
-
-Recall, a second dimension kept in ``recall_state``: the sender's 13 sets ``requested``;
-the recipient answers 15 (``agreed``; the delivery becomes ``recalled``) or 16
-(``refused``; the delivery keeps its progress). A 13 on a finished (06) delivery is still
-forwarded: the answer settles it.
-
-Business flows set ``revoked`` (type 1) and ``replaced`` (type 3) on the target's deliveries.
-
-Rules for out-of-order and repeated status packages (real software sends 03 and 05 in the
-same second; buggy gateways send 05 before 03):
-
-* every status package is recorded as an event, even when it changes nothing;
-* the state is the furthest progress seen; an event behind the current progress is
-  recorded with the flag ``out_of_order`` (or ``repeated`` for the same code again);
-* refusing (02) after acceptance (03 or later) and any progress after a refusal are
-  illegal: rejected with ILLEGAL_TRANSITION and recorded;
-* 15 or 16 without a prior 13 is rejected with RECALL_ANSWER_WITHOUT_RECALL;
-* statuses on revoked, replaced or recalled deliveries are recorded with the flag
-  ``after_close`` and change nothing.
-"""
-
-from __future__ import annotations
-
-from dataclasses import dataclass
-
-from schemas.model import StatusCode
-from schemas.reasons import Reason
+from schemas.delivery_state import (
+    ACCEPTED,
+    ARRIVED,
+    ASSIGNED,
+    CLOSED_STATES,
+    DONE,
+    PROCESSING,
+    PROGRESS,
+    QUEUED,
+    RECALLED,
+    REFUSED,
+    REPLACED,
+    REVOKED,
+    STATE_FOR_CODE,
+    SUBMITTED,
+    UNDELIVERABLE,
+    Transition,
+    apply_status,
+)
 
 __all__ = [
+    "ACCEPTED",
+    "ARRIVED",
+    "ASSIGNED",
     "CLOSED_STATES",
+    "DONE",
+    "PROCESSING",
     "PROGRESS",
+    "QUEUED",
+    "RECALLED",
+    "REFUSED",
+    "REPLACED",
+    "REVOKED",
     "STATE_FOR_CODE",
+    "SUBMITTED",
+    "UNDELIVERABLE",
     "Transition",
     "apply_status",
 ]
-
-SUBMITTED = "submitted"
-QUEUED = "queued"
-UNDELIVERABLE = "undeliverable"
-ARRIVED = "arrived"
-REFUSED = "refused"
-ACCEPTED = "accepted"
-ASSIGNED = "assigned"
-PROCESSING = "processing"
-DONE = "done"
-RECALLED = "recalled"
-REVOKED = "revoked"
-REPLACED = "replaced"
-
-STATE_FOR_CODE: dict[StatusCode, str] = {
-    StatusCode.ARRIVED: ARRIVED,
-    StatusCode.REFUSED: REFUSED,
-    StatusCode.ACCEPTED: ACCEPTED,
-    StatusCode.ASSIGNED: ASSIGNED,
-    StatusCode.PROCESSING: PROCESSING,
-    StatusCode.DONE: DONE,
-}
-
-PROGRESS: dict[str, int] = {
-    SUBMITTED: 0,
-    UNDELIVERABLE: 0,
-    QUEUED: 1,
-    ARRIVED: 2,
-    ACCEPTED: 3,
-    REFUSED: 3,
-    ASSIGNED: 4,
-    PROCESSING: 5,
-    DONE: 6,
-}
-
-CLOSED_STATES = frozenset({RECALLED, REVOKED, REPLACED})
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """What a status package does to a delivery."""
-
-    state: str
-    recall_state: str | None
-    reason: Reason | None = None  # set when the status is refused
-    flags: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return self.reason is None
-
-
-def apply_status(state: str, recall_state: str | None, code: StatusCode) -> Transition:
-    """The delivery's state after ``code``, or the reason it is not allowed."""
-    if code is StatusCode.RECALL_REQUESTED:
-        if state in CLOSED_STATES:
-            return Transition(state, recall_state, flags=("after_close",))
-        flags = ("repeated",) if recall_state == "requested" else ()
-        return Transition(state, "requested", flags=flags)
-    if code in (StatusCode.RECALL_AGREED, StatusCode.RECALL_REFUSED):
-        if recall_state is None:
-            return Transition(state, recall_state, Reason.RECALL_ANSWER_WITHOUT_RECALL)
-        if recall_state != "requested":
-            return Transition(state, recall_state, flags=("repeated",))
-        if code is StatusCode.RECALL_AGREED:
-            return Transition(RECALLED, "agreed")
-        return Transition(state, "refused")
-
-    if state in CLOSED_STATES:
-        return Transition(state, recall_state, flags=("after_close",))
-    new = STATE_FOR_CODE[code]
-    if state == REFUSED:
-        if new == REFUSED:
-            return Transition(state, recall_state, flags=("repeated",))
-        if new == ARRIVED:
-            return Transition(state, recall_state, flags=("out_of_order",))
-        return Transition(state, recall_state, Reason.ILLEGAL_TRANSITION)
-    current = PROGRESS.get(state, 0)
-    if new == REFUSED:
-        if current >= PROGRESS[ACCEPTED]:
-            return Transition(state, recall_state, Reason.ILLEGAL_TRANSITION)
-        return Transition(REFUSED, recall_state)
-    target = PROGRESS[new]
-    if target > current:
-        return Transition(new, recall_state)
-    flag = "repeated" if new == state else "out_of_order"
-    return Transition(state, recall_state, flags=(flag,))

@@ -71,6 +71,7 @@ class PendingReceipt:
     recipients: list[tuple[str, str, str, uuid.UUID]]  # code, agency, gateway, delivery id
     warnings: tuple[ValidationWarning, ...]
     reply_to: str | None = None
+    repeat: bool = False  # a message the hub had recorded before (see Receipt.repeat)
 
 
 @dataclass(slots=True)
@@ -114,7 +115,8 @@ def new_copy(p: Plan, hub_id: uuid.UUID, gateway_id: str, copy_id: uuid.UUID) ->
 
 
 def accepted_receipt(
-    p: Plan, hub_id: uuid.UUID, recipients: list[tuple[str, str, str, uuid.UUID]]
+    p: Plan, hub_id: uuid.UUID, recipients: list[tuple[str, str, str, uuid.UUID]],
+    *, repeat: bool = False,
 ) -> PendingReceipt:
     return PendingReceipt(
         gateway_id=p.gateway_id,
@@ -128,6 +130,7 @@ def accepted_receipt(
         recipients=recipients,
         warnings=tuple(p.warnings),
         reply_to=p.msg.reply_to,
+        repeat=repeat,
     )
 
 
@@ -150,7 +153,9 @@ def plan_copies(p: Plan, plan: BatchPlan) -> None:
     plan.pending.append(accepted_receipt(p, p.hub_id, listed))
 
 
-def duplicate_receipt(p: Plan, existing_hub: uuid.UUID) -> OutgoingReceipt:
+def duplicate_receipt(
+    p: Plan, existing_hub: uuid.UUID, *, repeat: bool = False
+) -> OutgoingReceipt:
     return OutgoingReceipt(
         p.gateway_id,
         Receipt(
@@ -162,6 +167,7 @@ def duplicate_receipt(p: Plan, existing_hub: uuid.UUID) -> OutgoingReceipt:
             document_id=document_id(p.parsed),
             sender=p.sender.code,
             warnings=tuple(w.as_dict() for w in p.warnings),
+            repeat=repeat,
         ),
         p.msg.reply_to,
     )
@@ -206,7 +212,7 @@ def status_event(
                 RecipientOutcome(
                     code=recipient_code,
                     agency=agency,
-                    gateway=None,
+                    gateway=p.gateway_id,  # the recipient's gateway sent the status
                     delivery_id=str(p.status_delivery),
                     state=state,
                 ),
@@ -238,6 +244,7 @@ def receipts_for(plan: BatchPlan, states: dict[uuid.UUID, str]) -> list[Outgoing
                         for code, agency, gw, did in pr.recipients
                     ),
                     warnings=tuple(w.as_dict() for w in pr.warnings),
+                    repeat=pr.repeat,
                 ),
                 pr.reply_to,
             )

@@ -460,6 +460,7 @@ async def _resume(conn: Conn, duplicates: list[Clash], plan: BatchPlan) -> list[
                 hub,
                 [(r["recipient_code"], r["agency"], r["gateway_id"], r["id"])
                  for r in by_hub.get(hub, [])],
+                repeat=True,
             )
         )
     # a resumed status package also tells the document's sender again what it changed

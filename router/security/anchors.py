@@ -31,6 +31,7 @@ from aio_pika.abc import AbstractExchange
 from router.ledger import Conn
 from router.outbox.publish import publish_all
 from router.outbox.signing import ReceiptSigner
+from schemas import wire_names as wire
 from schemas.audit_anchor import ANCHOR_CONTENT_TYPE, ANCHOR_MESSAGE_TYPE, AuditAnchor
 
 __all__ = ["ANCHOR_LOCK", "anchor_loop", "anchor_message", "publish_anchor", "recent"]
@@ -47,8 +48,8 @@ def anchor_message(anchor: AuditAnchor) -> aio_pika.Message:
         type=ANCHOR_MESSAGE_TYPE,
         content_type=ANCHOR_CONTENT_TYPE,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        app_id="lienthong",
-        headers={"lt-anchor-number": anchor.number, "lt-anchor-seq": anchor.seq},
+        app_id=wire.HUB_APP_ID,
+        headers={wire.ANCHOR_NUMBER: anchor.number, wire.ANCHOR_SEQ: anchor.seq},
     )
 
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from adapters.client import SendFailed
+from adapters.errors import PublishRefused, SendFailed
 from router.directory.registry import AgencyRow
 from router.settings import Settings
 from schemas import LienthongError, PackageRejected, Reason
@@ -66,10 +66,10 @@ async def test_broker_refusal_is_an_error_with_a_reason_and_the_next_send_is_imm
         assert took < 1.0, f"the next send waited {took:.1f} s"
 
 
-def test_send_failed_is_a_lienthong_error_with_a_reason() -> None:
-    err = SendFailed(Reason.BROKER_CLOSED_CHANNEL, "406 PRECONDITION_FAILED")
-    assert isinstance(err, LienthongError)
-    assert err.as_dict()["code"] == 5100
+def test_a_refused_publish_is_a_send_failure_with_a_reason() -> None:
+    err = PublishRefused("m-1", "406 PRECONDITION_FAILED")
+    assert isinstance(err, SendFailed) and isinstance(err, LienthongError)
+    assert err.as_dict()["code"] == Reason.PUBLISH_REFUSED.code
 
 
 async def test_a_router_holds_no_more_unacknowledged_bytes_than_its_setting(hub: Hub) -> None:

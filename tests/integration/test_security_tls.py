@@ -132,6 +132,30 @@ async def test_a_gateway_sends_over_mutual_tls_with_the_sdk(
     assert receipt.type == "accepted", receipt
 
 
+
+async def test_a_gateway_gives_the_sdk_a_tls_context(
+    hub: Hub, tls_listener: TlsListener
+) -> None:
+    """``tls=`` (an ssl.SSLContext from adapters.tls_context) instead of URL parameters;
+    a context without the client certificate is refused by the broker."""
+    from adapters import GatewayClient, tls_context
+
+    await hub.add_gateway("vpcp", serves=["000.00.00.G22"])
+    await hub.add_gateway("lgsp-nghean", serves=["#.H41"])
+    await hub.add_agencies([AgencyRow("000.00.00.G22", "Văn phòng Chính phủ"),
+                            AgencyRow("000.00.00.H41", "UBND tỉnh Nghệ An")])
+    await hub.start_router()
+    url = _url(hub, "vpcp", tls_listener.port)
+    ctx = tls_context(tls_listener.path("ca.pem"), tls_listener.path("client.cert.pem"),
+                      tls_listener.path("client.key.pem"))
+    async with GatewayClient(url, gateway_id="vpcp", tls=ctx) as gw:
+        receipt = await gw.send(edoc("000.00.00.G22", ["000.00.00.H41"])[1])
+    assert receipt is not None and receipt.type == "accepted", receipt
+    no_cert = GatewayClient(url, gateway_id="vpcp", tls=tls_context(tls_listener.path("ca.pem")))
+    with pytest.raises((ConnectionError, aiormq.exceptions.AMQPConnectionError, ssl.SSLError)):
+        await asyncio.wait_for(no_cert.connect(), 15)
+    await no_cert.close()
+
 async def test_the_router_side_context_from_the_environment(
     hub: Hub, tls_listener: TlsListener
 ) -> None:
