@@ -16,6 +16,7 @@ Numeric codes are grouped by the stage that rejects:
 4xxx  signatures and certificates
 5xxx  delivery: undeliverable, parked, processing errors
 6xxx  running the hub: operations (ops API, CLI), settings, processes
+7xxx  keeping the hub: backup, restore, archive
 ====  =====================================================
 
 Numeric codes are never reused or renumbered: a removed reason's code stays in
@@ -377,6 +378,31 @@ class Reason(Enum):
         6031,
         "Tiến trình định tuyến bị lỗi liên tục, đã dừng khởi động lại",
         "Router workers kept crashing; the supervisor stopped restarting them",
+    )
+    # 7130-7149 backup, restore and archive of the ledger and the broker definitions
+    BACKUP_TOOL_MISSING = _ReasonInfo(
+        7130,
+        "Không tìm thấy công cụ PostgreSQL (pg_dump / pg_restore) cần cho sao lưu, phục hồi",
+        "A PostgreSQL tool (pg_dump / pg_restore) needed for backup or restore is missing",
+    )
+    BACKUP_FAILED = _ReasonInfo(
+        7131, "Sao lưu thất bại; bản sao lưu dở dang đã bị xoá",
+        "The backup failed; the partial backup was removed",
+    )
+    BACKUP_TARGET_EXISTS = _ReasonInfo(
+        7132, "Thư mục sao lưu đã tồn tại và không rỗng",
+        "The backup directory already exists and is not empty",
+    )
+    BACKUP_CORRUPT = _ReasonInfo(
+        7133, "Bản sao lưu không đầy đủ hoặc bị thay đổi (sai mã băm SHA-256)",
+        "The backup is incomplete or altered (SHA-256 mismatch)",
+    )
+    RESTORE_TARGET_NOT_EMPTY = _ReasonInfo(
+        7134, "Cơ sở dữ liệu đích đã có sổ cái; không ghi đè khi phục hồi",
+        "The target database already holds a ledger; a restore never overwrites it",
+    )
+    RESTORE_FAILED = _ReasonInfo(
+        7135, "Phục hồi thất bại", "The restore failed",
     )
     # 5100-5109: bytes in flight, broker limits, receipt replay
     BROKER_CLOSED_CHANNEL = _ReasonInfo(

@@ -32,6 +32,8 @@ _COMMANDS: dict[str, str] = {
     "receipts": "router.cli.receipts:receipts",
     "audit": "router.cli.security:audit",
     "config": "router.cli.config:config",
+    "backup": "router.cli.backup:backup",
+    "restore": "router.cli.backup:restore",
 }
 
 
