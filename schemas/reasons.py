@@ -404,6 +404,14 @@ class Reason(Enum):
     RESTORE_FAILED = _ReasonInfo(
         7135, "Phục hồi thất bại", "The restore failed",
     )
+    ARCHIVED_BODY_UNREADABLE = _ReasonInfo(
+        7136, "Không đọc được nội dung gói tin đã lưu trữ, hoặc tệp không khớp mã băm SHA-256",
+        "An archived package body is missing or does not match its SHA-256",
+    )
+    ARCHIVE_SOURCE_ALTERED = _ReasonInfo(
+        7137, "Nội dung gói tin trong sổ cái không khớp mã băm SHA-256; không lưu trữ",
+        "A package body in the ledger does not match its SHA-256; it was not archived",
+    )
     # 5100-5109: bytes in flight, broker limits, receipt replay
     BROKER_CLOSED_CHANNEL = _ReasonInfo(
         5100,

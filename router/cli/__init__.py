@@ -34,6 +34,7 @@ _COMMANDS: dict[str, str] = {
     "config": "router.cli.config:config",
     "backup": "router.cli.backup:backup",
     "restore": "router.cli.backup:restore",
+    "archive": "router.cli.archive:archive",
 }
 
 
