@@ -63,7 +63,7 @@ async def test_old_bodies_move_to_files_and_come_back_exactly(hub: Hub, tmp_path
     for r in rows:
         assert r["gone"] == (r["hub_id"] in old)
         if r["gone"]:
-            data = Path(r["archive_ref"]).read_bytes()
+            data = await asyncio.to_thread(Path(r["archive_ref"]).read_bytes)
             assert data == sent[r["hub_id"]]
             assert hashlib.sha256(data).digest() == bytes(r["content_sha256"])
     # again: nothing left to move; a body can only leave with its file recorded
@@ -99,7 +99,7 @@ async def test_old_bodies_move_to_files_and_come_back_exactly(hub: Hub, tmp_path
     assert "6 archived bodies checked, 0 bad" in ok.output
     victim = await hub.pool.fetchval(
         "SELECT archive_ref FROM documents WHERE hub_id = $1::uuid", old[0])
-    Path(victim).write_bytes(b"<edXML/>")
+    await asyncio.to_thread(Path(victim).write_bytes, b"<edXML/>")
     bad = await _cli(hub, ["verify"])
     assert bad.exit_code == 65
     assert old[0] in bad.output and "ARCHIVED_BODY_UNREADABLE" in bad.output

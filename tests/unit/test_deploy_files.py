@@ -26,7 +26,7 @@ from router.settings import Settings, variables
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 # deploy/cluster/ belongs to `make cluster` (another part of the project)
-MINE = ("systemd", "oci", "compose", "k8s", "rabbitmq", "backup", "README.md")
+MINE = ("systemd", "oci", "compose", "k8s", "rabbitmq", "README.md")
 RABBIT_PLUGINS = Path("/usr/lib/rabbitmq/lib")
 _VAR = re.compile(r"\bLIENTHONG_[A-Z0-9_]+\b")
 
