@@ -87,7 +87,8 @@ def test_systemd_units_run_lienthong_commands_hardened() -> None:
     assert {"lienthong-router@.service", "lienthong-ops.service", "lienthong-setup.service",
             "lienthong.target"} <= names
     setup = _exec_starts(DEPLOY / "systemd" / "lienthong-setup.service")
-    assert [c[1:] for c in setup] == [["db", "migrate"], ["topology", "apply"]]
+    assert [c[1:] for c in setup] == [["config", "show"], ["db", "migrate"],
+                                      ["topology", "apply"]]
     for unit in _units():
         text = unit.read_text("utf-8")
         for command in _exec_starts(unit):
