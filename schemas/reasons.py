@@ -17,7 +17,8 @@ Numeric codes are grouped by the stage that rejects:
 5xxx  delivery: undeliverable, parked, processing errors
 6xxx  running the hub: operations (ops API, CLI), settings, processes
 7xxx  doors and reports: the current axis's HTTP API (7000-7049), national statistics (7050-7069),
-      the gateway SDK in the gateway's own process (7070-7089: sending, connecting, misuse)
+      the gateway SDK in the gateway's own process (7070-7089: sending, connecting, misuse),
+      keeping the hub: backup, restore, archive (7130-7149)
 ====  =====================================================
 
 Numeric codes are never reused or renumbered: a removed reason's code stays in
@@ -379,6 +380,39 @@ class Reason(Enum):
         6031,
         "Tiến trình định tuyến bị lỗi liên tục, đã dừng khởi động lại",
         "Router workers kept crashing; the supervisor stopped restarting them",
+    )
+    # 7130-7149 backup, restore and archive of the ledger and the broker definitions
+    BACKUP_TOOL_MISSING = _ReasonInfo(
+        7130,
+        "Không tìm thấy công cụ PostgreSQL (pg_dump / pg_restore) cần cho sao lưu, phục hồi",
+        "A PostgreSQL tool (pg_dump / pg_restore) needed for backup or restore is missing",
+    )
+    BACKUP_FAILED = _ReasonInfo(
+        7131, "Sao lưu thất bại; bản sao lưu dở dang đã bị xoá",
+        "The backup failed; the partial backup was removed",
+    )
+    BACKUP_TARGET_EXISTS = _ReasonInfo(
+        7132, "Thư mục sao lưu đã tồn tại và không rỗng",
+        "The backup directory already exists and is not empty",
+    )
+    BACKUP_CORRUPT = _ReasonInfo(
+        7133, "Bản sao lưu không đầy đủ hoặc bị thay đổi (sai mã băm SHA-256)",
+        "The backup is incomplete or altered (SHA-256 mismatch)",
+    )
+    RESTORE_TARGET_NOT_EMPTY = _ReasonInfo(
+        7134, "Cơ sở dữ liệu đích đã có sổ cái; không ghi đè khi phục hồi",
+        "The target database already holds a ledger; a restore never overwrites it",
+    )
+    RESTORE_FAILED = _ReasonInfo(
+        7135, "Phục hồi thất bại", "The restore failed",
+    )
+    ARCHIVED_BODY_UNREADABLE = _ReasonInfo(
+        7136, "Không đọc được nội dung gói tin đã lưu trữ, hoặc tệp không khớp mã băm SHA-256",
+        "An archived package body is missing or does not match its SHA-256",
+    )
+    ARCHIVE_SOURCE_ALTERED = _ReasonInfo(
+        7137, "Nội dung gói tin trong sổ cái không khớp mã băm SHA-256; không lưu trữ",
+        "A package body in the ledger does not match its SHA-256; it was not archived",
     )
     # 5100-5109: receipt replay
     REPLAY_BAD_REQUEST = _ReasonInfo(

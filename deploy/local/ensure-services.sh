@@ -10,7 +10,8 @@ need_install=()
 # xmlsec1: the independent XML-DSig implementation the signature tests check against;
 # chromium + chromium-driver: the dashboard's browser test (npm: its axe-core); prometheus:
 # promtool for the rules.
-for tool in xmlsec1:xmlsec1 chromium:chromium chromedriver:chromium-driver promtool:prometheus npm:npm; do
+for tool in xmlsec1:xmlsec1 chromium:chromium chromedriver:chromium-driver promtool:prometheus npm:npm \
+    kubectl:kubectl systemd-analyze:systemd; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need_install+=("${tool##*:}")
 done
 command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ] || need_install+=(rabbitmq-server)

@@ -36,6 +36,9 @@ _COMMANDS: dict[str, str] = {
     "watch": "router.cli.watch:watch",
     "conformance": "router.cli.conformance:conformance",
     "sandbox": "router.cli.sandbox:sandbox_group",
+    "backup": "router.cli.backup:backup",
+    "restore": "router.cli.backup:restore",
+    "archive": "router.cli.archive:archive",
 }
 
 

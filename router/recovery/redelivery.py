@@ -32,6 +32,7 @@ import asyncpg
 from router.ledger import Conn
 from router.outbox.outbox import Outbox
 from router.outbox.publish import MARK_SQL
+from router.recovery import archive
 from router.routing.batch import Copy
 from schemas.agency_code import normalize
 from schemas.reasons import Reason
@@ -268,7 +269,8 @@ async def run(
             async with pool.acquire() as conn:
                 rows = await conn.fetch(
                     f"""SELECT d.id, d.hub_id, d.gateway_id, d.copy_id, a.code AS agency,
-                               doc.kind, doc.body, sa.code AS sender_code,
+                               doc.kind, doc.body, doc.archive_ref, doc.content_sha256,
+                               sa.code AS sender_code,
                                doc.edxml_document_id, doc.status_code
                         FROM deliveries d JOIN documents doc ON doc.hub_id = d.hub_id
                         JOIN agencies a ON a.id = d.recipient_agency_id
@@ -331,6 +333,14 @@ async def run(
     return job
 
 
+def _body(row: asyncpg.Record) -> bytes:
+    """The package as the sender sent it: from the ledger, or from its archive file
+    (`lienthong archive`), checked against its SHA-256."""
+    if row["body"] is not None:
+        return bytes(row["body"])
+    return archive.read_body(row["archive_ref"], bytes(row["content_sha256"]))
+
+
 def _copies(rows: Sequence[asyncpg.Record]) -> list[Copy]:
     """One copy per (document, gateway), with the original copy id."""
     copies: dict[tuple[uuid.UUID, str], Copy] = {}
@@ -343,7 +353,7 @@ def _copies(rows: Sequence[asyncpg.Record]) -> list[Copy]:
                 copy_id=r["copy_id"],
                 hub_id=r["hub_id"],
                 kind=r["kind"],
-                body=bytes(r["body"]),
+                body=_body(r),
                 sender=r["sender_code"],
                 document_id=r["edxml_document_id"],
                 status_code=r["status_code"],
