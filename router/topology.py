@@ -18,6 +18,8 @@ lt.unroutable          fanout  alternate exchange of lt.submit and lt.receipts
 lt.unroutable          quorum  what no binding wanted, kept for operators
 lt.replay              direct  gateways ask for the receipts they missed (key ``receipts``)
 lt.replay              quorum  bound to lt.replay; routers answer from the ledger
+lt.directory           quorum  bound to lt.replay (key ``directory``): gateways ask for the
+                               directory feed's changes (router.directory.feed)
 =====================  ======  =====================================================
 
 ``lt.deliver`` has no alternate exchange on purpose: routers publish copies with
@@ -72,6 +74,8 @@ if TYPE_CHECKING:  # routers import this module; only provisioning needs aiohttp
 __all__ = [
     "DEAD",
     "DELIVER",
+    "DIRECTORY",
+    "DIRECTORY_KEY",
     "PARKING",
     "QUARANTINE",
     "RECEIPTS",
@@ -102,6 +106,8 @@ QUARANTINE = "lt.quarantine"
 UNROUTABLE = "lt.unroutable"
 REPLAY = "lt.replay"
 REPLAY_RECEIPTS_KEY = "receipts"
+DIRECTORY = "lt.directory"
+DIRECTORY_KEY = "directory"  # on the lt.replay exchange, which gateways may write to
 
 GATEWAY_DELIVERY_LIMIT = 20
 PARKING_DELIVERY_LIMIT = 10
@@ -226,6 +232,8 @@ async def declare_core(channel: AbstractChannel) -> None:
     replay = await channel.declare_exchange(REPLAY, ExchangeType.DIRECT, durable=True)
     replay_q = await _quorum_queue(channel, REPLAY)
     await replay_q.bind(replay, routing_key=REPLAY_RECEIPTS_KEY)
+    directory_q = await _quorum_queue(channel, DIRECTORY)
+    await directory_q.bind(replay, routing_key=DIRECTORY_KEY)
 
 
 async def declare_gateway(channel: AbstractChannel, gateway_id: str) -> None:

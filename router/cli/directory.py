@@ -58,6 +58,36 @@ def import_cmd(csv_file: Path) -> None:
     run_async(go)
 
 
+@agencies.command("remove")
+@click.argument("code")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def remove_agency(code: str, yes: bool) -> None:
+    """Remove an agency (by its code or an alias): nothing routes to it any more and the
+    directory feed publishes it as deleted. Its documents stay; importing it again brings
+    it back."""
+    if not yes:
+        click.confirm(f"remove agency {code}?", abort=True)
+
+    async def go(settings: Settings) -> None:
+        conn = await connect_db(settings)
+        try:
+            removed = await directory.remove_agency(conn, code, actor=_actor())
+            gateways = [r["id"] for r in await conn.fetch(
+                "SELECT id FROM gateways WHERE status <> 'removed'")]
+            async with BrokerAdmin(settings.management_url) as admin:
+                for gid in gateways:
+                    await directory.sync_gateway_permissions(conn, admin, settings.vhost, gid)
+        except LienthongError as exc:
+            fail(f"{exc.reason.name}: {exc.reason.message_en} / {exc.reason.message_vi}"
+                 f" ({exc.detail})", 2)
+            return
+        finally:
+            await conn.close()
+        click.echo(f"agency {removed}: removed")
+
+    run_async(go)
+
+
 @agencies.command("show")
 @click.argument("code")
 def show_agency(code: str) -> None:
