@@ -21,6 +21,7 @@ _COMMANDS: dict[str, str] = {
     "router": "router.cli.run:router_cmd",
     "send": "router.cli.gateway:send",
     "inbox": "router.cli.gateway:inbox",
+    "watch": "router.cli.watch:watch",
     "track": "router.cli.tracking:track",
     "report": "router.cli.tracking:report",
     "deadlines": "router.cli.tracking:deadlines",
