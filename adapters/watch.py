@@ -23,10 +23,11 @@ Nothing is lost or doubled across restarts, even ``kill -9``:
   (``uuid5(gateway + "\\n" + sha256(bytes))``, :func:`message_id_for`), so a send that
   was cut off is sent again under the same id; the hub recognises the same message (same
   id, same gateway, same bytes), resumes it and answers with its original ``accepted``
-  receipt instead of routing it twice (the same bytes under another id, e.g. the file
-  dropped again later, get ``duplicate``). The receipt is journalled (``.lienthong/sent/<message_id>.json``) before the
-  file moves, so a watcher killed between the receipt and the move moves the file on
-  restart with the original receipt, without asking the hub again.
+  receipt instead of routing it twice (the same bytes dropped again later get the same
+  id, and the same answer). The receipt is journalled
+  (``.lienthong/sent/<message_id>.json``) before the file moves, so a watcher killed
+  between the receipt and the move moves the file on restart with the original
+  receipt, without asking the hub again.
 * **receiving**: a copy is written to ``inbox/`` (metadata, then package; each written to
   a temp file, fsync'd and renamed; the folder fsync'd) *before* it is acknowledged, and
   its id is then kept in the SDK's durable duplicate filter

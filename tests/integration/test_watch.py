@@ -209,7 +209,7 @@ async def test_a_send_cut_off_before_its_receipt_is_sent_again_under_the_same_id
     async with hub.client("lgsp-nghean") as gw:
         await gw.send(body, message_id=message_id_for("lgsp-nghean", body), wait=False)
     # and this one got its receipt, journalled it, and died before moving the file
-    kept, body2 = edoc(NGHEAN, [VPCP])
+    _, body2 = edoc(NGHEAN, [VPCP])
     async with hub.client("lgsp-nghean") as gw:
         first = await gw.send(body2, message_id=message_id_for("lgsp-nghean", body2))
     assert first is not None and first.type == "accepted"
