@@ -50,6 +50,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
+import aiormq
 import asyncpg
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
@@ -201,7 +202,13 @@ class FeedServer:
             await publish(conn)
         self._channel = await connection.channel(publisher_confirms=True)
         await self._channel.set_qos(prefetch_count=4)
-        queue = await self._channel.get_queue(topology.DIRECTORY)
+        try:
+            queue = await self._channel.get_queue(topology.DIRECTORY)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            # a hub upgraded without `lienthong topology apply`: routing goes on
+            log.error("directory.queue_missing", queue=topology.DIRECTORY,
+                      hint="run `lienthong topology apply` to serve the directory feed")
+            return
         await queue.consume(self._on_request)
 
     async def _on_request(self, message: AbstractIncomingMessage) -> None:

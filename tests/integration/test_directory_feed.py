@@ -119,3 +119,20 @@ async def test_a_bad_feed_request_gets_a_reason(hub: Hub) -> None:
         assert caught.value.reason is Reason.DIRECTORY_BAD_REQUEST
         assert mirror.version == 0
         assert await mirror.sync(gw) == 3  # the client and the routers go on
+
+
+async def test_a_router_of_a_hub_without_the_feed_queue_still_routes(hub: Hub) -> None:
+    """A hub upgraded without `lienthong topology apply`: no feed, but no outage either."""
+    import aio_pika
+
+    from tests.factory import edoc
+
+    await _setup(hub)
+    connection = await aio_pika.connect(hub.settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.queue_delete("lt.directory")
+    await hub.start_router()
+    async with hub.client("vpcp") as gw:
+        r = await gw.send(edoc("000.00.00.G22", ["000.00.00.H41"])[1])
+        assert r is not None and r.type == "accepted"
