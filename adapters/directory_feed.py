@@ -180,5 +180,13 @@ class DirectoryMirror:
         for (text,) in self._db.execute(sql + " ORDER BY code"):
             yield DirectoryRecord.from_feed(json.loads(text))
 
+    def changed_since(self, version: int) -> Iterator[DirectoryRecord]:
+        """The agencies changed after ``version``, deletions included, oldest change first
+        (what a client that synchronises incrementally, e.g. VXP ``getSynchronizeUnit``,
+        asks for)."""
+        for (text,) in self._db.execute(
+                "SELECT record FROM agencies WHERE version > ? ORDER BY version", (version,)):
+            yield DirectoryRecord.from_feed(json.loads(text))
+
     def close(self) -> None:
         self._db.close()

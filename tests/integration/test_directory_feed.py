@@ -73,6 +73,9 @@ async def test_import_rename_alias_change_and_deletion_reach_mirrors(
         assert {r.code for r in live.records()} == {"000.00.00.G22", "000.00.00.H41"}
         tombstones = [r for r in live.records(include_deleted=True) if r.deleted]
         assert [r.code for r in tombstones] == ["000.01.00.H41"]
+        since = [(r.code, r.deleted) for r in live.changed_since(snapshot_version)]
+        assert since == [("000.00.00.G22", False), ("000.00.00.H41", False),
+                         ("000.01.00.H41", True)]
 
     # the offline mirror comes back (a new process, from its file) and catches up in pages
     back = DirectoryMirror(tmp_path / "away.sqlite")
@@ -136,3 +139,30 @@ async def test_a_router_of_a_hub_without_the_feed_queue_still_routes(hub: Hub) -
     async with hub.client("vpcp") as gw:
         r = await gw.send(edoc("000.00.00.G22", ["000.00.00.H41"])[1])
         assert r is not None and r.type == "accepted"
+
+
+async def test_operator_removes_an_agency_from_the_cli(hub: Hub) -> None:
+    import asyncio
+
+    from click.testing import CliRunner
+
+    from router.cli import main as cli
+
+    await _setup(hub)
+    env = {"LIENTHONG_AMQP_URL": hub.settings.amqp_url,
+           "LIENTHONG_DATABASE_URL": hub.settings.database_url,
+           "LIENTHONG_MANAGEMENT_URL": hub.settings.management_url}
+    result = await asyncio.to_thread(CliRunner().invoke, cli,
+                                     ["agencies", "remove", "h41.01", "--yes"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "000.01.00.H41: removed" in result.output
+    row = await hub.pool.fetchrow(
+        "SELECT deleted, record FROM directory_feed WHERE code = '000.01.00.H41'")
+    assert row is not None and row["deleted"]
+    audited = await hub.pool.fetchval(
+        "SELECT count(*) FROM audit_log WHERE action = 'agency.removed'")
+    assert audited == 1
+    again = await asyncio.to_thread(CliRunner().invoke, cli,
+                                    ["agencies", "remove", "h41.01", "--yes"], env=env)
+    assert again.exit_code == 2
+    assert "OPS_UNKNOWN_AGENCY" in again.output
