@@ -63,6 +63,8 @@ __all__ = ["WatchFolder", "is_complete_name", "message_id_for", "seen_path", "wa
 log = structlog.get_logger("lienthong.watch")
 
 _NAMESPACE = uuid.UUID("6c69656e-7468-6f6e-6777-617463680001")  # lienthong watch
+IN_FLIGHT_FILES = 32  # files of the outbox sent at once, waiting for their receipts
+IN_FLIGHT_BYTES = 64 * 1024 * 1024  # and their bytes, held in memory meanwhile
 _TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".download", ".swp", "~")
 
 
@@ -119,6 +121,7 @@ class WatchFolder:
         self.state = self.root / ".lienthong"
         self._journal, self._tmp = self.state / "sent", self.state / "tmp"
         self.sent_count = self.failed_count = self.received_count = 0
+        self._in_flight: set[str] = set()
 
     def prepare(self) -> None:
         """Create the folders; remove temp files a killed watcher left behind."""
@@ -149,11 +152,27 @@ class WatchFolder:
         return [self.outbox / name for _, name in sorted(files)]
 
     async def send_pending(self) -> int:
-        """One pass over the outbox; returns how many files left it."""
+        """One pass over the outbox, a group of files in flight at a time (at most
+        ``IN_FLIGHT_FILES`` files and ``IN_FLIGHT_BYTES`` bytes, one file at least);
+        returns how many files left it."""
         done = 0
-        for path in self.pending():
-            if await self.send_file(path):
-                done += 1
+        group: list[Path] = []
+        size = 0
+        for path in [*self.pending(), None]:
+            if path is not None:
+                try:
+                    length = path.stat().st_size
+                except OSError:
+                    length = 0  # gone, or unreadable: send_file says which
+                if not group or (len(group) < IN_FLIGHT_FILES
+                                 and size + length <= IN_FLIGHT_BYTES):
+                    group.append(path)
+                    size += length
+                    continue
+            results = await asyncio.gather(*(self.send_file(p) for p in group))
+            done += sum(results)
+            if path is not None:
+                group, size = [path], length
         return done
 
     async def send_file(self, path: Path) -> bool:
@@ -188,6 +207,9 @@ class WatchFolder:
         if journal.exists():  # sent before a restart: the receipt is kept
             kept = json.loads(journal.read_bytes())
             return _Outcome(bool(kept["sent"]), {**kept["sidecar"], "file": path.name})
+        if message_id in self._in_flight:
+            return None  # the same bytes in another file of this pass: the next pass
+        self._in_flight.add(message_id)
         try:
             receipt = await self.client.send(body, message_id=message_id)
         except PackageRejected as exc:  # checked locally: nothing was sent
@@ -195,6 +217,8 @@ class WatchFolder:
         except (TimeoutError, SendFailed, ConnectionError) as exc:
             log.warning("watch.send_later", file=path.name, error=repr(exc))
             return None
+        finally:
+            self._in_flight.discard(message_id)
         assert receipt is not None
         if receipt.type == "rejected":
             reason = Reason[receipt.reason["reason"]] if receipt.reason else \

@@ -86,11 +86,15 @@ async def test_outbox_sent_failed_and_inbox(hub: Hub, tmp_path: Path) -> None:
             _drop(root, "hong.edxml", b"<not-edxml/>")
             _drop(root, "nham.edxml", edoc(NGHEAN, ["000.00.00.G99"])[1])
             (root / "outbox" / "dang-viet.edxml.part").write_bytes(b"<half")
+            _drop(root, "cong-van-lan-2.edxml", body2)  # the same bytes again
 
-            await _until(lambda: len(_names(root / "sent", ".receipt.json")) == 2
+            await _until(lambda: len(_names(root / "sent", ".receipt.json")) == 3
                          and len(_names(root / "failed", ".reason.json")) == 2,
-                         "two files sent and two failed")
+                         "three files sent and two failed")
             assert _names(root / "outbox", "") == ["dang-viet.edxml.part"]
+            twice = json.loads((root / "sent" / "cong-van-lan-2.edxml.receipt.json").read_text())
+            first = json.loads((root / "sent" / "cong-van.edxml.receipt.json").read_text())
+            assert twice["receipt"]["hub_id"] == first["receipt"]["hub_id"]  # routed once
             assert _names(root / "sent", ".xml") == ["tra-loi.xml"]
             receipt = json.loads((root / "sent" / "cong-van.edxml.receipt.json").read_text())
             assert receipt["receipt"]["type"] == "accepted"
@@ -247,3 +251,34 @@ async def test_a_send_cut_off_before_its_receipt_is_sent_again_under_the_same_id
     stored = await hub.pool.fetchval(
         "SELECT count(*) FROM documents WHERE sender_gateway_id = 'lgsp-nghean'")
     assert stored == 2
+
+
+async def test_a_hundred_files_each_way_through_the_folder(hub: Hub, tmp_path: Path) -> None:
+    """Every file goes through once; prints the rate (files/s) for the README's figures."""
+    n = 100
+    await _setup(hub)
+    await hub.start_router()
+    root = tmp_path / "vb"
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch(hub.gateway_url("lgsp-nghean"), "lgsp-nghean", root,
+                                        poll=0.05, stop=stop))
+    await _until(lambda: (root / "outbox").is_dir(), "the watch folder")
+    try:
+        bodies = [edoc(NGHEAN, [VPCP])[1] for _ in range(n)]
+        started = time.monotonic()
+        for i, body in enumerate(bodies):
+            _drop(root, f"cv-{i:03}.edxml", body)
+        await _until(lambda: len(_names(root / "sent", ".receipt.json")) == n, "sent", 120)
+        sending = time.monotonic() - started
+        async with hub.client("vpcp") as vpcp:
+            theirs = [edoc(VPCP, [NGHEAN])[1] for _ in range(n)]
+            started = time.monotonic()
+            for body in theirs:
+                await vpcp.send(body, wait=False)
+            await _until(lambda: len(_names(root / "inbox", ".edxml")) == n, "received", 120)
+            receiving = time.monotonic() - started
+    finally:
+        stop.set()
+        await watcher
+    print(f"watch folder: {n} files sent in {sending:.2f} s ({n / sending:.0f}/s), "
+          f"{n} received in {receiving:.2f} s ({n / receiving:.0f}/s)")
