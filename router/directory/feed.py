@@ -123,15 +123,19 @@ async def publish(conn: Conn, codes: list[str] | None = None) -> int:
         )
         before = {r["code"]: (json.loads(r["record"]), r["deleted"]) for r in stored}
         changed = sorted(c for c, v in now.items() if before.get(c) != v)
-        for code in changed:  # a few per change; an import of 10,000 is one round each
-            record, deleted = now[code]
+        if changed:  # one statement, however many agencies an import touched
             await conn.execute(
                 """INSERT INTO directory_feed (code, version, deleted, record, modified_at)
-                   VALUES ($1, nextval('directory_version'), $2, $3::jsonb, now())
+                   SELECT t.code, nextval('directory_version'), t.deleted, t.record::jsonb,
+                          now()
+                   FROM unnest($1::text[], $2::boolean[], $3::text[])
+                        AS t(code, deleted, record)
+                   ORDER BY t.code
                    ON CONFLICT (code) DO UPDATE SET version = EXCLUDED.version,
                        deleted = EXCLUDED.deleted, record = EXCLUDED.record,
                        modified_at = EXCLUDED.modified_at""",
-                code, deleted, json.dumps(record, ensure_ascii=False),
+                changed, [now[c][1] for c in changed],
+                [json.dumps(now[c][0], ensure_ascii=False) for c in changed],
             )
     if changed:
         log.info("directory.published", agencies=len(changed))

@@ -166,3 +166,27 @@ async def test_operator_removes_an_agency_from_the_cli(hub: Hub) -> None:
                                     ["agencies", "remove", "h41.01", "--yes"], env=env)
     assert again.exit_code == 2
     assert "OPS_UNKNOWN_AGENCY" in again.output
+
+
+async def test_a_large_directory_is_published_once_and_mirrored_in_pages(hub: Hub) -> None:
+    import time
+
+    n = 3000
+    await _setup(hub)
+    rows = [AgencyRow(f"{i // 100 + 1:03}.{i % 100 + 1:02}.00.H41", f"Đơn vị {i}",
+                      parent="000.00.00.H41") for i in range(n)]
+    started = time.monotonic()
+    await hub.add_agencies(rows)
+    imported = time.monotonic() - started
+    await hub.start_router()
+    mirror = DirectoryMirror()
+    async with hub.client("lgsp-nghean") as gw:
+        started = time.monotonic()
+        assert await mirror.sync(gw) == n + 3
+        mirrored = time.monotonic() - started
+        assert mirror.version == mirror.latest
+        await hub.add_agencies(rows)  # the same import again: nothing new to publish
+        assert await mirror.sync(gw) == 0
+    assert sum(1 for _ in mirror.records()) == n + 3
+    print(f"directory feed: import of {n} agencies with the feed in {imported:.2f} s; "
+          f"a new mirror took {n + 3} in {mirrored:.2f} s")
