@@ -23,8 +23,9 @@ Nothing is lost or doubled across restarts, even ``kill -9``:
   (``uuid5(gateway + "\\n" + sha256(bytes))``, :func:`message_id_for`), so a send that
   was cut off is sent again under the same id; the hub recognises the same message (same
   id, same gateway, same bytes), resumes it and answers with its original ``accepted``
-  receipt instead of routing it twice (the same bytes dropped again later get the same
-  id, and the same answer). The receipt is journalled
+  receipt instead of routing it twice (or ``duplicate`` with the same ``hub_id`` when
+  several tries waited for a router at once; the same bytes dropped again later get the
+  same id, and the same answer). The receipt is journalled
   (``.lienthong/sent/<message_id>.json``) before the file moves, so a watcher killed
   between the receipt and the move moves the file on restart with the original
   receipt, without asking the hub again.
@@ -51,6 +52,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiormq
 import structlog
 
 from adapters.client import MAX_PACKAGE_BYTES, GatewayClient, InboxMessage, SendFailed
@@ -214,7 +216,8 @@ class WatchFolder:
             receipt = await self.client.send(body, message_id=message_id)
         except PackageRejected as exc:  # checked locally: nothing was sent
             return self._failed(path, message_id, exc.reason, exc.detail, body)
-        except (TimeoutError, SendFailed, ConnectionError) as exc:
+        except (TimeoutError, SendFailed, ConnectionError, aiormq.exceptions.AMQPError) as exc:
+            # no answer, or the broker is away (the client reconnects by itself)
             log.warning("watch.send_later", file=path.name, error=repr(exc))
             return None
         finally:
@@ -237,7 +240,9 @@ class WatchFolder:
         sidecar: dict[str, Any] = {
             "file": path.name, "message_id": message_id or None,
             "sha256": hashlib.sha256(body).hexdigest() if body else None,
-            "failed_at": _now(), "reason": reason.as_dict(detail or None)}
+            "failed_at": _now(), "reason": reason.as_dict(detail or None),
+            # a reason that is not final may pass later: move the file back to outbox/
+            "may_retry": not reason.final}
         if receipt is not None:
             sidecar["receipt"] = receipt.as_dict()
         return _Outcome(False, sidecar)
@@ -297,7 +302,11 @@ class WatchFolder:
         """Later receipts (delivery events) as receipts/<receipt_id>.json, until cancelled."""
         async for receipt in self.client.receipts():
             safe = "".join(c if c.isalnum() or c == "-" else "_" for c in receipt.receipt_id)
-            self._write(self.receipts / f"{safe}.json", _json(receipt.as_dict()))
+            try:
+                self._write(self.receipts / f"{safe}.json", _json(receipt.as_dict()))
+            except OSError as exc:  # the hub keeps it: a replay brings it back
+                log.error("watch.receipt_write_failed", receipt=receipt.receipt_id,
+                          error=repr(exc))
 
     async def send_loop(self) -> None:
         while True:

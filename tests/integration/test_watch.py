@@ -102,6 +102,7 @@ async def test_outbox_sent_failed_and_inbox(hub: Hub, tmp_path: Path) -> None:
             bad = json.loads((root / "failed" / "hong.edxml.reason.json").read_text())
             assert bad["reason"]["reason"] in ("NOT_EDXML", "MALFORMED_XML")
             assert bad["reason"]["message_vi"] and bad["reason"]["message_en"]
+            assert bad["may_retry"] is False
             nobody = json.loads((root / "failed" / "nham.edxml.reason.json").read_text())
             assert nobody["reason"]["reason"] == "RECIPIENT_UNKNOWN"  # the hub's answer
             assert nobody["receipt"]["type"] == "rejected"
@@ -282,3 +283,40 @@ async def test_a_hundred_files_each_way_through_the_folder(hub: Hub, tmp_path: P
         await watcher
     print(f"watch folder: {n} files sent in {sending:.2f} s ({n / sending:.0f}/s), "
           f"{n} received in {receiving:.2f} s ({n / receiving:.0f}/s)")
+
+
+async def test_a_file_waits_in_the_outbox_while_no_router_answers(
+    hub: Hub, tmp_path: Path
+) -> None:
+    from tests.hub import queue_depth
+
+    await _setup(hub)  # no router yet
+    root = tmp_path / "vb"
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch(hub.gateway_url("lgsp-nghean"), "lgsp-nghean", root,
+                                        poll=0.1, receipt_timeout=0.5, stop=stop))
+    try:
+        await _until(lambda: (root / "outbox").is_dir(), "the watch folder")
+        doc, body = edoc(NGHEAN, [VPCP])
+        _drop(root, "cho.edxml", body)
+        deadline = time.monotonic() + 30
+        while await queue_depth(hub, "lt.router.in") < 2:  # sent, unanswered, sent again
+            assert time.monotonic() < deadline, "the watcher never sent the file"
+            await asyncio.sleep(0.1)
+        assert _names(root / "outbox", "") == ["cho.edxml"]  # neither sent nor failed
+        assert _names(root / "failed", "") == []
+        await hub.start_router()
+        await _until(lambda: _names(root / "sent", ".receipt.json"), "the receipt")
+    finally:
+        stop.set()
+        await watcher
+    r = json.loads((root / "sent" / "cho.edxml.receipt.json").read_text())
+    # the copies that waited together: one accepted, the others duplicates of it
+    assert r["receipt"]["type"] in ("accepted", "duplicate")
+    hub_id = await hub.pool.fetchval(
+        "SELECT hub_id FROM documents WHERE edxml_document_id = $1", doc.document_id)
+    assert r["receipt"]["hub_id"] == str(hub_id)
+    stored = await hub.pool.fetchval(
+        "SELECT count(*) FROM deliveries d JOIN documents doc ON doc.hub_id = d.hub_id "
+        "WHERE doc.sender_gateway_id = 'lgsp-nghean'")
+    assert stored == 1  # published several times, routed once
