@@ -27,7 +27,8 @@ def agencies() -> None:
 @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def import_cmd(csv_file: Path) -> None:
     """Import agencies from CSV with columns code,name,parent,aliases,gateway
-    (aliases separated by '|'). Re-importing updates; nothing is deleted."""
+    (aliases separated by '|'). Re-importing updates; nothing is deleted (see `agencies
+    remove`). Every change is published to the directory feed."""
 
     async def go(settings: Settings) -> None:
         try:
