@@ -288,7 +288,7 @@ class WatchFolder:
         """Take copies from the gateway's inbox until cancelled."""
         async for msg in self.client.inbox():
             try:
-                path = self.take(msg)
+                path = await asyncio.to_thread(self.take, msg)  # fsyncs: off the loop
             except OSError as exc:  # disk full, folder gone: the hub keeps it
                 log.error("watch.inbox_write_failed", copy=msg.copy_id, error=repr(exc))
                 await msg.retry()
