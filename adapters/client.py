@@ -544,6 +544,27 @@ class GatewayClient:
             if not end.get("more"):
                 return
 
+    async def ask_hub(self, key: str, body: dict[str, Any]) -> tuple[str, Any]:
+        """One request to the routers on ``lt.replay`` with routing key ``key`` (e.g.
+        ``directory``, see ``adapters.directory_feed``) and its one answer, as
+        (message type, parsed JSON). TimeoutError after ``receipt_timeout``."""
+        assert self._channel is not None, "connect() first"
+        exchange = await self._channel.get_exchange(REPLAY, ensure=False)
+        request_id = str(uuid.uuid4())
+        answers: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._replays[request_id] = answers
+        try:
+            await self._publish(
+                aio_pika.Message(json.dumps(body).encode(), correlation_id=request_id,
+                                 reply_to=DIRECT_REPLY, user_id=self.user,
+                                 content_type="application/json"),
+                key, exchange,
+            )
+            message = await asyncio.wait_for(answers.get(), self.receipt_timeout)
+        finally:
+            self._replays.pop(request_id, None)
+        return message.type or "", json.loads(message.body)
+
     # receiving -------------------------------------------------------------------------
     async def inbox(
         self, *, timeout: float | None = None  # noqa: ASYNC109 - an idle time, not a deadline

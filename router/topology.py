@@ -18,6 +18,8 @@ lt.unroutable          fanout  alternate exchange of lt.submit and lt.receipts
 lt.unroutable          quorum  what no binding wanted, kept for operators
 lt.replay              direct  gateways ask for the receipts they missed (key ``receipts``)
 lt.replay              quorum  bound to lt.replay; routers answer from the ledger
+lt.directory           quorum  bound to lt.replay (key ``directory``): gateways ask for the
+                               directory feed's changes (router.directory.feed)
 =====================  ======  =====================================================
 
 ``lt.deliver`` has no alternate exchange on purpose: routers publish copies with
@@ -67,6 +69,8 @@ from router.settings import Settings
 from schemas.wire_names import (  # the names are the contract's, shared with the SDK
     DEAD,
     DELIVER,
+    DIRECTORY,
+    DIRECTORY_KEY,
     PARKING,
     QUARANTINE,
     RECEIPTS,
@@ -86,6 +90,8 @@ if TYPE_CHECKING:  # routers import this module; only provisioning needs aiohttp
 __all__ = [
     "DEAD",
     "DELIVER",
+    "DIRECTORY",
+    "DIRECTORY_KEY",
     "PARKING",
     "QUARANTINE",
     "RECEIPTS",
@@ -222,6 +228,8 @@ async def declare_core(channel: AbstractChannel) -> None:
     replay = await channel.declare_exchange(REPLAY, ExchangeType.DIRECT, durable=True)
     replay_q = await _quorum_queue(channel, REPLAY)
     await replay_q.bind(replay, routing_key=REPLAY_RECEIPTS_KEY)
+    directory_q = await _quorum_queue(channel, DIRECTORY)
+    await directory_q.bind(replay, routing_key=DIRECTORY_KEY)
 
 
 async def declare_gateway(channel: AbstractChannel, gateway_id: str) -> None:

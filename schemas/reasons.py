@@ -420,6 +420,18 @@ class Reason(Enum):
         "Yêu cầu phát lại biên nhận không hợp lệ",
         "The receipt replay request is not valid",
     )
+    # 7090-7109: the published directory feed and the watch folder
+    DIRECTORY_BAD_REQUEST = _ReasonInfo(
+        7090,
+        "Yêu cầu đồng bộ danh bạ cơ quan không hợp lệ",
+        "The directory feed request is not valid",
+    )
+    WATCH_FILE_UNREADABLE = _ReasonInfo(
+        7091,
+        "Không đọc được tệp trong thư mục gửi (quá lớn hoặc không phải tệp thường)",
+        "The file in the outbox folder cannot be read (too large or not a regular file)",
+        10,
+    )
 
     # 7000-7029 the VXP façade (adapters/vxp): the current axis's HTTP API
     VXP_UNSIGNED = _ReasonInfo(

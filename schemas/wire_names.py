@@ -27,6 +27,8 @@ __all__ = [
     "COPY_HEADERS",
     "DEAD",
     "DELIVER",
+    "DIRECTORY",
+    "DIRECTORY_KEY",
     "DIRECT_REPLY",
     "GATEWAY_QUEUE_PREFIX",
     "HUB_APP_ID",
@@ -60,6 +62,8 @@ UNROUTABLE: Final = "lt.unroutable"  # fanout exchange and queue: what nothing w
 QUARANTINE: Final = "lt.quarantine"  # parked messages the routers could not record
 REPLAY: Final = "lt.replay"  # queue: a gateway asks for the receipts it missed
 REPLAY_RECEIPTS_KEY: Final = "receipts"  # the replay request's kind
+DIRECTORY: Final = "lt.directory"  # queue: the routers answer directory feed requests
+DIRECTORY_KEY: Final = "directory"  # on the lt.replay exchange, which gateways may write to
 DIRECT_REPLY: Final = "amq.rabbitmq.reply-to"  # RabbitMQ's direct reply-to pseudo-queue
 GATEWAY_QUEUE_PREFIX: Final = "lt.gw."
 

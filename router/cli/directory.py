@@ -30,7 +30,8 @@ def agencies() -> None:
 @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def import_cmd(csv_file: Path) -> None:
     """Import agencies from CSV with columns code,name,parent,aliases,gateway
-    (aliases separated by '|'). Re-importing updates; nothing is deleted."""
+    (aliases separated by '|'). Re-importing updates; nothing is deleted (see `agencies
+    remove`). Every change is published to the directory feed."""
 
     async def go(settings: Settings) -> None:
         try:
@@ -57,6 +58,35 @@ def import_cmd(csv_file: Path) -> None:
             click.echo(f"{len(result.unassigned)} agencies have no gateway yet: "
                        + ", ".join(result.unassigned[:10])
                        + (" ..." if len(result.unassigned) > 10 else ""))
+
+    run_async(go)
+
+
+@agencies.command("remove")
+@click.argument("code")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def remove_agency(code: str, yes: bool) -> None:
+    """Remove an agency (by its code or an alias): nothing routes to it any more and the
+    directory feed publishes it as deleted. Its documents stay; importing it again brings
+    it back."""
+    if not yes:
+        click.confirm(f"remove agency {code}?", abort=True)
+
+    async def go(settings: Settings) -> None:
+        conn = await connect_db(settings)
+        try:
+            removed = await directory.remove_agency(conn, code, actor=_actor())
+            gateways = await lookup.gateway_ids(conn)
+            async with BrokerAdmin(settings.management_url) as admin:
+                for gid in gateways:
+                    await directory.sync_gateway_permissions(conn, admin, settings.vhost, gid)
+        except LienthongError as exc:
+            fail(f"{exc.reason.name}: {exc.reason.message_en} / {exc.reason.message_vi}"
+                 f" ({exc.detail})", 2)
+            return
+        finally:
+            await conn.close()
+        click.echo(f"agency {removed}: removed")
 
     run_async(go)
 

@@ -1,47 +1,53 @@
-"""``lienthong watch``: a gateway's watch folder (see ``adapters.watchfolder``)."""
+"""``lienthong watch``: a gateway's watch folder (the door for file-only software).
+
+Thin: the folder logic is :mod:`adapters.watch`, which talks to the hub over AMQP only, as
+the gateway."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from pathlib import Path
 
 import click
 
-from router.cli.gateway import _gateway, _password, gateway_url
-from router.logs import configure_logging
+from adapters.watch import watch as run_watch
+from router.cli.gateway import gateway_url
 from router.settings import Settings
 
 
 @click.command("watch")
-@_gateway
-@_password
-@click.option("--dir", "root", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="The folder: outbox/, sent/, failed/, inbox/ are created in it.")
-@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(0.05, 60),
-              help="Seconds between looks at outbox/.")
-def watch(gateway_id: str, password: str, root: Path, interval: float) -> None:
-    """Send what is written (then renamed) into DIR/outbox/; write what arrives into
-    DIR/inbox/ (thư mục trao đổi cho phần mềm chỉ làm việc với tệp)."""
-    from adapters import GatewayClient
-    from adapters.watchfolder import WatchFolder
-
-    settings = Settings.from_env()
-    configure_logging(settings.log_level)
-    root.mkdir(parents=True, exist_ok=True)
-    seen = WatchFolder.seen_copies(root)
+@click.option("--gateway", "gateway_id", required=True, help="Your gateway id.")
+@click.option("--dir", "root", required=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="The watch folder (outbox/, sent/, failed/, inbox/ are created in it).")
+@click.option("--password", envvar="LIENTHONG_GATEWAY_PASSWORD", default=None,
+              help="Your gateway's AMQP password (or LIENTHONG_GATEWAY_PASSWORD); the hub's "
+                   "address comes from LIENTHONG_AMQP_URL.")
+@click.option("--url", envvar="LIENTHONG_GATEWAY_URL", default=None,
+              help="The whole AMQP URL with the gateway's user and password instead "
+                   "(or LIENTHONG_GATEWAY_URL).")
+@click.option("--poll", default=1.0, show_default=True, help="Seconds between outbox scans.")
+@click.option("--timeout", default=30.0, show_default=True,
+              help="Seconds to wait for a receipt before trying the file again later.")
+def watch(gateway_id: str, root: Path, password: str | None, url: str | None, poll: float,
+          timeout: float) -> None:
+    """Send the packages put into DIR/outbox/ and save what arrives in DIR/inbox/
+    (Gửi các gói tin đặt vào DIR/outbox/, lưu văn bản đến vào DIR/inbox/). Runs until
+    Ctrl-C or SIGTERM."""
+    if url is None:
+        if password is None:
+            raise click.UsageError("give --password (or LIENTHONG_GATEWAY_PASSWORD) or --url")
+        url = gateway_url(Settings.from_env(), gateway_id, password)
 
     async def go() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        url = gateway_url(settings, gateway_id, password)
-        async with GatewayClient(url, gateway_id=gateway_id, seen=seen) as gw:
-            click.echo(f"watching {root} as gateway {gateway_id}", err=True)
-            await WatchFolder(gw, root, interval=interval).run(stop)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        click.echo(f"watching {root} for gateway {gateway_id} (Ctrl-C to stop)", err=True)
+        await run_watch(url, gateway_id, root, poll=poll, receipt_timeout=timeout, stop=stop)
 
-    try:
-        asyncio.run(go())
-    finally:
-        seen.close()
+    asyncio.run(go())

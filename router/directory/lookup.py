@@ -14,9 +14,12 @@ __all__ = ["agency_by_alias", "gateway_ids", "gateway_summaries", "require_agenc
            "require_gateway"]
 
 
-async def gateway_ids(conn: Conn) -> list[str]:
-    """Every gateway's id, in order."""
-    return [r["id"] for r in await conn.fetch("SELECT id FROM gateways ORDER BY id")]
+async def gateway_ids(conn: Conn, *, removed: bool = False) -> list[str]:
+    """The gateways' ids, in order; those removed (no AMQP account any more) only when
+    asked for."""
+    rows = await conn.fetch(
+        "SELECT id FROM gateways WHERE $1 OR status <> 'removed' ORDER BY id", removed)
+    return [r["id"] for r in rows]
 
 
 async def gateway_summaries(conn: Conn) -> list[dict[str, Any]]:

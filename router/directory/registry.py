@@ -11,6 +11,8 @@ it serves, read only its own two queues.
 
 Every change here is appended to the audit log (``router.security.audit``) in the same
 transaction, with the ``actor`` given and the values before and after; never a password.
+Every change to an agency as gateways see it (name, parent, aliases, gateway, removal) is
+published, in the same transaction, to the directory feed (``router.directory.feed``).
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ from functools import lru_cache
 from pathlib import Path
 
 from router.broker_admin import BrokerAdmin
+from router.directory import feed
 from router.ledger import Conn
 from router.security import audit
 from router.topology import REPLAY, SUBMIT, inbox_queue, receipts_queue
 from schemas.agency_code import normalize
-from schemas.reasons import LienthongError, Reason
+from schemas.reasons import LienthongError, OperationRefused, Reason
 
 __all__ = [
     "AgencyRow",
@@ -41,6 +44,7 @@ __all__ = [
     "import_agencies",
     "pattern_matches",
     "read_agencies_csv",
+    "remove_agency",
     "remove_gateway",
     "set_gateway_status",
     "sync_gateway_permissions",
@@ -188,7 +192,7 @@ async def import_agencies(
                    ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name,
                        parent_code = EXCLUDED.parent_code,
                        gateway_id = COALESCE(EXCLUDED.gateway_id, agencies.gateway_id),
-                       updated_at = now()
+                       removed_at = NULL, updated_at = now()
                    RETURNING id, (xmax = 0) AS inserted""",
                 code,
                 r.name,
@@ -214,6 +218,9 @@ async def import_agencies(
             result.aliases += len(aliases)
         await audit.append(conn, actor, "agencies.imported", f"{len(rows)} rows",
                            _import_summary(result, changes))
+        # the imported agencies and those an alias moved away from
+        await feed.publish(conn, sorted({*(normalize(r.code) for r in rows),
+                                         *before.alias_owner.values()}))
     return result
 
 
@@ -375,7 +382,8 @@ async def add_gateway(
         )
         taken: list[str] = []
         if serves_n:
-            rows = await conn.fetch("SELECT id, code, gateway_id FROM agencies")
+            rows = await conn.fetch(
+                "SELECT id, code, gateway_id FROM agencies WHERE removed_at IS NULL")
             matched = [r for r in rows if any(pattern_matches(p, r["code"]) for p in serves_n)]
             taken = sorted(r["code"] for r in matched if r["gateway_id"] != gateway_id)
             await conn.execute(
@@ -383,6 +391,7 @@ async def add_gateway(
                 gateway_id,
                 [r["id"] for r in matched],
             )
+            await feed.publish(conn, taken)
         after = {"name": name, "kind": kind, "serves": serves_n, "amqp_user": user,
                  "status": "active" if old is None or old["status"] == "removed"
                  else old["status"]}
@@ -449,6 +458,7 @@ async def remove_gateway(
             gateway_id,
         )
         codes = sorted(r["code"] for r in freed)
+        await feed.publish(conn, codes)
         await audit.append(
             conn, actor, "gateway.removed", gateway_id,
             {"before": {k: (list(v) if k == "serves" else v) for k, v in old.items()},
@@ -458,3 +468,36 @@ async def remove_gateway(
         )
     await admin.delete_user(old["amqp_user"])
     return len(codes)
+
+
+async def remove_agency(conn: Conn, code: str, *, actor: str = "operator") -> str:
+    """Remove an agency from the directory: it loses its aliases (nothing routes to it any
+    more: senders get RECIPIENT_UNKNOWN) and its gateway; its row stays, as documents refer
+    to it, and the feed publishes it as deleted. Importing it again brings it back.
+    Audited as ``agency.removed``. Returns its canonical code.
+
+    Raises OperationRefused(OPS_UNKNOWN_AGENCY) when no agency is known by ``code``."""
+    key = normalize(code)
+    async with conn.transaction():
+        rec = await conn.fetchrow(
+            """SELECT a.id, a.code, a.name, a.parent_code, a.gateway_id,
+                      array(SELECT x.alias FROM agency_aliases x WHERE x.agency_id = a.id
+                            ORDER BY x.alias) AS aliases
+               FROM agency_aliases al JOIN agencies a ON a.id = al.agency_id
+               WHERE al.alias = $1 FOR UPDATE OF a""",
+            key,
+        )
+        if rec is None:
+            raise OperationRefused(Reason.OPS_UNKNOWN_AGENCY, f"agency {code!r}")
+        await conn.execute("DELETE FROM agency_aliases WHERE agency_id = $1", rec["id"])
+        await conn.execute(
+            "UPDATE agencies SET gateway_id = NULL, removed_at = now(), updated_at = now() "
+            "WHERE id = $1", rec["id"])
+        await audit.append(
+            conn, actor, "agency.removed", rec["code"],
+            {"before": {"name": rec["name"], "parent": rec["parent_code"],
+                        "gateway": rec["gateway_id"], "aliases": list(rec["aliases"])},
+             "after": None},
+        )
+        await feed.publish(conn, [rec["code"]])
+    return str(rec["code"])

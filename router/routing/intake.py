@@ -50,6 +50,7 @@ from aio_pika.abc import (
 
 from adapters import wire
 from router import amqp, metrics, topology
+from router.directory.feed import FeedServer
 from router.outbox import events as notifications
 from router.outbox import publish as publishing
 from router.outbox.outbox import Outbox
@@ -226,6 +227,8 @@ class RouterWorker:
             # gateways that were away ask here for the receipts they missed
             await ReplayServer(self.pool, self._outbox.sign).start(
                 self._connection)
+            # gateway-side software mirrors the directory from here
+            await FeedServer(self.pool).start(self._connection)
             log.info("router.started", batch_size=self.settings.batch_size, pid=os.getpid())
             async with self.pool.acquire() as conn:
                 await posture.record_start(conn, "router", self.settings,
