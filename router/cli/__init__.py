@@ -32,6 +32,7 @@ _COMMANDS: dict[str, str] = {
     "receipts": "router.cli.receipts:receipts",
     "audit": "router.cli.security:audit",
     "config": "router.cli.config:config",
+    "conformance": "router.cli.conformance:conformance",
 }
 
 
