@@ -45,6 +45,17 @@ function fromOrgan(xml) {
   return m ? m[1] : null;
 }
 
+// The name the document gives an agency among its recipients (To), else the code itself:
+// a status package must name its sender (From/OrganName).
+function recipientName(xml, agency) {
+  for (const m of xml.matchAll(/<edXML:To>([\s\S]*?)<\/edXML:To>/g)) {
+    if (normalize(field(m[1], 'OrganId') || '') === normalize(agency)) {
+      return field(m[1], 'OrganName') || agency;
+    }
+  }
+  return agency;
+}
+
 function pad(n) { return String(n).padStart(2, '0'); }
 
 function vietnamNow() {  // yyyy/MM/dd HH:mm:ss in Vietnam time (UTC+7)
@@ -69,7 +80,10 @@ function statusPackage(ownAgency, documentXml, code, description) {
     `  <edXML:edXMLEnvelope xmlns:edXML="${ns}">`,
     '    <edXML:edXMLHeader>',
     '      <edXML:MessageHeader>',
-    `        <edXML:From><edXML:OrganId>${esc(ownAgency)}</edXML:OrganId></edXML:From>`,
+    '        <edXML:From>',
+    `          <edXML:OrganId>${esc(ownAgency)}</edXML:OrganId>`,
+    `          <edXML:OrganName>${esc(recipientName(documentXml, ownAgency))}</edXML:OrganName>`,
+    '        </edXML:From>',
     '        <edXML:ResponseFor>',
     `          <edXML:OrganId>${esc(fromOrgan(documentXml))}</edXML:OrganId>`,
     docCode ? `          <edXML:Code>${esc(docCode)}</edXML:Code>` : null,
