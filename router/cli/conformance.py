@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from router.cli._services import explain, fail, fail_with
 from router.settings import Settings
+
+if TYPE_CHECKING:
+    from router.conformance import ConformanceReport
 from schemas.reasons import LienthongError, Reason
 
 
@@ -37,7 +41,7 @@ def conformance(gateway_id: str, counterpart: str, password: str, answer_limit: 
 
     settings = Settings.from_env()
 
-    async def go() -> str | None:
+    async def go() -> ConformanceReport:
         import asyncpg
 
         conn = await asyncpg.connect(settings.database_url)
@@ -47,17 +51,12 @@ def conformance(gateway_id: str, counterpart: str, password: str, answer_limit: 
             await conn.close()
         url = gateway_url(settings, counterpart, password)
         async with GatewayClient(url, gateway_id=counterpart) as client:
-            report = await run_conformance(
+            return await run_conformance(
                 settings, client, me.agency, gateway_id, answer_limit=answer_limit,
                 settle=settle, say=lambda line: click.echo(line, err=True))
-        text = report.to_json() if as_json else report.render()
-        if report_file is not None:
-            report_file.write_text(text, encoding="utf-8")
-        click.echo(text, nl=False)
-        return None if report.passed else ", ".join(report.failed())
 
     try:
-        failed = asyncio.run(go())
+        report = asyncio.run(go())
     except LienthongError as exc:
         fail(f"{exc.reason.name} ({exc.reason.code}): {exc.reason.message_vi} / "
              f"{exc.reason.message_en}: {exc.detail}", 2)
@@ -67,6 +66,11 @@ def conformance(gateway_id: str, counterpart: str, password: str, answer_limit: 
         if failure is not None:
             fail_with(failure)
         raise
-    if failed:
+    text = report.to_json() if as_json else report.render()
+    if report_file is not None:
+        report_file.write_text(text, encoding="utf-8")
+    click.echo(text, nl=False)
+    if not report.passed:
         r = Reason.CONFORMANCE_FAILED
-        fail(f"{r.name} ({r.code}): {r.message_vi} / {r.message_en}: {failed}", 1)
+        fail(f"{r.name} ({r.code}): {r.message_vi} / {r.message_en}: "
+             f"{', '.join(report.failed())}", 1)

@@ -102,7 +102,7 @@ async def test_a_node_gateway_sends_receives_and_answers(hub: Hub, tmp_path: Pat
     outgoing = tmp_path / "from-node.edxml"
     node_doc, body = edoc(NODE_AGENCY, [PY_AGENCY], subject="Gửi từ cổng Node.js")
     outgoing.write_bytes(body)
-    to_node, to_node_body = edoc(PY_AGENCY, [NODE_AGENCY], subject="Gửi tới cổng Node.js")
+    _, to_node_body = edoc(PY_AGENCY, [NODE_AGENCY], subject="Gửi tới cổng Node.js")
 
     async with hub.client("vpcp") as vpcp, _node(hub, "--send", str(outgoing)) as node:
         # 1. the Node gateway's document: accepted, and delivered to the Python gateway
