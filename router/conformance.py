@@ -34,10 +34,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
-import aio_pika
+import aio_pika.abc
 import asyncpg
 
 from adapters import GatewayClient
+from router import amqp
 from router.broker_admin import BrokerAdmin
 from router.outbox.outbox import Outbox
 from router.recovery.redelivery import resend_copies
@@ -219,7 +220,7 @@ async def run_conformance(
     the duplicate. ``settle``: seconds to watch for a second 01 after the duplicate."""
     tell = say or (lambda _line: None)
     conn = await asyncpg.connect(settings.database_url)
-    amqp = await aio_pika.connect(settings.amqp_url)
+    connection = await amqp.connect(settings, "conformance", robust=False)
     admin = BrokerAdmin(settings.management_url)
     try:
         subject = await find_subject(conn, gateway_id)
@@ -258,41 +259,45 @@ async def run_conformance(
         # invisible in the ledger; wait past it so a second answer shows
         await asyncio.sleep(1.1)
         first = next(d for d in deliveries if d["hub_id"] == hub_ids[0])
-        channel = await amqp.channel(publisher_confirms=True)
+        channel = await connection.channel(publisher_confirms=True)
         outbox = await Outbox.open(channel, settings)
         await resend_copies(conn, outbox, [first["id"]])
         step(f"re-delivered the copy {first['copy_id']} (delivery {first['id']}) again")
-        await _until(lambda: _ready_zero(amqp, gateway_id), answer_limit)
+        await _until(lambda: _ready_zero(connection, gateway_id), answer_limit)
         await asyncio.sleep(settle)  # a second 01 would come within this window
 
         # the recall: 13 on #2, then the same 13 again after G's answer (out of order)
         recalled = next(d for d in deliveries if d["hub_id"] == hub_ids[1])
         new2 = docs[1][1]
-        recall_sent = await _recall(counterpart, counterpart_agency, new2, subject.agency)
+        recall_sent = await _recall(counterpart, counterpart_agency, new2, subject.agency,
+                                    "Kiểm tra tuân thủ: đề nghị thu hồi")
         step(f"sent a recall (13) of {new2.document_id}: {recall_sent}")
         await _until(lambda: _recall_answered(conn, recalled["id"], gateway_id), answer_limit)
-        again = await _recall(counterpart, counterpart_agency, new2, subject.agency)
+        # other words: not the same bytes, which the hub would take as a duplicate
+        again = await _recall(counterpart, counterpart_agency, new2, subject.agency,
+                              "Kiểm tra tuân thủ: đề nghị thu hồi (nhắc lại)")
         step(f"sent the same recall (13) again, out of order: {again}")
 
         await _until(lambda: _inbox_drained(admin, settings.vhost, gateway_id), answer_limit)
         await asyncio.sleep(settle)  # whatever G answers to the late recall
 
-        report.checks = await _judge(conn, admin, amqp, settings.vhost, gateway_id,
+        report.checks = await _judge(conn, admin, connection, settings.vhost, gateway_id,
                                      deliveries, first["id"], recalled["id"], started,
                                      answer_limit)
         report.finished_at = await conn.fetchval("SELECT now()")
         return report
     finally:
         await admin.close()
-        await amqp.close()
+        await connection.close()
         await conn.close()
 
 
 
-async def _recall(counterpart: GatewayClient, agency: str, doc: EdocPackage, to: str) -> str:
+async def _recall(counterpart: GatewayClient, agency: str, doc: EdocPackage, to: str,
+                  description: str) -> str:
     receipt = await counterpart.send_status(
         sender=Organization(agency, _NAME), about=doc, code=StatusCode.RECALL_REQUESTED,
-        description="Kiểm tra tuân thủ: đề nghị thu hồi", to=to,
+        description=description, to=to,
     )
     assert receipt is not None
     why = receipt.reason or {}

@@ -11,7 +11,7 @@ It takes every copy from its inbox (the SDK drops copies delivered twice) and
 and only then acks the copy, so a crash in between brings the copy back. Run it::
 
     LIENTHONG_GATEWAY_URL=amqp://GATEWAY:PASSWORD@127.0.0.1:5672/lienthong \\
-        python -m adapters.examples.gateway
+        [LIENTHONG_GATEWAY_ID=GATEWAY] python -m adapters.examples.gateway
 """
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ async def _main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    async with GatewayClient(url) as gw:
+    # the gateway id is the AMQP user name unless the hub adds a prefix to its users
+    async with GatewayClient(url, gateway_id=os.environ.get("LIENTHONG_GATEWAY_ID")) as gw:
         await serve(gw, stop)
 
 

@@ -33,6 +33,7 @@ _COMMANDS: dict[str, str] = {
     "audit": "router.cli.security:audit",
     "config": "router.cli.config:config",
     "conformance": "router.cli.conformance:conformance",
+    "sandbox": "router.cli.sandbox:sandbox",
 }
 
 

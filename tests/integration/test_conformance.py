@@ -93,6 +93,8 @@ async def test_the_sdk_example_gateway_passes(hub: Hub) -> None:
     assert text.count(", 01 at ") == 6
     # the duplicate really reached the gateway, and the SDK dropped it
     assert "01 answers: 1" in text
+    # the out-of-order recall reached the hub (not taken as a duplicate of the first)
+    assert "sent the same recall (13) again, out of order: accepted" in text
 
 
 async def test_a_broken_gateway_fails_the_right_checks(hub: Hub) -> None:
