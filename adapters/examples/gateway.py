@@ -10,16 +10,17 @@ It takes every copy from its inbox (the SDK drops copies delivered twice) and
 
 and only then acks the copy, so a crash in between brings the copy back. Run it::
 
-    LIENTHONG_GATEWAY_URL=amqp://GATEWAY:PASSWORD@127.0.0.1:5672/lienthong \\
-        [LIENTHONG_GATEWAY_ID=GATEWAY] python -m adapters.examples.gateway
+    python -m adapters.examples.gateway amqp://GATEWAY:PASSWORD@127.0.0.1:5672/lienthong [GATEWAY]
+
+(``GATEWAY``: the gateway id, when the hub's AMQP user names carry a prefix.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
+import sys
 from datetime import datetime, timedelta, timezone
 
 from adapters.client import GatewayClient, InboxMessage
@@ -76,19 +77,17 @@ async def serve(gw: GatewayClient, stop: asyncio.Event) -> None:
                 return
 
 
-async def _main() -> None:
-    url = os.environ.get("LIENTHONG_GATEWAY_URL")
-    if not url:
-        raise SystemExit("set LIENTHONG_GATEWAY_URL=amqp://GATEWAY:PASSWORD@HOST:5672/VHOST")
+async def _main(url: str, gateway_id: str | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    # the gateway id is the AMQP user name unless the hub adds a prefix to its users
-    async with GatewayClient(url, gateway_id=os.environ.get("LIENTHONG_GATEWAY_ID")) as gw:
+    async with GatewayClient(url, gateway_id=gateway_id) as gw:
         await serve(gw, stop)
 
 
 if __name__ == "__main__":
-    asyncio.run(_main())
+    if len(sys.argv) not in (2, 3):
+        raise SystemExit("usage: python -m adapters.examples.gateway AMQP_URL [GATEWAY_ID]")
+    asyncio.run(_main(sys.argv[1], sys.argv[2] if len(sys.argv) == 3 else None))
