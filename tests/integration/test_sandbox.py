@@ -66,6 +66,7 @@ async def test_sandbox_up_faults_and_down(tmp_path: Path) -> None:
         assert sorted(printed["gateways"]) == sorted(g for g, _, _ in GATEWAYS)
         assert oct((tmp_path / f"{name}.json").stat().st_mode & 0o777) == "0o600"
         await _exercise(state, tmp_path)
+        await _conformance(state, tmp_path)
     finally:
         code, out, err = await _cli(tmp_path, "down", "--name", name)
     assert code == 0, err
@@ -87,6 +88,44 @@ async def test_sandbox_up_faults_and_down(tmp_path: Path) -> None:
     code, _, err = await _cli(tmp_path, "fault", "duplicate", "--gateway", "gw-a",
                               "--name", name)
     assert code == 2 and "SANDBOX_NOT_RUNNING" in err
+
+
+async def _conformance(state: SandboxState, folder: Path) -> None:
+    """What a developer does next: check a gateway with the sandbox's counterpart. The
+    SDK's example gateway as gw-a passes (exit 0, report written); gw-c, which nobody
+    runs, fails (exit 1) with the reason and the checks it failed."""
+    example = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "adapters.examples.gateway", state.gateways["gw-a"]["url"],
+        "gw-a", stderr=asyncio.subprocess.PIPE)
+    env = {**os.environ, "LIENTHONG_AMQP_URL": state.amqp_url,
+           "LIENTHONG_DATABASE_URL": state.database_url,
+           "LIENTHONG_MANAGEMENT_URL": state.management_url,
+           "LIENTHONG_AMQP_USER_PREFIX": state.user_prefix,
+           "LIENTHONG_GATEWAY_PASSWORD": state.gateways["conformance"]["password"]}
+
+    async def check(gateway: str, report: Path) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "router.cli", "conformance", "--gateway", gateway,
+            "--counterpart", "conformance", "--limit", "4", "--settle", "1",
+            "--report", str(report), env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await proc.communicate()
+        return proc.returncode or 0, err.decode()
+
+    try:
+        code, err = await check("gw-a", folder / "gw-a.txt")
+    finally:
+        example.terminate()
+        await example.wait()
+    assert code == 0, err
+    text = (folder / "gw-a.txt").read_text(encoding="utf-8")
+    assert "ĐẠT / PASSED" in text and "[FAIL]" not in text
+    code, err = await check("gw-c", folder / "gw-c.txt")
+    assert code == 1, err
+    assert "CONFORMANCE_FAILED (7111)" in err
+    assert "acks-every-copy, answers-01" in err and "answers-recalls" in err
+    report = (folder / "gw-c.txt").read_text(encoding="utf-8")
+    assert report.count("[FAIL]") >= 3 and "KHÔNG ĐẠT / FAILED" in report
 
 
 def _router_alive(pid: int) -> bool:
