@@ -219,6 +219,9 @@ async def run_conformance(
     as ``counterpart_agency``; the hub's own ``settings`` read the ledger and re-deliver
     the duplicate. ``settle``: seconds to watch for a second 01 after the duplicate."""
     tell = say or (lambda _line: None)
+    if counterpart.gateway_id == gateway_id:
+        raise OperationRefused(Reason.CONFORMANCE_GATEWAY_UNKNOWN,
+                               f"{gateway_id}: the counterpart must be another gateway")
     conn = await asyncpg.connect(settings.database_url)
     connection = await amqp.connect(settings, "conformance", robust=False)
     admin = BrokerAdmin(settings.management_url)
