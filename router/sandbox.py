@@ -408,9 +408,20 @@ async def _delay(settings: Settings, gateway_id: str, seconds: float | None) -> 
                     "x-dead-letter-routing-key": topology.inbox_queue(gateway_id)}
         try:
             held = await channel.declare_queue(name, durable=True, arguments=with_ttl)
-        except aiormq.exceptions.ChannelPreconditionFailed:  # another delay before
+        except aiormq.exceptions.ChannelPreconditionFailed:  # a delay of another length
+            # the refusal closed the channel: a new one, and the queue made anew once empty
             channel = await connection.channel()
-            await channel.queue_delete(name, if_empty=True)
+            try:
+                await channel.queue_delete(name, if_empty=True)
+            except aiormq.exceptions.ChannelPreconditionFailed as exc:
+                raise OperationRefused(
+                    Reason.SANDBOX_FAULT_UNKNOWN,
+                    f"copies to {gateway_id} are still held in {name}: wait for them, "
+                    "then change the delay") from exc
+            channel = await connection.channel()
+            deliver = await channel.get_exchange(topology.DELIVER, ensure=False)
+            inbox = await channel.declare_queue(topology.inbox_queue(gateway_id),
+                                                passive=True)
             held = await channel.declare_queue(name, durable=True, arguments=with_ttl)
         await held.bind(deliver, routing_key=gateway_id)
         await inbox.unbind(deliver, routing_key=gateway_id)

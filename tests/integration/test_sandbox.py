@@ -162,6 +162,14 @@ async def _exercise(state: SandboxState, folder: Path) -> None:
         assert r2 is not None and r2.type == "accepted"
         _, arrived_at = await _next(b)
         assert arrived_at - sent_at >= 1.8
+        # another delay, shorter: the holding queue is made anew
+        said = await fault(state, folder, "delay", "gw-b", seconds=1)
+        assert "wait 1 s" in said
+        _, body2b = edoc(A, [B])
+        sent_at = time.monotonic()
+        await a.send(body2b)
+        _, arrived_at = await _next(b)
+        assert 0.8 <= arrived_at - sent_at < 1.8
         await fault(state, folder, "clear", "gw-b")
         _, body3 = edoc(A, [B])
         sent_at = time.monotonic()
