@@ -579,6 +579,28 @@ class Reason(Enum):
         "user_id) and closed the channel; the channel was opened again",
     )
 
+    # 7110-7129 gateway developers: the conformance check and the sandbox
+    CONFORMANCE_GATEWAY_UNKNOWN = _ReasonInfo(
+        7110,
+        "Cổng kết nối cần kiểm tra không có hoặc không phục vụ cơ quan nào",
+        "The gateway to check is unknown or serves no agency",
+    )
+    CONFORMANCE_FAILED = _ReasonInfo(
+        7111,
+        "Cổng kết nối không đạt bài kiểm tra tuân thủ",
+        "The gateway failed the conformance check",
+    )
+    SANDBOX_NOT_RUNNING = _ReasonInfo(
+        7112,
+        "Môi trường thử nghiệm chưa được khởi động (lienthong sandbox up)",
+        "The sandbox is not running (lienthong sandbox up)",
+    )
+    SANDBOX_FAULT_UNKNOWN = _ReasonInfo(
+        7113,
+        "Lỗi giả lập không hợp lệ trong môi trường thử nghiệm",
+        "The sandbox fault is not valid",
+    )
+
     @property
     def code(self) -> int:
         return self.value.code

@@ -35,7 +35,7 @@ _COMMANDS: dict[str, str] = {
     "config": "router.cli.config:config",
     "vxp": "router.cli.vxp:vxp",
     "conformance": "router.cli.conformance:conformance",
-    "sandbox": "router.cli.sandbox:sandbox_group",
+    "sandbox": "router.cli.sandbox:sandbox",
     "backup": "router.cli.backup:backup",
     "restore": "router.cli.backup:restore",
     "archive": "router.cli.archive:archive",

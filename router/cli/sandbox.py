@@ -1,96 +1,117 @@
-"""``lienthong sandbox``: a throwaway hub for gateway developers (router/sandbox.py)."""
+"""``lienthong sandbox``: a throwaway hub for gateway developers (router.sandbox)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import tempfile
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
-import asyncpg
 import click
 
-from router import sandbox
-from router.broker_admin import BrokerAdmin
-from router.cli._services import fail, run_async
-from router.processes import RouterProcesses
+from router.cli._services import explain, fail, fail_with
 from router.settings import Settings
+from schemas.reasons import LienthongError
 
-__all__ = ["sandbox_group"]
+T = TypeVar("T")
 
-_state = click.option("--state", "state_path", type=click.Path(dir_okay=False, path_type=Path),
-                      default=Path("lienthong-sandbox.json"), show_default=True,
-                      help="Where the sandbox's credentials are kept.")
+_name = click.option("--name", default="dev", show_default=True,
+                     help="Which sandbox (several may run side by side).")
+_folder = click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+                       default=None, hidden=True,
+                       help="Where the sandboxes' state files live (default: a private "
+                            "folder of the temporary directory).")
+
+
+def _run(coro: Coroutine[Any, Any, T], settings: Settings | None = None) -> T:
+    try:
+        return asyncio.run(coro)
+    except LienthongError as exc:
+        r = exc.reason
+        fail(f"{r.name} ({r.code}): {r.message_vi} / {r.message_en}: {exc.detail}", 2)
+        raise  # not reached
+    except Exception as exc:
+        failure = explain(exc, settings)
+        if failure is not None:
+            fail_with(failure)
+        raise
+
+
+def _dir(folder: Path | None) -> Path:
+    from router.sandbox import state_dir
+
+    if folder is None:
+        return state_dir()
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return folder
 
 
 @click.group("sandbox")
-def sandbox_group() -> None:
-    """A throwaway hub for gateway developers, with faults to switch on.
-    Trục thử nghiệm cho người phát triển hệ thống kết nối."""
+def sandbox() -> None:
+    """A throwaway hub to build a gateway against: test gateways, faults on demand.
+    / Môi trường thử nghiệm cho người phát triển cổng kết nối."""
 
 
-@sandbox_group.command("up")
-@_state
-@click.option("--routers", default=1, show_default=True, help="Router processes to run.")
-def up(state_path: Path, routers: int) -> None:
-    """Recreate the sandbox (vhost and database lienthong_sandbox), print the gateways'
-    credentials, run the routers until Ctrl-C."""
+@sandbox.command("up")
+@_name
+@_folder
+@click.option("--routers", default=1, show_default=True, type=click.IntRange(1, 8))
+@click.option("--json", "as_json", is_flag=True, help="Print the credentials as JSON.")
+def up(name: str, state_dir: Path | None, routers: int, as_json: bool) -> None:
+    """Start sandbox NAME (its own vhost, database and routers; a sandbox of the same name
+    is replaced) and print its gateways' credentials."""
+    from router.sandbox import sandbox_up
 
-    async def go(base: Settings) -> Settings:
-        settings = sandbox.sandbox_settings(base)
-        async with BrokerAdmin(settings.management_url) as admin:
-            await sandbox.prepare(settings, admin)
-            pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
-            try:
-                gateways = await sandbox.populate(settings, pool, admin)
-            finally:
-                await pool.close()
-        sandbox.write_state(state_path, gateways)
-        for g in gateways.values():
-            click.echo(f"{g.gateway_id:9} agency {g.agency}  {g.url}")
-        click.echo(f"credentials in {state_path}; faults: lienthong sandbox fault "
-                   f"{{{','.join(sandbox.FAULTS)}}}")
-        return settings
-
-    settings = run_async(go)
-    log = Path(tempfile.gettempdir()) / "lienthong-sandbox-routers.log"
-    procs = RouterProcesses(settings, routers, log_path=log)
-    click.echo(f"{routers} router(s) running (log {log}); Ctrl-C stops the sandbox")
-    try:
-        asyncio.run(_until_stopped())
-    finally:
-        procs.stop()
+    base = Settings.from_env()
+    state = _run(sandbox_up(base, name, _dir(state_dir), routers=routers,
+                            say=lambda line: click.echo(line, err=True)), base)
+    if as_json:
+        click.echo(json.dumps(state.public(), ensure_ascii=False, indent=2))
+        return
+    click.echo(f"sandbox {name!r} is up / môi trường thử nghiệm đã chạy: vhost {state.vhost}, "
+               f"database {state.database}")
+    click.echo(f"receipts are signed with the key whose public half is {state.hub_key}.pub")
+    for gid, gw in state.gateways.items():
+        click.echo(f"  {gid:12} agency {gw['agency']:14} {gw['agency_name']}\n"
+                   f"  {'':12} {gw['url']}")
+    click.echo(f"faults: lienthong sandbox fault KIND --gateway ID --name {name}  "
+               "(delay, duplicate, disconnect, reject, revoke, recall, clear)\n"
+               f"check a gateway: LIENTHONG_AMQP_URL={state.amqp_url} LIENTHONG_DATABASE_URL="
+               f"{state.database_url} LIENTHONG_AMQP_USER_PREFIX={state.user_prefix} "
+               f"lienthong conformance --gateway gw-a --counterpart "
+               f"conformance --password {state.gateways['conformance']['password']}\n"
+               f"remove it: lienthong sandbox down --name {name}")
 
 
-async def _until_stopped() -> None:
-    """Until Ctrl-C or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+@sandbox.command("fault")
+@click.argument("kind", type=click.Choice(
+    ["delay", "duplicate", "disconnect", "reject", "revoke", "recall", "clear"]))
+@click.option("--gateway", "gateway_id", required=True, help="The gateway the fault hits.")
+@click.option("--seconds", default=10.0, show_default=True, help="delay: how long.")
+@click.option("--count", default=1, show_default=True, type=click.IntRange(1, 1000),
+              help="duplicate: how many of the last copies.")
+@_name
+@_folder
+def fault_cmd(kind: str, gateway_id: str, seconds: float, count: int, name: str,
+              state_dir: Path | None) -> None:
+    """Switch a fault on for a gateway of the sandbox (clear: delay and reject off)."""
+    from router.sandbox import fault, load_state
+
+    folder = _dir(state_dir)
+
+    async def go() -> str:
+        state = load_state(name, folder)
+        return await fault(state, folder, kind, gateway_id, seconds=seconds, count=count)
+
+    click.echo(_run(go()))
 
 
-@sandbox_group.command("fault")
-@click.argument("kind", type=click.Choice(sandbox.FAULTS))
-@_state
-def fault_cmd(kind: str, state_path: Path) -> None:
-    """Switch on a fault in the running sandbox (see `lienthong sandbox --help`)."""
-    if not state_path.exists():
-        fail(f"{state_path} not found: run `lienthong sandbox up` first", 2)
+@sandbox.command("down")
+@_name
+@_folder
+def down(name: str, state_dir: Path | None) -> None:
+    """Stop sandbox NAME's routers and remove its vhost, users, database and files."""
+    from router.sandbox import sandbox_down
 
-    async def go(base: Settings) -> dict[str, object]:
-        settings = sandbox.sandbox_settings(base)
-        pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
-        try:
-            async with BrokerAdmin(settings.management_url) as admin:
-                return await sandbox.fault(settings, pool, admin,
-                                           sandbox.read_state(state_path), kind)
-        except LookupError as exc:
-            fail(str(exc), 2)
-            raise
-        finally:
-            await pool.close()
-
-    click.echo(json.dumps(run_async(go), ensure_ascii=False, indent=2, default=str))
+    _run(sandbox_down(name, _dir(state_dir), say=click.echo))

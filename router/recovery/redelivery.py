@@ -44,6 +44,7 @@ __all__ = [
     "RedeliveryPreview",
     "load_job",
     "preview",
+    "resend_copies",
     "run",
 ]
 
@@ -339,6 +340,27 @@ def _body(row: asyncpg.Record) -> bytes:
     if row["body"] is not None:
         return bytes(row["body"])
     return archive.read_body(row["archive_ref"], bytes(row["content_sha256"]))
+
+
+async def resend_copies(
+    conn: Conn, outbox: Outbox, delivery_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """Publish the copies of these deliveries once more, each with its original copy id,
+    whatever their state, and leave the ledger as it is: a duplicate the recipient gateway
+    must drop (the conformance check and the sandbox's ``duplicate`` fault). Returns the
+    broker's outcome per delivery (queued | undeliverable)."""
+    rows = await conn.fetch(
+        """SELECT d.id, d.hub_id, d.gateway_id, d.copy_id, a.code AS agency,
+                  doc.kind, doc.body, doc.archive_ref, doc.content_sha256,
+                  sa.code AS sender_code,
+                  doc.edxml_document_id, doc.status_code
+           FROM deliveries d JOIN documents doc ON doc.hub_id = d.hub_id
+           JOIN agencies a ON a.id = d.recipient_agency_id
+           JOIN agencies sa ON sa.id = doc.sender_agency_id
+           WHERE d.id = ANY($1::uuid[]) ORDER BY d.id""",
+        list(delivery_ids),
+    )
+    return await outbox.copies(_copies(rows))
 
 
 def _copies(rows: Sequence[asyncpg.Record]) -> list[Copy]:
