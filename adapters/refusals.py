@@ -16,6 +16,12 @@ __all__ = ["refused_sender"]
 
 
 def refused_sender(exc: BaseException, sender_code: str) -> bool:
-    """True when ``exc`` is the broker refusing to let this gateway send as ``sender_code``."""
-    return (isinstance(exc, aiormq.exceptions.ChannelAccessRefused)
-            and f"'{normalize(sender_code)}'" in str(exc))
+    """True when ``exc`` is the broker refusing to let this gateway send as ``sender_code``
+    (raised as is, or as the cause of the SDK's :class:`adapters.errors.PublishRefused`)."""
+    code = f"'{normalize(sender_code)}'"
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, aiormq.exceptions.ChannelAccessRefused) and code in str(seen):
+            return True
+        seen = seen.__cause__
+    return False

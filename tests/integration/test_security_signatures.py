@@ -208,7 +208,7 @@ async def test_certs_commands(hub: Hub, tmp_path: Path) -> None:
     assert code == 0
     assert json.loads(out)[0]["state"] == "valid"
     code, out = await asyncio.to_thread(run, "add", "nobody", str(cert_path))
-    assert code == 2
+    assert code == 65  # refused (router/cli/exit_codes.py)
     assert "GATEWAY_UNKNOWN" in out
     code, out = await asyncio.to_thread(run, "policy", "vpcp", "required")
     assert code == 0
