@@ -8,7 +8,8 @@ export LIENTHONG_AMQP_URL       ?= amqp://guest:guest@127.0.0.1:5672/lienthong
 export LIENTHONG_DATABASE_URL   ?= postgresql://postgres@127.0.0.1:5432/lienthong
 export LIENTHONG_MANAGEMENT_URL ?= http://guest:guest@127.0.0.1:15672
 
-.PHONY: setup services demo test test-unit test-integration lint bench bench-codec clean
+.PHONY: setup services demo test test-unit test-integration lint bench bench-codec clean \
+        cluster cluster-down cluster-test
 
 setup: $(STAMP) services ## venv, packages, RabbitMQ + management plugin, PostgreSQL
 
@@ -39,6 +40,15 @@ bench: setup ## router throughput vs the raw relay limit of this machine
 
 bench-codec: $(STAMP) ## parse + validate time per package size
 	$(BIN)/pytest tests/bench --benchmark-only -q -p no:randomly
+
+cluster: ## a 3-node RabbitMQ cluster + PostgreSQL primary/sync standby (Patroni, etcd), local
+	@bash deploy/cluster/cluster.sh up
+
+cluster-down: ## stop the local cluster and remove everything it made
+	@bash deploy/cluster/cluster.sh down
+
+cluster-test: $(STAMP) cluster ## kill cluster nodes under load: nothing lost, routing resumes
+	$(BIN)/pytest tests/cluster -p no:randomly -s
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks
