@@ -43,6 +43,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
+from adapters.endpoints import connect_failover
 from adapters.seen import CopyFilter, SeenCopies
 from schemas import (
     EdocPackage,
@@ -223,7 +224,7 @@ class GatewayClient:
         await self.close()
 
     async def connect(self) -> None:
-        self._connection = await aio_pika.connect_robust(self.amqp_url)
+        self._connection = await connect_failover(self.amqp_url)
         self._channel = await self._connection.channel(publisher_confirms=True)
         await self._channel.set_qos(prefetch_count=100)
         self._submit = await self._channel.get_exchange(SUBMIT, ensure=False)

@@ -23,8 +23,12 @@ import os
 import ssl
 from collections.abc import Mapping
 
-__all__ = ["TLS_CA_ENV", "TLS_CERT_ENV", "TLS_KEY_ENV", "client_ssl_context",
-           "ssl_context_from_env"]
+from aio_pika.abc import AbstractConnection, AbstractRobustConnection
+
+from adapters.endpoints import connect_failover, connect_first
+
+__all__ = ["TLS_CA_ENV", "TLS_CERT_ENV", "TLS_KEY_ENV", "client_ssl_context", "connect",
+           "connect_once", "ssl_context_from_env"]
 
 TLS_CA_ENV = "LIENTHONG_TLS_CA"
 TLS_CERT_ENV = "LIENTHONG_TLS_CERT"
@@ -53,3 +57,15 @@ def ssl_context_from_env(environ: Mapping[str, str] | None = None) -> ssl.SSLCon
     if not (ca or cert or key):
         return None
     return client_ssl_context(ca, cert, key)
+
+
+async def connect(url: str) -> AbstractRobustConnection:
+    """The hub's robust AMQP connection: TLS from ``LIENTHONG_TLS_*``, and failover between
+    the hosts of a multi-host URL (``amqp://u:p@h1:5672,h2:5672/vhost``; see
+    ``adapters.endpoints``)."""
+    return await connect_failover(url, ssl_context=ssl_context_from_env())
+
+
+async def connect_once(url: str) -> AbstractConnection:
+    """A short-lived connection (a CLI command, provisioning) to the first host answering."""
+    return await connect_first(url, ssl_context=ssl_context_from_env())

@@ -43,12 +43,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aio_pika
 import aiormq
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractQueue, ExchangeType
 
-from router.amqp import ssl_context_from_env
+from router import amqp
 
 if TYPE_CHECKING:  # routers import this module; only provisioning needs aiohttp
     from router.broker_admin import BrokerAdmin
@@ -188,7 +187,7 @@ async def delete_gateway_queues(channel: AbstractChannel, gateway_id: str) -> No
 
 async def apply(amqp_url: str, gateway_ids: list[str]) -> None:
     """Declare everything: the core and every gateway's queues (policies apart)."""
-    connection = await aio_pika.connect(amqp_url, ssl_context=ssl_context_from_env())
+    connection = await amqp.connect_once(amqp_url)
     async with connection:
         channel = await connection.channel()
         await declare_core(channel)

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 import aio_pika
 import asyncpg
 
-from router import topology
-from router.amqp import ssl_context_from_env
+from router import amqp, topology
 from router.broker_admin import BrokerAdmin
 from router.directory import registry as directory
 from router.directory.registry import GatewayCredentials
@@ -24,7 +23,7 @@ async def ensure_core(settings: Settings, admin: BrokerAdmin) -> None:
     so that every queue has its delivery limit from the moment it exists)."""
     await admin.put_vhost(settings.vhost)
     await topology.apply_policies(admin, settings.vhost, delivery_limit=settings.delivery_limit)
-    connection = await aio_pika.connect(settings.amqp_url, ssl_context=ssl_context_from_env())
+    connection = await amqp.connect_once(settings.amqp_url)
     async with connection:
         channel = await connection.channel()
         await topology.declare_core(channel)
@@ -42,7 +41,7 @@ async def provision_gateway(
     password: str | None = None,
     actor: str = "operator",
 ) -> GatewayCredentials:
-    connection = await aio_pika.connect(settings.amqp_url, ssl_context=ssl_context_from_env())
+    connection = await amqp.connect_once(settings.amqp_url)
     async with connection:
         channel = await connection.channel()
         await topology.declare_gateway(channel, gateway_id)
@@ -79,7 +78,7 @@ async def provision_gateways(
     """Provision many gateways at once (queues on a few channels in parallel, management
     API calls in parallel): the demo's and the benchmark's ~100 gateways in seconds."""
     sem = asyncio.Semaphore(concurrency)
-    connection = await aio_pika.connect(settings.amqp_url, ssl_context=ssl_context_from_env())
+    connection = await amqp.connect_once(settings.amqp_url)
     async with connection:
         # each channel serves one declaration at a time (a failed declaration closes it)
         free: asyncio.Queue[aio_pika.abc.AbstractChannel] = asyncio.Queue()

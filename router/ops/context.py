@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import cast
 
-import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aiohttp import web
 
+from router import amqp
 from router.broker_admin import BrokerAdmin
 from router.ops.auth import TokenStore
 from router.ops.queue_health import HealthThresholds, QueueSnapshot
@@ -61,7 +61,7 @@ class OpsContext:
         async with self._amqp_lock:
             if self._amqp is None or self._amqp.is_closed:
                 self._amqp = await asyncio.wait_for(
-                    aio_pika.connect_robust(self.settings.amqp_url), connect_timeout
+                    amqp.connect(self.settings.amqp_url), connect_timeout
                 )
                 self._channel = None
             if self._channel is None or self._channel.is_closed:

@@ -46,8 +46,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from router import metrics, topology
-from router.amqp import ssl_context_from_env
+from router import amqp, metrics, topology
 from router.outbox import events as notifications
 from router.outbox import publish as publishing
 from router.outbox.signing import load_signer
@@ -125,9 +124,7 @@ class RouterWorker:
         self._last_full = False
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._connection = await aio_pika.connect_robust(
-            self.settings.amqp_url, ssl_context=ssl_context_from_env()
-        )
+        self._connection = await amqp.connect(self.settings.amqp_url)
         async with self._connection:
             consume = await self._connection.channel()
             await consume.set_qos(prefetch_count=self.settings.batch_size * 2)
