@@ -8,11 +8,12 @@ the PostgreSQL DSN do, one URL with a host list::
 Credentials, virtual host and options are written once and shared by every host. A host
 without a port takes the scheme's default (5672, or 5671 for ``amqps``).
 
-aio-pika connects to one host only. :func:`connect_failover` connects to the first host
-that answers, trying them in the order written, and on a lost connection (or a failed
-reconnect) moves on to the next one, round the list, until the connection is closed on
-purpose. Channels, queues and consumers come back by themselves as with any robust
-connection. :func:`connect_first` is the same for short-lived, non-robust connections.
+aio-pika connects to one host only. :func:`connect_failover` starts at a host picked at
+random (so that the clients of a cluster spread over its nodes), tries the others in the
+order written when it does not answer, and on a lost connection (or a failed reconnect)
+moves on to the next one, round the list, until the connection is closed on purpose.
+Channels, queues and consumers come back by themselves as with any robust connection.
+:func:`connect_first` tries the hosts in order for short-lived, non-robust connections.
 
 This is the one implementation: the SDK uses it, and so does the hub (``router.amqp``).
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Sequence
 from ssl import SSLContext
 from typing import Any
@@ -122,12 +124,13 @@ async def connect_failover(
     reconnect_interval: float = RECONNECT_INTERVAL,
     **kwargs: Any,
 ) -> AbstractRobustConnection:
-    """A robust connection to the first endpoint of ``url`` that accepts it (each tried
-    once, in order); it fails over to the others when that one goes away. Raises the
-    last endpoint's error when none accepts."""
+    """A robust connection to an endpoint of ``url`` that accepts it (each tried once,
+    from one picked at random); it fails over to the others when that one goes away.
+    Raises the last endpoint's error when none accepts."""
     endpoints = amqp_endpoints(url)
     last: BaseException | None = None
-    for i in range(len(endpoints)):
+    start = random.randrange(len(endpoints))
+    for i in [(start + k) % len(endpoints) for k in range(len(endpoints))]:
         connection = FailoverConnection(
             endpoints[i], endpoints=endpoints, first=i, ssl_context=ssl_context,
             reconnect_interval=reconnect_interval, **kwargs,

@@ -16,6 +16,7 @@
 #   cluster.sh pg-primary          the Patroni member name of the current primary
 #   cluster.sh pg-kill NAME        kill -9 Patroni and PostgreSQL of member NAME (pg1|pg2)
 #   cluster.sh pg-start NAME       (re)start member NAME; it comes back as a standby
+#   cluster.sh pg-wait-sync [S]    wait (S seconds) for a primary with a synchronous standby
 #
 # Ports (override with the variables below): RabbitMQ AMQP 5681-5683, management
 # 15681-15683, Erlang distribution 25681-25683; PostgreSQL 5441/5442; Patroni REST
@@ -113,6 +114,8 @@ management.tcp.ip = 127.0.0.1
 management.tcp.port = $((MGMT_BASE + n))
 loopback_users = none
 cluster_partition_handling = pause_minority
+# new quorum queues spread their leaders over the nodes (not all on the declaring one)
+queue_leader_locator = balanced
 # a lost node's connections and queue replicas are noticed within seconds
 net_ticktime = 10
 heartbeat = 10
@@ -298,10 +301,15 @@ pg_primary() {
   return 1
 }
 
-pg_sync_standby() {  # true when the primary has a synchronous standby streaming
-  curl -fsS "http://127.0.0.1:${PATRONI_PORTS[0]}/cluster" 2>/dev/null \
-    | python3 -c 'import json,sys; m=json.load(sys.stdin)["members"]
-sys.exit(0 if any(x["role"] in ("sync_standby",) and x["state"] in ("streaming","running") for x in m) else 1)'
+pg_sync_standby() {  # true when there is a leader and a synchronous standby, both running
+  local port
+  for port in "${PATRONI_PORTS[@]}"; do
+    curl -fsS "http://127.0.0.1:$port/cluster" 2>/dev/null \
+      | python3 -c 'import json,sys; m=json.load(sys.stdin)["members"]
+ok = lambda r: any(x["role"] == r and x["state"] in ("streaming", "running") for x in m)
+sys.exit(0 if ok("leader") and ok("sync_standby") else 1)' && return 0
+  done
+  return 1
 }
 
 pg_up() {
@@ -382,5 +390,8 @@ case "$cmd" in
   pg-primary) pg_primary ;;
   pg-kill) pg_kill "${2:?pg1|pg2}" ;;
   pg-start) patroni_start "${2:?pg1|pg2}" ;;
-  *) sed -n '2,22p' "$0" >&2; exit 2 ;;
+  pg-wait-sync)
+    wait_for "${2:-120}" "sync standby" pg_sync_standby \
+      || die "no primary with a synchronous standby within ${2:-120} s" ;;
+  *) sed -n '2,19p' "$0" >&2; exit 2 ;;
 esac

@@ -82,6 +82,9 @@ def _transient(exc: BaseException) -> bool:
         | asyncpg.PostgresConnectionError
         | asyncpg.InterfaceError
         | asyncpg.exceptions.OperatorInterventionError
+        # a PostgreSQL failover: no host is the primary yet, or this one was just demoted
+        | asyncpg.exceptions.TargetServerAttributeNotMatched
+        | asyncpg.exceptions.ReadOnlySQLTransactionError
         | aiormq.exceptions.AMQPConnectionError
         | aiormq.exceptions.ChannelInvalidStateError
         | aiormq.exceptions.ChannelClosed,
