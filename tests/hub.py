@@ -62,6 +62,20 @@ def db_url(name: str, pg_url: str = PG_URL, query: str = "") -> str:
     return f"{pg_url}/{name}" + (f"?{query}" if query else "")
 
 
+async def _connect_new(url: str) -> asyncpg.Connection:
+    """Connect to a database just created. With several hosts the driver may ask a standby
+    first, which replays the CREATE DATABASE a moment after the primary committed it (a
+    synchronous standby has the WAL, not yet applied): wait for it rather than fail."""
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        try:
+            return await asyncpg.connect(url)
+        except asyncpg.InvalidCatalogNameError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
 async def create_template(pg_url: str = PG_URL, query: str = "") -> str:
     name = f"lt_test_{RUN_ID}_tmpl"
     conn = await asyncpg.connect(db_url("postgres", pg_url, query))
@@ -70,7 +84,7 @@ async def create_template(pg_url: str = PG_URL, query: str = "") -> str:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    conn = await asyncpg.connect(db_url(name, pg_url, query))
+    conn = await _connect_new(db_url(name, pg_url, query))
     try:
         await migrate.migrate(conn)
     finally:
@@ -182,6 +196,7 @@ async def throwaway_hub(
         batch_wait_ms=5,
     ).with_(**overrides)
     admin = BrokerAdmin(mgmt_url)
+    await (await _connect_new(settings.database_url)).close()
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=6)
     hub = Hub(settings=settings, pool=pool, admin=admin, amqp_hosts=amqp_hosts)
     try:
