@@ -31,6 +31,7 @@ class Settings:
     sweep_seconds: int = 30
     not_arrived_minutes: float = 15.0
     audit_anchor_seconds: float = 300.0
+    health_port: int = 0  # a router worker's /healthz and /readyz; 0: off
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -54,6 +55,7 @@ class Settings:
             audit_anchor_seconds=float(
                 os.environ.get("LIENTHONG_AUDIT_ANCHOR_SECONDS", d.audit_anchor_seconds)
             ),
+            health_port=_env_int("LIENTHONG_HEALTH_PORT", d.health_port),
         )
 
     def with_(self, **changes: object) -> Settings:

@@ -51,7 +51,7 @@ from router.outbox import events as notifications
 from router.outbox import publish as publishing
 from router.outbox.signing import load_signer
 from router.recovery import deadlines, parking
-from router.routing import faults
+from router.routing import faults, liveness
 from router.routing.batch import BatchPlan, BatchRouter, Copy, Incoming, OutgoingReceipt, derive_id
 from router.security import anchors, posture
 from router.settings import Settings
@@ -91,6 +91,12 @@ def _transient(exc: BaseException) -> bool:
     ) and not isinstance(exc, aiormq.exceptions.ChannelAccessRefused)
 
 
+def _endpoint(conn: AbstractRobustConnection | None) -> str | None:
+    """``host:port`` of the node a connection uses (or last used)."""
+    url = getattr(conn, "url", None)
+    return f"{url.host}:{url.port}" if url is not None else None
+
+
 @dataclass(slots=True)
 class BatchStats:
     messages: int = 0
@@ -125,6 +131,8 @@ class RouterWorker:
         self._hub_user = unquote(urlsplit(settings.amqp_url).username or "guest")
         self._signer = load_signer()  # None: receipts unsigned (a warning is logged)
         self._last_full = False
+        self._consuming = False
+        self._batches = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         self._connection = await amqp.connect(self.settings.amqp_url)
@@ -137,6 +145,7 @@ class RouterWorker:
             self._dead = await self._publish_channel.get_exchange(topology.DEAD)
             queue = await consume.get_queue(topology.ROUTER_IN)
             tag = await queue.consume(self._on_message)
+            self._consuming = True
             parking_channel = await self._connection.channel()
             await parking_channel.set_qos(prefetch_count=20)
             parking = await parking_channel.get_queue(topology.PARKING)
@@ -154,6 +163,7 @@ class RouterWorker:
                     batch = await self._next_batch(stop)
                     if not batch:
                         continue
+                    self._batches += 1
                     try:
                         await self._handle(batch)
                     except Exception as exc:
@@ -163,11 +173,25 @@ class RouterWorker:
                                 await m.nack(requeue=True)
                         await asyncio.sleep(0.5)
             finally:
+                self._consuming = False
                 sweeper.cancel()
                 anchoring.cancel()
                 with contextlib.suppress(Exception):
                     await queue.cancel(tag)
                 log.info("router.stopped", **self._stats_dict())
+
+    def health(self) -> dict[str, object]:
+        """What the liveness endpoint shows (``router.routing.liveness``)."""
+        conn = self._connection
+        connected = conn is not None and not conn.is_closed and conn.connected.is_set()
+        return {
+            "alive": True,  # answering at all: the loop runs (the endpoint stops with it)
+            "ready": connected and self._consuming,
+            "amqp": "connected" if connected else "reconnecting",
+            "endpoint": _endpoint(conn),
+            "batches": self._batches,
+            "pid": os.getpid(),
+        }
 
     def _stats_dict(self) -> dict[str, int]:
         s = self.stats
@@ -561,7 +585,12 @@ async def run_router(settings: Settings, *, stop: asyncio.Event | None = None) -
     # batch in flight (up to 40 ms measured, a large part of the p99 latency).
     gc.collect()
     gc.freeze()
+    worker = RouterWorker(settings, pool)
+    health = (await liveness.serve_liveness(worker, settings.health_port)
+              if settings.health_port else None)
     try:
-        await RouterWorker(settings, pool).run(stop)
+        await worker.run(stop)
     finally:
+        if health is not None:
+            await health.cleanup()
         await pool.close()

@@ -7,7 +7,6 @@ The "node" that goes away is a TCP relay in front of the real broker, closed mid
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 from urllib.parse import quote
 
@@ -16,48 +15,13 @@ from router.directory.registry import AgencyRow
 from tests.factory import edoc
 from tests.hub import AMQP_HOST, Hub
 from tests.polling import eventually
+from tests.relay import Relay
 
 
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-class Relay:
-    """A TCP relay 127.0.0.1:<port> -> the broker; ``close()`` drops every connection and
-    refuses new ones, as a killed node does."""
-
-    def __init__(self) -> None:
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: list[asyncio.StreamWriter] = []
-        self.connections = 0
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _serve(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        ur, uw = await asyncio.open_connection(AMQP_HOST, 5672)
-        self._writers += [w, uw]
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(Exception):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(r, uw), pipe(ur, w))
-
-    async def close(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for w in self._writers:
-            w.transport.abort()
-        await self._server.wait_closed()
 
 
 async def test_connect_skips_a_dead_endpoint(hub: Hub) -> None:
