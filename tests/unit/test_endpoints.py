@@ -39,3 +39,13 @@ def test_malformed_urls_are_refused_without_the_password(bad: str) -> None:
 
 def test_redact_masks_the_password_only() -> None:
     assert redact("amqp://gw:s3cret@h1:1,h2:2/v") == "amqp://gw:******@h1:1,h2:2/v"
+
+
+def test_a_gateways_url_keeps_every_host_of_the_hubs_url() -> None:
+    from router.cli.gateway import gateway_url
+    from router.settings import Settings
+
+    hub = Settings(amqp_url="amqp://hub:pw@rmq1:5672,rmq2:5672,rmq3/lienthong")
+    url = gateway_url(hub, "vpcp", "s3/cret")
+    assert url == "amqp://vpcp:s3%2Fcret@rmq1:5672,rmq2:5672,rmq3/lienthong"
+    assert len(amqp_endpoints(url)) == 3
