@@ -180,6 +180,15 @@ class BrokerAdmin:
         )
         return result
 
+    # cluster
+    async def running_nodes(self) -> list[str]:
+        rows: list[dict[str, Any]] = await self.request("GET", "/nodes?columns=name,running")
+        return sorted(str(r["name"]) for r in rows or [] if r.get("running"))
+
+    async def rebalance_queues(self) -> None:
+        """Ask the cluster to spread queue leaders evenly over its running nodes."""
+        await self.request("POST", "/rebalance/queues")
+
     async def overview(self) -> dict[str, Any]:
         result: dict[str, Any] = await self.request("GET", "/overview")
         return result

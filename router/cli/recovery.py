@@ -9,13 +9,13 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import aio_pika
 import asyncpg
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
+from router import amqp
 from router.cli._services import connect_db, fail, run_async
 from router.recovery import parking as parking_lib
 from router.recovery import redelivery
@@ -136,7 +136,7 @@ def parking_requeue(ids: tuple[uuid.UUID, ...], all_matching: bool, state: str,
 
     async def go(settings: Settings) -> None:
         conn = await connect_db(settings)
-        connection = await aio_pika.connect(settings.amqp_url)
+        connection = await amqp.connect_once(settings.amqp_url)
         try:
             chosen = list(ids)
             if all_matching:
@@ -229,7 +229,7 @@ def redeliver(states: tuple[str, ...], recipient: str | None, gateway: str | Non
                     return
                 if not yes and not click.confirm(f"Re-deliver {pv.total} deliveries?"):
                     return
-            connection = await aio_pika.connect_robust(settings.amqp_url)
+            connection = await amqp.connect(settings.amqp_url)
             async with connection:
                 channel = await connection.channel(publisher_confirms=True)
                 exchange = await channel.get_exchange(DELIVER)

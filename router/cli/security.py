@@ -423,20 +423,18 @@ def list_audit(since: str | None, actor: str | None, action: str | None, limit: 
 def publish_anchor_cmd() -> None:
     """Sign the chain's head with the hub key now and send it to every gateway (routers do
     it every LIENTHONG_AUDIT_ANCHOR_SECONDS). Prints the anchor."""
-    from router.amqp import ssl_context_from_env
+    from router import amqp
     from router.security.anchors import publish_anchor
     from router.topology import RECEIPTS
 
     signer = ReceiptSigner.from_file(_key_path(None))
 
     async def go(settings: Settings) -> Any:
-        import aio_pika
         import asyncpg
 
         pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=1)
         try:
-            connection = await aio_pika.connect(settings.amqp_url,
-                                                ssl_context=ssl_context_from_env())
+            connection = await amqp.connect_once(settings.amqp_url)
             async with connection:
                 channel = await connection.channel(publisher_confirms=True)
                 exchange = await channel.get_exchange(RECEIPTS, ensure=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from router import quorum
 from router import topology as topo
 from router.broker_admin import BrokerAdmin
 from router.cli._services import connect_db, run_async
@@ -37,5 +38,9 @@ def apply_cmd() -> None:
         click.echo(f"topology applied in vhost {settings.vhost!r}: core + {len(ids)} gateways; "
                    f"delivery limit of {topo.ROUTER_IN}: {settings.delivery_limit} "
                    f"(policy lt-router-in)")
+        async with BrokerAdmin(settings.management_url) as admin:
+            report = await quorum.check(admin, settings.vhost)
+        for line in report.lines(settings.vhost):
+            click.echo(f"cluster: {line}")
 
     run_async(go)

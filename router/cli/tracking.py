@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from router import amqp
 from router.cli._services import connect_db, fail, run_async
 from router.recovery import deadlines as deadlines_lib
 from router.reporting import statistics, tracking
@@ -186,13 +187,12 @@ def deadlines(not_arrived_after: float, watch: float | None) -> None:
     (Routers also sweep by themselves every LIENTHONG_SWEEP_SECONDS.)"""
 
     async def go(settings: Settings) -> None:
-        import aio_pika
 
         from router import topology
         from router.outbox import publish as publishing
 
         conn = await connect_db(settings)
-        connection = await aio_pika.connect(settings.amqp_url)
+        connection = await amqp.connect_once(settings.amqp_url)
         try:
             async with connection:
                 channel = await connection.channel(publisher_confirms=True)
