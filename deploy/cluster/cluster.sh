@@ -13,6 +13,7 @@
 #   cluster.sh rabbit-kill N       kill -9 RabbitMQ node N (1..3)
 #   cluster.sh rabbit-stop N       stop RabbitMQ node N cleanly
 #   cluster.sh rabbit-start N      (re)start RabbitMQ node N; it rejoins by itself
+#   cluster.sh rabbit-check-conf F validate rabbitmq.conf F against RabbitMQ's own schemas
 #   cluster.sh pg-primary          the Patroni member name of the current primary
 #   cluster.sh pg-kill NAME        kill -9 Patroni and PostgreSQL of member NAME (pg1|pg2)
 #   cluster.sh pg-start NAME       (re)start member NAME; it comes back as a standby
@@ -387,11 +388,20 @@ case "$cmd" in
   rabbit-kill) rmq_kill "${2:?node 1..3}" ;;
   rabbit-stop) rmq_stop "${2:?node 1..3}" ;;
   rabbit-start) rmq_start "${2:?node 1..3}" ;;
+  rabbit-check-conf)  # validate a rabbitmq.conf against node 1's schemas (cuttlefish)
+    conf=$(readlink -f "${2:?a rabbitmq.conf}")
+    out=$(ctl 1 -q eval "
+      Conf = cuttlefish_conf:files([\"$conf\"]),
+      Schema = cuttlefish_schema:files(filelib:wildcard(
+        code:lib_dir(rabbit) ++ \"/../*/priv/schema/*.schema\")),
+      case cuttlefish_generator:map(Schema, Conf) of
+        {error, Phase, Errors} -> {error, Phase, Errors}; L when is_list(L) -> ok end." 2>&1)
+    [ "$(printf '%s' "$out" | tail -n 1)" = ok ] || { printf '%s\n' "$out" >&2; exit 1; } ;;
   pg-primary) pg_primary ;;
   pg-kill) pg_kill "${2:?pg1|pg2}" ;;
   pg-start) patroni_start "${2:?pg1|pg2}" ;;
   pg-wait-sync)
     wait_for "${2:-120}" "sync standby" pg_sync_standby \
       || die "no primary with a synchronous standby within ${2:-120} s" ;;
-  *) sed -n '2,19p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,20p' "$0" >&2; exit 2 ;;
 esac
