@@ -47,7 +47,7 @@ cluster: ## a 3-node RabbitMQ cluster + PostgreSQL primary/sync standby (Patroni
 cluster-down: ## stop the local cluster and remove everything it made
 	@bash deploy/cluster/cluster.sh down
 
-cluster-test: $(STAMP) cluster ## kill cluster nodes under load: nothing lost, routing resumes
+cluster-test: $(STAMP) ## kill cluster nodes under load (starts the cluster when it is not up)
 	$(BIN)/pytest tests/cluster -p no:randomly -s
 
 clean:

@@ -127,7 +127,7 @@ EOF
 
 rmq_running() { ctl "$1" -q await_startup --timeout 1 >/dev/null 2>&1; }
 
-rmq_start() {
+rmq_launch() {  # start node N in the background unless it runs already
   local n=$1
   if rmq_running "$n"; then return 0; fi
   if pid_alive "$DIR/rabbit/$n/pid"; then
@@ -143,13 +143,18 @@ rmq_start() {
         ERL_EPMD_ADDRESS=127.0.0.1 \
         "$RMQ_BIN/rabbitmq-server" -detached >>"$DIR/rabbit/$n/log/start.out" 2>&1) || true
   fi
-  local deadline=$((SECONDS + 180))
+}
+
+rmq_wait() {  # wait until node N answers
+  local n=$1 deadline=$((SECONDS + 180))
   until ctl "$n" -q await_startup --timeout 5 >/dev/null 2>&1; do
     [ $SECONDS -lt $deadline ] || { tail -n 20 "$DIR/rabbit/$n/log/"*.log >&2 || true;
                                     die "RabbitMQ node $n did not start in 3 minutes"; }
     sleep 1
   done
 }
+
+rmq_start() { rmq_launch "$1"; rmq_wait "$1"; }
 
 rmq_join() {
   local n=$1 seed
@@ -167,7 +172,8 @@ rmq_join() {
 rmq_up() {
   rmq_configure
   local n
-  for n in 1 2 3; do rmq_start "$n"; done
+  for n in 1 2 3; do rmq_launch "$n"; done   # the three boot in parallel
+  for n in 1 2 3; do rmq_wait "$n"; done
   for n in 2 3; do rmq_join "$n"; done
   local running
   running=$(ctl 1 -q eval 'length(rabbit_nodes:all_running()).' 2>/dev/null | tr -dc 0-9)
