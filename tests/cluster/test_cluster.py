@@ -134,8 +134,10 @@ async def test_kill_the_node_leading_the_routers_queue(cluster_hub: Hub,
         print(f"  kill -9 node {node}, leader of {topology.ROUTER_IN}, holding "
               f"{await _connections_on(cluster_hub, node)} connections", flush=True)
         await asyncio.to_thread(cluster.run, "rabbit-kill", str(node))
-        await _until_progress(counts, 100, timeout=60)  # routing goes on without it
-        await asyncio.to_thread(cluster.run, "rabbit-start", str(node))
+        try:
+            await _until_progress(counts, 100, timeout=60)  # routing goes on without it
+        finally:
+            await asyncio.to_thread(cluster.run, "rabbit-start", str(node))
 
     _assert_goal(await _run(cluster_hub, "kill -9 lt.router.in leader", fault))
 
@@ -148,8 +150,10 @@ async def test_stop_the_node_leading_most_inboxes(cluster_hub: Hub, cluster: Clu
         print(f"  stop node {node}, leader of {n} of {len(harness.RECIPIENTS)} inboxes, holding "
               f"{await _connections_on(cluster_hub, node)} connections", flush=True)
         await asyncio.to_thread(cluster.run, "rabbit-stop", str(node))
-        await _until_progress(counts, 100, timeout=60)
-        await asyncio.to_thread(cluster.run, "rabbit-start", str(node))
+        try:
+            await _until_progress(counts, 100, timeout=60)
+        finally:
+            await asyncio.to_thread(cluster.run, "rabbit-start", str(node))
 
     _assert_goal(await _run(cluster_hub, "stop the inbox-leading node", fault))
 
@@ -159,8 +163,10 @@ async def test_kill_the_postgresql_primary(cluster_hub: Hub, cluster: Cluster) -
         primary = await asyncio.to_thread(cluster.run, "pg-primary")
         print(f"  kill -9 PostgreSQL primary {primary}", flush=True)
         await asyncio.to_thread(cluster.run, "pg-kill", primary)
-        await _until_progress(counts, 100, timeout=60)  # the standby took over
-        await asyncio.to_thread(cluster.run, "pg-start", primary)
+        try:
+            await _until_progress(counts, 100, timeout=60)  # the standby took over
+        finally:
+            await asyncio.to_thread(cluster.run, "pg-start", primary)
 
     report = await _run(cluster_hub, "kill -9 PostgreSQL primary", fault)
     # the old primary is back as the synchronous standby before the next test
