@@ -31,7 +31,7 @@ import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import unquote, urlsplit
 
@@ -95,6 +95,14 @@ def _endpoint(conn: AbstractRobustConnection | None) -> str | None:
     """``host:port`` of the node a connection uses (or last used)."""
     url = getattr(conn, "url", None)
     return f"{url.host}:{url.port}" if url is not None else None
+
+
+@dataclass(slots=True)
+class _SuspectProgress:
+    """How far the handling of one batch of suspects got (kept across outage retries)."""
+
+    attempts: dict[int, int] = field(default_factory=dict)  # id(message) -> attempts
+    settled: set[int] = field(default_factory=set)  # id(message): acked, nacked or parked
 
 
 @dataclass(slots=True)
@@ -286,10 +294,23 @@ class RouterWorker:
 
     # batches ---------------------------------------------------------------------------
     async def _handle(self, messages: list[AbstractIncomingMessage]) -> None:
+        # deliveries of a channel closed since (its node went away, the connection failed
+        # over) are void: the broker has put them back and delivers them again on the new
+        # channel. Routing them now would count a second attempt for each (parking healthy
+        # packages after a few node failures) and their acks would fail.
+        live = [m for m in messages if not m.channel.is_closed]
+        if len(live) < len(messages):
+            log.info("router.stale_deliveries_dropped", count=len(messages) - len(live))
+        messages = live
         fresh = [m for m in messages if not m.redelivered]
         suspects = [m for m in messages if m.redelivered]
         if suspects:
-            await self._outlasting_outages(self._handle_suspects, suspects)
+            progress = _SuspectProgress()
+
+            async def handle_suspects(msgs: list[AbstractIncomingMessage]) -> None:
+                await self._handle_suspects(msgs, progress)
+
+            await self._outlasting_outages(handle_suspects, suspects)
         if fresh:
             try:
                 await self._outlasting_outages(self._route_and_publish, fresh)
@@ -333,15 +354,25 @@ class RouterWorker:
             else:
                 return
 
-    async def _handle_suspects(self, suspects: list[AbstractIncomingMessage]) -> None:
+    async def _handle_suspects(self, all_suspects: list[AbstractIncomingMessage],
+                               progress: _SuspectProgress) -> None:
+        """Route redelivered messages carefully. Run again after an outage (``progress``
+        kept): an attempt is recorded once per delivery, and what was settled stays so."""
+        suspects = [m for m in all_suspects if id(m) not in progress.settled]
         incoming = [self._incoming(m) for m in suspects]
-        attempts = await self._record_attempts(incoming)
+        unrecorded = [i for i, m in enumerate(suspects) if id(m) not in progress.attempts]
+        if unrecorded:
+            counts = await self._record_attempts([incoming[i] for i in unrecorded])
+            for i, n in zip(unrecorded, counts, strict=True):
+                progress.attempts[id(suspects[i])] = n
+        attempts = [progress.attempts[id(m)] for m in suspects]
         # those already tried alone too often are parked; the rest go in small groups
         groups: list[list[int]] = []
         small: list[int] = []
         for i, n in enumerate(attempts):
             if n > PARK_AFTER:
                 await self._park(suspects[i], incoming[i], "failed repeatedly")
+                progress.settled.add(id(suspects[i]))
                 continue
             if n >= 2:
                 groups.append([i])
@@ -359,9 +390,11 @@ class RouterWorker:
                 await self._note_error([incoming[i] for i in group], repr(exc))
                 for m in msgs:
                     await m.nack(requeue=True)
+                progress.settled.update(id(m) for m in msgs)
                 continue
             for m in msgs:
                 await m.ack()
+            progress.settled.update(id(m) for m in msgs)
             await self._clear_attempts([incoming[i] for i in group])
 
     async def _route_and_publish(self, messages: Sequence[AbstractIncomingMessage]) -> None:
@@ -475,14 +508,17 @@ class RouterWorker:
 
     # suspects and parking --------------------------------------------------------------
     async def _record_attempts(self, incoming: list[Incoming]) -> list[int]:
+        # one attempt per message even when a batch holds two deliveries of it (ON
+        # CONFLICT cannot update one row twice in a statement)
+        keys = list(dict.fromkeys((m.sha256, self._attempt_key(m)) for m in incoming))
         rows = await self.pool.fetch(
             """INSERT INTO processing_attempts AS p (content_sha256, message_id, attempts)
                SELECT s, m, 1 FROM unnest($1::bytea[], $2::text[]) AS u(s, m)
                ON CONFLICT (content_sha256, message_id)
                DO UPDATE SET attempts = p.attempts + 1, updated_at = now()
                RETURNING content_sha256, message_id, attempts""",
-            [m.sha256 for m in incoming],
-            [self._attempt_key(m) for m in incoming],
+            [k[0] for k in keys],
+            [k[1] for k in keys],
         )
         by_key = {(bytes(r["content_sha256"]), r["message_id"]): r["attempts"] for r in rows}
         return [by_key[(m.sha256, self._attempt_key(m))] for m in incoming]
