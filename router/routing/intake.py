@@ -300,7 +300,7 @@ class RouterWorker:
         # packages after a few node failures) and their acks would fail.
         live = [m for m in messages if not m.channel.is_closed]
         if len(live) < len(messages):
-            log.info("router.stale_deliveries_dropped", count=len(messages) - len(live))
+            log.warning("router.stale_deliveries_dropped", count=len(messages) - len(live))
         messages = live
         fresh = [m for m in messages if not m.redelivered]
         suspects = [m for m in messages if m.redelivered]
