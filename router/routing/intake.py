@@ -310,7 +310,17 @@ class RouterWorker:
             async def handle_suspects(msgs: list[AbstractIncomingMessage]) -> None:
                 await self._handle_suspects(msgs, progress)
 
-            await self._outlasting_outages(handle_suspects, suspects)
+            try:
+                await self._outlasting_outages(handle_suspects, suspects)
+            except BaseException:
+                if suspects[0].channel.is_closed:
+                    # the broker took them back (a node failed, the connection moved):
+                    # not their fault, so the attempts this pass recorded do not count
+                    unsettled = [m for m in suspects if id(m) in progress.attempts
+                                 and id(m) not in progress.settled]
+                    with contextlib.suppress(Exception):
+                        await self._forget_attempts([self._incoming(m) for m in unsettled])
+                raise
         if fresh:
             try:
                 await self._outlasting_outages(self._route_and_publish, fresh)
@@ -447,8 +457,14 @@ class RouterWorker:
         raw = (m.headers or {}).get("lt-sent-at")
         if isinstance(raw, int | float):
             sent_at = float(raw)
-        # only RabbitMQ's direct reply-to addresses: never a queue name a sender chose
-        reply_to = m.reply_to if (m.reply_to or "").startswith(DIRECT_REPLY_PREFIX) else None
+        # only RabbitMQ's direct reply-to addresses: never a queue name a sender chose; and
+        # not for a redelivered message: its sender may have been on a node that has died
+        # since, and RabbitMQ 3.10 answers a reply to such an address by closing the
+        # router's whole connection (INTERNAL_ERROR), again at every redelivery, until the
+        # healthy package is parked. The receipt still reaches the sender through its
+        # gateway's receipts queue, which the SDK reads too.
+        reply_to = (m.reply_to if (m.reply_to or "").startswith(DIRECT_REPLY_PREFIX)
+                    and not m.redelivered else None)
         return Incoming(
             reply_to=reply_to,
             sent_at=sent_at,
@@ -526,6 +542,20 @@ class RouterWorker:
     @staticmethod
     def _attempt_key(m: Incoming) -> str:
         return f"{m.amqp_user}|{m.message_id}"
+
+    async def _forget_attempts(self, incoming: list[Incoming]) -> None:
+        if not incoming:
+            return
+        keys = list(dict.fromkeys((m.sha256, self._attempt_key(m)) for m in incoming))
+        await self.pool.execute(
+            """UPDATE processing_attempts p SET attempts = p.attempts - 1
+               FROM unnest($1::bytea[], $2::text[]) AS u(s, m)
+               WHERE p.content_sha256 = u.s AND p.message_id = u.m AND p.attempts > 0""",
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+        )
+        log.warning("router.attempts_forgotten", count=len(keys),
+                    why="the broker took the deliveries back")
 
     async def _note_error(self, incoming: list[Incoming], error: str) -> None:
         await self.pool.execute(
