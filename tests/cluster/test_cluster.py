@@ -94,6 +94,14 @@ async def _run(hub: Hub, label: str, fault: Callable[[Counts], object]) -> dict[
         recipients = [asyncio.create_task(harness.consume(hub, gid, seen, stop))
                       for gid in harness.RECIPIENTS]
         producer = asyncio.create_task(harness.produce(hub, LOAD, counts))
+
+        async def progress() -> None:
+            while True:
+                await asyncio.sleep(5)
+                print(f"  [{label}] sent={counts.sent} accepted={counts.accepted} "
+                      f"retries={counts.send_retries} delivered={len(seen.pairs)}", flush=True)
+
+        ticker = asyncio.create_task(progress())
         watch = Stopwatch(counts)
         watcher = asyncio.create_task(watch.watch(lambda: not producer.done()))
         started = time.monotonic()
@@ -107,6 +115,7 @@ async def _run(hub: Hub, label: str, fault: Callable[[Counts], object]) -> dict[
         await eventually(lambda: _settled(hub), timeout=60, interval=0.5,
                          what="router and inbox queues empty")
     finally:
+        ticker.cancel()
         stop.set()
         await asyncio.gather(*recipients, return_exceptions=True)
         procs.stop()
@@ -135,7 +144,7 @@ async def test_kill_the_node_leading_the_routers_queue(cluster_hub: Hub,
               f"{await _connections_on(cluster_hub, node)} connections", flush=True)
         await asyncio.to_thread(cluster.run, "rabbit-kill", str(node))
         try:
-            await _until_progress(counts, 100, timeout=60)  # routing goes on without it
+            await _until_progress(counts, 100, timeout=90)  # routing goes on without it
         finally:
             await asyncio.to_thread(cluster.run, "rabbit-start", str(node))
 
@@ -151,7 +160,7 @@ async def test_stop_the_node_leading_most_inboxes(cluster_hub: Hub, cluster: Clu
               f"{await _connections_on(cluster_hub, node)} connections", flush=True)
         await asyncio.to_thread(cluster.run, "rabbit-stop", str(node))
         try:
-            await _until_progress(counts, 100, timeout=60)
+            await _until_progress(counts, 100, timeout=90)
         finally:
             await asyncio.to_thread(cluster.run, "rabbit-start", str(node))
 
@@ -164,7 +173,7 @@ async def test_kill_the_postgresql_primary(cluster_hub: Hub, cluster: Cluster) -
         print(f"  kill -9 PostgreSQL primary {primary}", flush=True)
         await asyncio.to_thread(cluster.run, "pg-kill", primary)
         try:
-            await _until_progress(counts, 100, timeout=60)  # the standby took over
+            await _until_progress(counts, 100, timeout=90)  # the standby took over
         finally:
             await asyncio.to_thread(cluster.run, "pg-start", primary)
 
