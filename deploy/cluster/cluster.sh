@@ -352,7 +352,12 @@ down() {
   done
   for name in pg1 pg2; do pg_kill "$name" >/dev/null 2>&1 || true; done
   pid_alive "$DIR/etcd/pid" && kill "$(cat "$DIR/etcd/pid")" 2>/dev/null || true
-  # nothing of ours may survive: wait for the ports to be free before removing the folder
+  # nothing of ours may survive: Erlang processes run with HOME in our folder (a node may
+  # still be shutting down after `stop`); wait for them, then kill what is left, by pid
+  local pids
+  wait_for 30 "nodes gone" bash -c "! pgrep -f -- '-home $COOKIE_HOME' >/dev/null" || true
+  pids=$(pgrep -f -- "-home $COOKIE_HOME" || true)
+  [ -z "$pids" ] || kill -9 $pids 2>/dev/null || true
   for n in 1 2 3; do wait_for 30 port port_free $((AMQP_BASE + n)) || true; done
   wait_for 10 port port_free "$ETCD_CLIENT" || true
   rm -rf "$DIR"
