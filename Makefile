@@ -8,7 +8,8 @@ export LIENTHONG_AMQP_URL       ?= amqp://guest:guest@127.0.0.1:5672/lienthong
 export LIENTHONG_DATABASE_URL   ?= postgresql://postgres@127.0.0.1:5432/lienthong
 export LIENTHONG_MANAGEMENT_URL ?= http://guest:guest@127.0.0.1:15672
 
-.PHONY: setup services demo test test-unit test-integration lint bench bench-codec sdk-wheel clean
+.PHONY: setup services demo test test-unit test-integration lint bench bench-codec sdk-wheel clean \
+        cluster cluster-down cluster-test
 
 AXE    := tests/browser/node_modules/axe-core/axe.min.js
 
@@ -50,6 +51,15 @@ bench-codec: $(STAMP) ## parse + validate time per package size
 
 sdk-wheel: $(STAMP) ## the gateway SDK's wheel (lienthong-gateway) in dist/, offline
 	$(BIN)/pip wheel -q --no-deps --no-build-isolation --no-index -w dist ./sdk
+
+cluster: ## a 3-node RabbitMQ cluster + PostgreSQL primary/sync standby (Patroni, etcd), local
+	@bash deploy/cluster/cluster.sh up
+
+cluster-down: ## stop the local cluster and remove everything it made
+	@bash deploy/cluster/cluster.sh down
+
+cluster-test: $(STAMP) ## kill cluster nodes under load (starts the cluster when it is not up)
+	$(BIN)/pytest tests/cluster -p no:randomly -s
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks

@@ -48,6 +48,7 @@ from aio_pika.abc import (
 )
 
 from adapters import wire
+from adapters.endpoints import connect_failover
 from adapters.errors import (
     NotConnected,
     PublishRefused,
@@ -255,7 +256,9 @@ class GatewayClient:
 
     async def connect(self) -> None:
         wire.install()  # a frame with non-UTF-8 text must not kill this connection
-        self._connection = await aio_pika.connect_robust(
+        # several hosts in the URL (amqp://u:p@h1,h2/vhost): tried in turn on connect and
+        # on loss (adapters.endpoints)
+        self._connection = await connect_failover(
             self.amqp_url,
             ssl_context=self.tls,
             client_properties={"connection_name": self.connection_name},

@@ -33,10 +33,10 @@ import ssl
 from typing import Literal, overload
 from urllib.parse import unquote, urlsplit
 
-import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 
 from adapters import wire
+from adapters.endpoints import connect_failover, connect_first
 from adapters.tls import tls_context
 from router.settings import Settings
 
@@ -90,9 +90,13 @@ async def connect(
 
     ``role`` names the connection in RabbitMQ (``lienthong <role> <pid>``). ``robust``
     connections reconnect and restore their channels by themselves (long-running
-    processes); plain ones are for a command that does one thing and ends.
+    processes); plain ones are for a command that does one thing and ends. Several hosts in the
+    URL: tried in turn on connect and on loss.
     """
-    opener = aio_pika.connect_robust if robust else aio_pika.connect
+    # one URL may name several hosts (amqp://u:p@h1:5672,h2:5672/vhost): a robust
+    # connection fails over between them, a plain one takes the first that answers
+    # (adapters.endpoints)
+    opener = connect_failover if robust else connect_first
     return await opener(
         settings.amqp_url,
         ssl_context=ssl_context(settings),

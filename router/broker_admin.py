@@ -27,7 +27,9 @@ def _q(part: str) -> str:
 class BrokerAdmin:
     """``async with BrokerAdmin(url) as admin: await admin.put_vhost("lienthong")``.
 
-    ``url`` is ``http://user:password@host:15672``.
+    ``url`` is ``http://user:password@host:15672``, or with several hosts (the nodes of a
+    cluster) ``http://user:password@rmq1:15672,rmq2:15672``: a request goes to the host
+    that answered last and moves on to the next when that one cannot be reached.
     """
 
     def __init__(self, url: str, *, timeout: float = 10.0) -> None:
@@ -37,10 +39,10 @@ class BrokerAdmin:
                 unquote(parts.username or "guest"), unquote(parts.password or "guest")
             )
         }
-        netloc = parts.hostname or "127.0.0.1"
-        if parts.port:
-            netloc = f"{netloc}:{parts.port}"
-        self._base = urlunsplit((parts.scheme or "http", netloc, "/api", "", ""))
+        hosts = [h.strip() for h in parts.netloc.rpartition("@")[2].split(",") if h.strip()]
+        self._bases = [urlunsplit((parts.scheme or "http", host, "/api", "", ""))
+                       for host in hosts or ["127.0.0.1"]]
+        self._current = 0
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
@@ -66,19 +68,25 @@ class BrokerAdmin:
     ) -> Any:
         if self._session is None:
             self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
-        url = f"{self._base}{path}"
-        try:
-            async with self._session.request(method, url, json=body) as resp:
-                text = await resp.text()
-                if resp.status == 404 and ok_missing:
-                    return None
-                if resp.status >= 400:
-                    raise BrokerAdminError(method, path, resp.status, text)
-                if not text:
-                    return None
-                return await resp.json(content_type=None)
-        except aiohttp.ClientError as exc:
-            raise BrokerAdminError(method, path, 0, str(exc)) from exc
+        for tried in range(len(self._bases)):
+            url = f"{self._bases[self._current]}{path}"
+            try:
+                async with self._session.request(method, url, json=body) as resp:
+                    text = await resp.text()
+                    if resp.status == 404 and ok_missing:
+                        return None
+                    if resp.status >= 400:
+                        raise BrokerAdminError(method, path, resp.status, text)
+                    if not text:
+                        return None
+                    return await resp.json(content_type=None)
+            except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+                if tried + 1 == len(self._bases):  # no node answers
+                    raise BrokerAdminError(method, path, 0, repr(exc)) from exc
+                self._current = (self._current + 1) % len(self._bases)
+            except aiohttp.ClientError as exc:
+                raise BrokerAdminError(method, path, 0, str(exc)) from exc
+        raise BrokerAdminError(method, path, 0, "no management host")
 
     # vhosts
     async def put_vhost(self, vhost: str, *, default_queue_type: str = "quorum") -> None:
@@ -171,6 +179,15 @@ class BrokerAdmin:
             "GET", f"/queues/{_q(vhost)}/{_q(name)}", ok_missing=True
         )
         return result
+
+    # cluster
+    async def running_nodes(self) -> list[str]:
+        rows: list[dict[str, Any]] = await self.request("GET", "/nodes?columns=name,running")
+        return sorted(str(r["name"]) for r in rows or [] if r.get("running"))
+
+    async def rebalance_queues(self) -> None:
+        """Ask the cluster to spread queue leaders evenly over its running nodes."""
+        await self.request("POST", "/rebalance/queues")
 
     async def overview(self) -> dict[str, Any]:
         result: dict[str, Any] = await self.request("GET", "/overview")

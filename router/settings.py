@@ -191,6 +191,11 @@ class Settings:
         "LIENTHONG_LOG_LEVEL", "INFO",
         "structlog JSON lines on stdout: DEBUG, INFO, WARNING, ERROR or CRITICAL (anything "
         "else is refused)", kind="level")
+    health_port: int | None = _var(
+        "LIENTHONG_HEALTH_PORT", None,
+        "routers serve /healthz and /readyz (liveness, readiness): worker i of "
+        "`lienthong router -n N` on port + i; `off` or unset: none", kind="port", low=1,
+        high=65_535)
     metrics_port: int | None = _var(
         "LIENTHONG_METRICS_PORT", None,
         "routers serve Prometheus metrics: `lienthong router -n N` gives worker i (0..N-1) "

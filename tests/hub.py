@@ -57,15 +57,34 @@ def require_services() -> None:
 RUN_ID = uuid.uuid4().hex[:8]
 
 
-async def create_template() -> str:
+def db_url(name: str, pg_url: str = PG_URL, query: str = "") -> str:
+    """``pg_url`` (no path; may list several hosts) + ``/name`` (+ ``?query``)."""
+    return f"{pg_url}/{name}" + (f"?{query}" if query else "")
+
+
+async def _connect_new(url: str) -> asyncpg.Connection:
+    """Connect to a database just created. With several hosts the driver may ask a standby
+    first, which replays the CREATE DATABASE a moment after the primary committed it (a
+    synchronous standby has the WAL, not yet applied): wait for it rather than fail."""
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        try:
+            return await asyncpg.connect(url)
+        except asyncpg.InvalidCatalogNameError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+async def create_template(pg_url: str = PG_URL, query: str = "") -> str:
     name = f"lt_test_{RUN_ID}_tmpl"
-    conn = await asyncpg.connect(f"{PG_URL}/postgres")
+    conn = await asyncpg.connect(db_url("postgres", pg_url, query))
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    conn = await asyncpg.connect(f"{PG_URL}/{name}")
+    conn = await _connect_new(db_url(name, pg_url, query))
     try:
         await migrate.migrate(conn)
     finally:
@@ -73,8 +92,8 @@ async def create_template() -> str:
     return name
 
 
-async def drop_database(name: str) -> None:
-    conn = await asyncpg.connect(f"{PG_URL}/postgres")
+async def drop_database(name: str, pg_url: str = PG_URL, query: str = "") -> None:
+    conn = await asyncpg.connect(db_url("postgres", pg_url, query))
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
@@ -88,6 +107,7 @@ class Hub:
     settings: Settings
     pool: asyncpg.Pool
     admin: BrokerAdmin
+    amqp_hosts: str = f"{AMQP_HOST}:5672"  # host:port[,host:port...] gateways connect to
     credentials: dict[str, GatewayCredentials] = field(default_factory=dict)
     _workers: list[tuple[asyncio.Task[None], asyncio.Event, RouterWorker]] = field(
         default_factory=list
@@ -115,7 +135,7 @@ class Hub:
 
     def gateway_url(self, gateway_id: str) -> str:
         c = self.credentials[gateway_id]
-        return (f"amqp://{quote(c.user, safe='')}:{quote(c.password, safe='')}@{AMQP_HOST}:5672/"
+        return (f"amqp://{quote(c.user, safe='')}:{quote(c.password, safe='')}@{self.amqp_hosts}/"
                 f"{quote(self.settings.vhost, safe='')}")
 
     def client(self, gateway_id: str, **kw: object) -> GatewayClient:
@@ -154,25 +174,31 @@ _counter = 0
 
 
 @contextlib.asynccontextmanager
-async def throwaway_hub(template: str, **overrides: object) -> AsyncIterator[Hub]:
+async def throwaway_hub(
+    template: str, *, amqp_hosts: str = f"{AMQP_HOST}:5672", pg_url: str = PG_URL,
+    pg_query: str = "", mgmt_url: str = MGMT_URL, **overrides: object,
+) -> AsyncIterator[Hub]:
+    """A hub on the default services, or on others (the cluster tests: several AMQP hosts,
+    a multi-host PostgreSQL URL with ``pg_query="target_session_attrs=read-write"``)."""
     global _counter
     _counter += 1
     name = f"lt_test_{RUN_ID}_{_counter}"
-    conn = await asyncpg.connect(f"{PG_URL}/postgres")
+    conn = await asyncpg.connect(db_url("postgres", pg_url, pg_query))
     try:
         await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     finally:
         await conn.close()
     settings = Settings(
-        amqp_url=f"amqp://guest:guest@{AMQP_HOST}:5672/{quote(name, safe='')}",
-        database_url=f"{PG_URL}/{name}",
-        management_url=MGMT_URL,
+        amqp_url=f"amqp://guest:guest@{amqp_hosts}/{quote(name, safe='')}",
+        database_url=db_url(name, pg_url, pg_query),
+        management_url=mgmt_url,
         amqp_user_prefix=f"{name}.",
         batch_wait_ms=5,
     ).with_(**overrides)
-    admin = BrokerAdmin(MGMT_URL)
+    admin = BrokerAdmin(mgmt_url)
+    await (await _connect_new(settings.database_url)).close()
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=6)
-    hub = Hub(settings=settings, pool=pool, admin=admin)
+    hub = Hub(settings=settings, pool=pool, admin=admin, amqp_hosts=amqp_hosts)
     try:
         await admin.put_vhost(name)
         await admin.set_permissions(name, "guest", configure=".*", write=".*", read=".*")
@@ -183,7 +209,7 @@ async def throwaway_hub(template: str, **overrides: object) -> AsyncIterator[Hub
         await pool.close()
         await _retrying(lambda: _remove_broker_side(admin, name, hub))
         await admin.close()
-        await _retrying(lambda: drop_database(name))
+        await _retrying(lambda: drop_database(name, pg_url, pg_query))
 
 
 async def _remove_broker_side(admin: BrokerAdmin, vhost: str, hub: Hub) -> None:
@@ -209,9 +235,9 @@ async def _retrying(step: Callable[[], Awaitable[None]], seconds: float = 90.0) 
 async def queue_depth(hub: Hub, name: str) -> int:
     """Messages ready in a queue, read from the broker itself (the management API's
     numbers lag by seconds)."""
-    import aio_pika
+    from adapters.endpoints import connect_first
 
-    connection = await aio_pika.connect(hub.settings.amqp_url)
+    connection = await connect_first(hub.settings.amqp_url)
     async with connection:
         channel = await connection.channel()
         q = await channel.declare_queue(name, passive=True)
@@ -220,9 +246,9 @@ async def queue_depth(hub: Hub, name: str) -> int:
 
 async def consumers(hub: Hub, name: str) -> int:
     """Consumers of a queue, read from the broker itself."""
-    import aio_pika
+    from adapters.endpoints import connect_first
 
-    connection = await aio_pika.connect(hub.settings.amqp_url)
+    connection = await connect_first(hub.settings.amqp_url)
     async with connection:
         channel = await connection.channel()
         q = await channel.declare_queue(name, passive=True)

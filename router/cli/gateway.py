@@ -22,11 +22,9 @@ from schemas import EdocPackage, PackageRejected
 def gateway_url(settings: Settings, gateway_id: str, password: str) -> str:
     """The hub's AMQP URL, logged in as the gateway (its user name as provisioned)."""
     parts = urlsplit(settings.amqp_url)
-    host = parts.hostname or "127.0.0.1"
+    hosts = parts.netloc.rpartition("@")[2] or "127.0.0.1"  # one host or several: kept
     user = f"{settings.amqp_user_prefix}{gateway_id}"
-    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
-    if parts.port:
-        netloc += f":{parts.port}"
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{hosts}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
 

@@ -51,4 +51,6 @@ def router_cmd(processes: int, max_crashes: int, crash_window: float,
             raise click.ClickException(
                 f"LIENTHONG_METRICS_PORT: cannot serve metrics on port {port} ({exc})"
             ) from exc
+    if settings.health_port is not None:  # worker i of -n N answers probes on port + i
+        settings = settings.with_(health_port=settings.health_port + (worker_index or 0))
     asyncio.run(run_router(settings))

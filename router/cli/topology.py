@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from router import quorum
 from router import topology as topo
 from router.broker_admin import BrokerAdmin
 from router.cli._services import connect_db, run_async
@@ -48,5 +49,9 @@ def apply_cmd() -> None:
                    f"(policy lt-router-in); receipts queues keep at most "
                    f"{settings.receipts_max_length} receipts / {settings.receipts_max_bytes} "
                    f"bytes, oldest dropped (policy lt-gateway-receipts)")
+        async with BrokerAdmin(settings.management_url) as admin:
+            report = await quorum.check(admin, settings.vhost)
+        for line in report.lines(settings.vhost):
+            click.echo(f"cluster: {line}")
 
     run_async(go)

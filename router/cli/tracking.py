@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from router import amqp
 from router.cli._services import connect_db, fail, run_async
 from router.cli.exit_codes import EXIT_NOT_FOUND, EXIT_REJECTED
 from router.recovery import deadlines as deadlines_lib
@@ -287,7 +288,6 @@ def deadlines(not_arrived_after: float, watch: float | None) -> None:
     (Routers also sweep by themselves every LIENTHONG_SWEEP_SECONDS.)"""
 
     async def go(settings: Settings) -> None:
-        from router import amqp
         from router.outbox.outbox import Outbox
 
         conn = await connect_db(settings)

@@ -25,7 +25,7 @@ __all__ = ["copy_message", "publish_all", "publish_copies", "receipt_message"]
 
 log = structlog.get_logger("lienthong.publishing")
 
-PUBLISH_RETRIES = 5
+PUBLISH_RETRIES = 7  # ~7 s of backoff in all
 
 
 async def publish_all(
@@ -52,21 +52,23 @@ async def publish_all(
         retry: list[int] = []
         for i, out in zip(todo, outs, strict=True):
             results[i] = out
-            transient = isinstance(out, BaseException) and not isinstance(
-                out, aiormq.exceptions.DeliveryError
-            )
-            if transient:
+            # a refusal (nack) is retried too: a quorum queue whose leader was on a node
+            # that just died refuses until its members elect another (a second or two)
+            if isinstance(out, BaseException):
                 retry.append(i)
         if not retry:
             return results
         log.warning(
             "publish.retry", failed=len(retry), attempt=attempt + 1, error=repr(results[retry[0]])
         )
-        await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+        if attempt + 1 < retries:
+            await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
         todo = retry
-    err = results[todo[0]]
-    assert isinstance(err, BaseException)
-    raise err
+    for i in todo:  # refused every time: the caller's answer; anything else: raise
+        err = results[i]
+        if not isinstance(err, aiormq.exceptions.DeliveryError):
+            raise err
+    return results
 
 
 def copy_message(c: Copy) -> aio_pika.Message:

@@ -57,6 +57,7 @@ from router.outbox.outbox import Outbox
 from router.outbox.signing import hub_signer
 from router.recovery import deadlines, parking
 from router.recovery.replay import ReplayServer
+from router.routing import liveness
 from router.routing.batch import BatchPlan, BatchRouter, Copy, Incoming, OutgoingReceipt, derive_id
 from router.security import anchors, posture
 from router.security.signature_gate import SignatureGate
@@ -88,10 +89,19 @@ def _transient(exc: BaseException) -> bool:
         | asyncpg.PostgresConnectionError
         | asyncpg.InterfaceError
         | asyncpg.exceptions.OperatorInterventionError
+        # a PostgreSQL failover: no host is the primary yet, or this one was just demoted
+        | asyncpg.exceptions.TargetServerAttributeNotMatched
+        | asyncpg.exceptions.ReadOnlySQLTransactionError
         | aiormq.exceptions.AMQPConnectionError
         | aiormq.exceptions.ChannelInvalidStateError
         | aiormq.exceptions.ChannelClosed,
     ) and not isinstance(exc, aiormq.exceptions.ChannelAccessRefused)
+
+
+def _endpoint(conn: AbstractRobustConnection | None) -> str | None:
+    """``host:port`` of the node a connection uses (or last used)."""
+    url = getattr(conn, "url", None)
+    return f"{url.host}:{url.port}" if url is not None else None
 
 
 @dataclass(slots=True)
@@ -206,6 +216,8 @@ class RouterWorker:
         self._last_full = False
         # a message taken from the inbox that did not fit in the batch's bytes
         self._carry: AbstractIncomingMessage | None = None
+        self._consuming = False
+        self._batches = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         self._connection = await amqp.connect(self.settings, "router")
@@ -220,6 +232,7 @@ class RouterWorker:
             self._outbox = await Outbox.open(self._publish_channel, self.settings)
             queue = await consume.get_queue(topology.ROUTER_IN)
             tag = await queue.consume(self._on_message)
+            self._consuming = True
             parking_channel = await self._connection.channel()
             await parking_channel.set_qos(prefetch_count=20)
             parking = await parking_channel.get_queue(topology.PARKING)
@@ -242,6 +255,7 @@ class RouterWorker:
                     batch = await self._next_batch(stop)
                     if not batch:
                         continue
+                    self._batches += 1
                     try:
                         await self._handle(batch)
                     except Exception as exc:
@@ -251,11 +265,25 @@ class RouterWorker:
                                 await m.nack(requeue=True)
                         await asyncio.sleep(0.5)
             finally:
+                self._consuming = False
                 sweeper.cancel()
                 anchoring.cancel()
                 with contextlib.suppress(Exception):
                     await queue.cancel(tag)
                 log.info("router.stopped", **self._stats_dict())
+
+    def health(self) -> dict[str, object]:
+        """What the liveness endpoint shows (``router.routing.liveness``)."""
+        conn = self._connection
+        connected = conn is not None and not conn.is_closed and conn.connected.is_set()
+        return {
+            "alive": True,  # answering at all: the loop runs (the endpoint stops with it)
+            "ready": connected and self._consuming,
+            "amqp": "connected" if connected else "reconnecting",
+            "endpoint": _endpoint(conn),
+            "batches": self._batches,
+            "pid": os.getpid(),
+        }
 
     def _stats_dict(self) -> dict[str, int]:
         s = self.stats
@@ -383,6 +411,14 @@ class RouterWorker:
 
     # batches ---------------------------------------------------------------------------
     async def _handle(self, messages: list[AbstractIncomingMessage]) -> None:
+        # deliveries of a channel closed since (its node went away, the connection failed
+        # over) are void: the broker has put them back and delivers them again on the new
+        # channel. Routing them now would count a second attempt for each (parking healthy
+        # packages after a few node failures) and their acks would fail.
+        live = [m for m in messages if not m.channel.is_closed]
+        if len(live) < len(messages):
+            log.warning("router.stale_deliveries_dropped", count=len(messages) - len(live))
+        messages = live
         fresh = [m for m in messages if not m.redelivered]
         suspects = [m for m in messages if m.redelivered]
         if suspects:
@@ -520,8 +556,14 @@ class RouterWorker:
         raw = env.headers.get(wire_names.SENT_AT)
         if isinstance(raw, int | float):
             sent_at = float(raw)
-        # only RabbitMQ's direct reply-to addresses: never a queue name a sender chose
-        reply_to = env.reply_to if (env.reply_to or "").startswith(DIRECT_REPLY_PREFIX) else None
+        # only RabbitMQ's direct reply-to addresses: never a queue name a sender chose; and
+        # not for a redelivered message: its sender may have been on a node that has died
+        # since, and RabbitMQ 3.10 answers a reply to such an address by closing the
+        # router's whole connection (INTERNAL_ERROR), again at every redelivery, until the
+        # healthy package is parked. The receipt still reaches the sender through its
+        # gateway's receipts queue, which the SDK reads too.
+        reply_to = (env.reply_to if (env.reply_to or "").startswith(DIRECT_REPLY_PREFIX)
+                    and not m.redelivered else None)
         return Incoming(
             reply_to=reply_to,
             sent_at=sent_at,
@@ -690,7 +732,12 @@ async def run_router(settings: Settings, *, stop: asyncio.Event | None = None) -
     # batch in flight (up to 40 ms measured, a large part of the p99 latency).
     gc.collect()
     gc.freeze()
+    worker = RouterWorker(settings, pool)
+    health = (await liveness.serve_liveness(worker, settings.health_port)
+              if settings.health_port else None)
     try:
-        await RouterWorker(settings, pool).run(stop)
+        await worker.run(stop)
     finally:
+        if health is not None:
+            await health.cleanup()
         await pool.close()

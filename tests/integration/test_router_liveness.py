@@ -1,0 +1,60 @@
+"""A router worker's /healthz and /readyz (LIENTHONG_HEALTH_PORT), as a probe sees them
+while the worker's RabbitMQ node goes away and comes back."""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+from pathlib import Path
+
+import aiohttp
+
+from router.processes import RouterProcesses
+from tests.hub import AMQP_HOST, Hub
+from tests.polling import eventually
+from tests.relay import Relay
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_readiness_follows_the_broker_and_liveness_the_process(hub: Hub) -> None:
+    relay = Relay()
+    await relay.start()
+    port = _free_port()
+    url = hub.settings.amqp_url.replace(f"@{AMQP_HOST}:5672/", f"@127.0.0.1:{relay.port}/")
+    log = Path(tempfile.mkstemp(prefix="lienthong-liveness-", suffix=".log")[1])
+    procs = RouterProcesses(hub.settings.with_(amqp_url=url), 1, log_path=log,
+                            env={"LIENTHONG_HEALTH_PORT": str(port)})
+    async with aiohttp.ClientSession() as http:
+
+        async def probe(path: str) -> tuple[int, dict[str, object]] | None:
+            try:
+                async with http.get(f"http://127.0.0.1:{port}{path}") as r:
+                    return r.status, await r.json()
+            except aiohttp.ClientConnectionError:
+                return None
+
+        async def status(path: str, want: int) -> dict[str, object] | None:
+            got = await probe(path)
+            return got[1] if got is not None and got[0] == want else None
+
+        try:
+            ready = await eventually(lambda: status("/readyz", 200), timeout=60,
+                                     what="router ready")
+            assert ready["amqp"] == "connected" and ready["endpoint"] == f"127.0.0.1:{relay.port}"
+            await relay.close()  # its only node is gone: not ready, still alive
+            gone = await eventually(lambda: status("/readyz", 503), timeout=30,
+                                    what="router not ready without a broker")
+            assert gone["amqp"] == "reconnecting"
+            assert await status("/healthz", 200) is not None
+            back = Relay(relay.port)  # the node returns on the same address
+            await back.start()
+            await eventually(lambda: status("/readyz", 200), timeout=60,
+                             what="router ready again")
+            await back.close()
+        finally:
+            procs.stop()
