@@ -173,7 +173,7 @@ class Settings:
         "package bytes per router batch (a larger package goes alone); 1 MiB to 4 GiB",
         kind="int", low=1024 * 1024, high=4 * 1024**3)
     inflight_max_bytes: int = _var(
-        "LIENTHONG_INFLIGHT_MAX_BYTES", 512 * 1024 * 1024,
+        "LIENTHONG_INFLIGHT_MAX_BYTES", 2 * 1024**3,
         "bytes a router may hold unacknowledged: its prefetch is this divided by the broker's "
         "maximum message size (at least 2, at most 2 x batch size); 1 MiB to 64 GiB",
         kind="int", low=1024 * 1024, high=64 * 1024**3)
