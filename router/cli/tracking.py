@@ -283,7 +283,9 @@ def print_detail(console: Console, r: national.UnitStats, title: str) -> None:
               help="Minutes a queued delivery may wait for its 01.")
 @click.option("--watch", type=float, default=None,
               help="Sweep every N seconds until stopped (default: once).")
-def deadlines(not_arrived_after: float, watch: float | None) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON line per sweep: at, not_arrived, overdue, events (for scripts).")
+def deadlines(not_arrived_after: float, watch: float | None, as_json: bool) -> None:
     """Flag deliveries not arrived in time and documents past their DueDate; tell senders.
     (Routers also sweep by themselves every LIENTHONG_SWEEP_SECONDS.)"""
 
@@ -299,8 +301,13 @@ def deadlines(not_arrived_after: float, watch: float | None) -> None:
                     res = await deadlines_lib.sweep_and_tell(
                         conn, outbox, now=datetime.now(UTC),
                         not_arrived_after=timedelta(minutes=not_arrived_after))
-                    click.echo(f"{datetime.now(VIETNAM):%H:%M:%S} flagged {res.not_arrived} "
-                               f"not arrived, {res.overdue} overdue")
+                    if as_json:
+                        click.echo(json.dumps({
+                            "at": datetime.now(UTC).isoformat(), "not_arrived": res.not_arrived,
+                            "overdue": res.overdue, "events": len(res.receipts)}))
+                    else:
+                        click.echo(f"{datetime.now(VIETNAM):%H:%M:%S} flagged "
+                                   f"{res.not_arrived} not arrived, {res.overdue} overdue")
                     if watch is None:
                         return
                     await asyncio.sleep(watch)

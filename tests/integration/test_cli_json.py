@@ -85,3 +85,17 @@ async def test_exit_codes_tell_usage_rejected_and_not_found_apart(hub: Hub) -> N
                  ("report", "--from", "2026-11-01", "--to", "2026-12-01", "--within", "H41;DROP"),
                  ("redeliver", "--since", "not a time", "--dry-run")):
         assert await asyncio.to_thread(_code, hub, *args) == EXIT_REJECTED, args
+
+
+async def test_deadlines_speaks_json(hub: Hub) -> None:
+    """``lienthong deadlines --json``: one JSON line per sweep, with what it flagged."""
+    await hub.add_gateway("nghean", serves=["#.H41"], name="LGSP Nghệ An")
+    env = {"LIENTHONG_DATABASE_URL": hub.settings.database_url,
+           "LIENTHONG_AMQP_URL": hub.settings.amqp_url}
+    result = await asyncio.to_thread(
+        CliRunner().invoke, main, ["deadlines", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    # the sweep's line is the last one (a warning such as receipts_unsigned may come first)
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (line["not_arrived"], line["overdue"], line["events"]) == (0, 0, 0)
+    assert line["at"].endswith("+00:00")
