@@ -23,8 +23,8 @@ from aiohttp import web
 from adapters.refusals import refused_sender
 from adapters.vxp import auth
 from adapters.vxp.body import read_file
-from adapters.vxp.directory import VxpDirectory
 from adapters.vxp.budget import ByteBudget
+from adapters.vxp.directory import VxpDirectory
 from adapters.vxp.envelope import CONTENT_TYPE, VxpFailure, fail_body, ok_body
 from adapters.vxp.mailbox import GatewayLinks
 from adapters.vxp.openapi import openapi_document

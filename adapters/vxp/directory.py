@@ -10,6 +10,8 @@ never synchronised answers ``FAIL``.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -41,18 +43,19 @@ def _time(iso: str) -> str:
 class VxpDirectory:
     """The directory as the VXP operations answer it."""
 
-    def __init__(self, path: str = ":memory:", *, interval: float = 5.0) -> None:
+    def __init__(self, path: str = ":memory:", *, interval: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.mirror = DirectoryMirror(path)
         self.interval = interval
+        self.clock = clock
         self._lock = asyncio.Lock()
         self._synced_at: float | None = None
 
     async def refresh(self, client: GatewayClient) -> None:
         """Fetch the changes since the mirror's version, unless that was done less than
         ``interval`` seconds ago."""
-        loop = asyncio.get_running_loop()
         async with self._lock:
-            if self._synced_at is not None and loop.time() - self._synced_at < self.interval:
+            if self._synced_at is not None and self.clock() - self._synced_at < self.interval:
                 return
             try:
                 changed = await self.mirror.sync(client)
@@ -60,11 +63,14 @@ class VxpDirectory:
                 log.warning("vxp.directory.sync_failed", error=repr(exc),
                             version=self.mirror.version)
                 if self.mirror.version > 0:
-                    return  # serve what the last synchronisation brought
+                    # serve what the last synchronisation brought; ask again only after
+                    # ``interval`` (not every request waiting for a silent hub)
+                    self._synced_at = self.clock()
+                    return
                 if isinstance(exc, DirectoryFeedFailed):
                     raise VxpFailure(exc.reason, exc.detail) from exc
                 raise VxpFailure(Reason.VXP_HUB_TIMEOUT, "directory feed") from exc
-            self._synced_at = loop.time()
+            self._synced_at = self.clock()
             if changed:
                 log.info("vxp.directory.synced", changed=changed, version=self.mirror.version)
 
