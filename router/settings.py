@@ -262,6 +262,10 @@ class Settings:
         "LIENTHONG_VXP_TIMESTAMP_WINDOW_SECONDS", 300,
         "strict-mode systems: timestamp freshness and replay window",
         kind="int", low=1, high=86_400)
+    vxp_state_dir: str | None = _var(
+        "LIENTHONG_VXP_STATE_DIR", None,
+        "folder of the façade's directory mirror (`directory.sqlite`); unset: kept in memory, "
+        "fetched whole again after a restart", kind="path")
     # tools
     samples: str | None = _var(
         "LIENTHONG_SAMPLES", None,

@@ -528,12 +528,6 @@ class Reason(Enum):
         21,
         final=False,
     )
-    VXP_NOT_YET_AVAILABLE = _ReasonInfo(
-        7015,
-        "Thao tác này chưa được cung cấp qua cổng tương thích",
-        "This operation is not yet offered by the compatibility API",
-        21,
-    )
     # 7050-7069 the national statistics
     BAD_REPORT_PERIOD = _ReasonInfo(
         7050,
@@ -741,7 +735,7 @@ class PackageRejected(LienthongError):
 
 
 # Codes once used and removed: never given to another reason.
-RETIRED_CODES: dict[int, str] = {5002: "NOT_CONSUMED"}
+RETIRED_CODES: dict[int, str] = {5002: "NOT_CONSUMED", 7015: "VXP_NOT_YET_AVAILABLE"}
 
 # Reasons nothing raises yet, kept on purpose (a test checks that every other reason is
 # raised somewhere).

@@ -24,6 +24,7 @@ from adapters.refusals import refused_sender
 from adapters.vxp import auth
 from adapters.vxp.body import read_file
 from adapters.vxp.budget import ByteBudget
+from adapters.vxp.directory import VxpDirectory
 from adapters.vxp.envelope import CONTENT_TYPE, VxpFailure, fail_body, ok_body
 from adapters.vxp.mailbox import GatewayLinks
 from adapters.vxp.openapi import openapi_document
@@ -56,6 +57,9 @@ class VxpConfig:
     # request bodies held at once (sendEdoc); a request waits up to body_wait_seconds for room
     max_inflight_bytes: int = 4 * 30 * 1024 * 1024
     body_wait_seconds: float = 30.0
+    # the directory mirror (a SQLite file, or in memory) and how often it asks for changes
+    directory_path: str = ":memory:"
+    directory_sync_seconds: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,8 @@ class VxpApi:
         self.links = links
         self.config = config
         self.budget = ByteBudget(config.max_inflight_bytes)
+        self.directory = VxpDirectory(config.directory_path,
+                                      interval=config.directory_sync_seconds)
 
     # authentication -------------------------------------------------------------------
     async def authenticate(self, request: web.Request) -> Caller:
@@ -270,8 +276,27 @@ class VxpApi:
         raise VxpFailure(Reason.VXP_NOT_ALLOWED,
                          "agencies are managed by the axis operators")
 
-    async def not_yet(self, request: web.Request, caller: Caller) -> web.StreamResponse:
-        raise VxpFailure(Reason.VXP_NOT_YET_AVAILABLE, request.path)
+    # directory ----------------------------------------------------------------------------
+    async def _fresh_directory(self, caller: Caller) -> VxpDirectory:
+        link = await self.links.get(caller.system.gateway_id)
+        await self.directory.refresh(link.client)
+        return self.directory
+
+    async def agencies(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        directory = await self._fresh_directory(caller)
+        return _answer(ok_body(data=directory.agencies()))
+
+    async def agencies_qd20(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        raw = (caller.param("level") or "").strip()
+        if raw and not raw.isdigit():
+            raise VxpFailure(Reason.VXP_BAD_REQUEST, f"level {raw!r}")
+        directory = await self._fresh_directory(caller)
+        return _answer(ok_body(data=directory.agencies_qd20(int(raw) if raw else None)))
+
+    async def synchronize_unit(self, request: web.Request,
+                               caller: Caller) -> web.StreamResponse:
+        directory = await self._fresh_directory(caller)
+        return _answer(ok_body(data=directory.synchronize_unit()))
 
 
 def _listed(r: MailboxRow) -> dict[str, object]:
@@ -347,9 +372,9 @@ OPERATIONS: dict[str, Handler] = {
     "registeragency": VxpApi.not_allowed,
     "deleteagency": VxpApi.not_allowed,
     "getsentedoclist": VxpApi.sent_list,
-    "getagencieslist": VxpApi.not_yet,
-    "getagencieslistqd20": VxpApi.not_yet,
-    "getsynchronizeunit": VxpApi.not_yet,
+    "getagencieslist": VxpApi.agencies,
+    "getagencieslistqd20": VxpApi.agencies_qd20,
+    "getsynchronizeunit": VxpApi.synchronize_unit,
 }
 
 
@@ -366,6 +391,7 @@ def build_app(store: Store, links: GatewayLinks, config: VxpConfig) -> web.Appli
         with contextlib.suppress(asyncio.CancelledError):
             await refresher
         await links.close()
+        api.directory.close()
 
     app.cleanup_ctx.append(lifecycle)  # type: ignore[arg-type]
     return app

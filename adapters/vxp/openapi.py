@@ -37,10 +37,19 @@ OPERATION_DOCS: dict[str, tuple[str, str, list[str], dict[str, Any]]] = {
     ),
     "countReceiveEdoc": ("get", "Documents waiting", [], {"count": {"type": "integer"}}),
     "countReceiveStatus": ("get", "Status packages waiting", [], {"count": {"type": "integer"}}),
-    "getAgenciesList": ("post", "Not yet served (FAIL 21, VXP_NOT_YET_AVAILABLE)", [], {}),
-    "getAgenciesListQD20": ("post", "Not yet served (FAIL 21, VXP_NOT_YET_AVAILABLE)",
-                            ["level"], {}),
-    "getSynchronizeUnit": ("post", "Not yet served (FAIL 21, VXP_NOT_YET_AVAILABLE)", [], {}),
+    "getAgenciesList": (
+        "post", "Agencies in the hub's published directory (deleted ones left out)", [],
+        {"data": {"type": "array", "items": {"$ref": "#/components/schemas/Agency"}}},
+    ),
+    "getAgenciesListQD20": (
+        "post", "Agencies by QĐ 20 code; level 1 = no parent, 2 = their children, ...",
+        ["level"],
+        {"data": {"type": "array", "items": {"$ref": "#/components/schemas/AgencyQD20"}}},
+    ),
+    "getSynchronizeUnit": (
+        "post", "Every agency with its feed version, deleted ones included (deleted=true)",
+        [], {"data": {"type": "array", "items": {"$ref": "#/components/schemas/Unit"}}},
+    ),
     "registerAgency": ("post", "Refused (FAIL 21, VXP_NOT_ALLOWED): agencies are the "
                        "operators'", [], {}),
     "deleteAgency": ("post", "Refused (FAIL 21, VXP_NOT_ALLOWED)", ["AgencyCode"], {}),
@@ -82,6 +91,7 @@ def _operation(name: str) -> dict[str, Any]:
 
 def openapi_document() -> dict[str, Any]:
     s = {"type": "string"}
+    i = {"type": "integer"}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -107,5 +117,13 @@ def openapi_document() -> dict[str, Any]:
                 "senderDocId", "receiverDocId", "fromCode", "toCode", "title", "notation",
                 "sentTime", "receivedTime", "sendStatus", "sendStatusDesc", "receiveStatus",
                 "receiveStatusDesc", "messageType", "serviceType")}},
+            "Agency": {"type": "object", "properties": {
+                "id": i, "code": s, "pid": i, "name": s, "mail": s, "oldCode": s}},
+            "AgencyQD20": {"type": "object", "properties": {
+                "id": i, "code": s, "pid": i, "name": s, "mail": s, "code102": s}},
+            "Unit": {"type": "object", "properties": {
+                "id": i, "code": s, "pid": i, "name": s, "mail": s, "version": i,
+                "centerCode": s, "deleted": {"type": "boolean"}, "modifyDate": s,
+                "isAgency": {"type": "boolean"}}},
         }},
     }

@@ -7,6 +7,7 @@ import asyncio
 import json
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import click
@@ -61,7 +62,9 @@ def serve_cmd(host: str | None, port: int | None) -> None:
             loop.add_signal_handler(sig, stop.set)
         config = VxpConfig(max_package_bytes=settings.max_package_bytes,
                            timestamp_window_seconds=settings.vxp_timestamp_window_seconds,
-                           max_inflight_bytes=4 * settings.max_package_bytes)
+                           max_inflight_bytes=4 * settings.max_package_bytes,
+                           directory_path=(str(Path(settings.vxp_state_dir) / "directory.sqlite")
+                                           if settings.vxp_state_dir else ":memory:"))
         h, p = host or settings.vxp_host, port or settings.vxp_port
         click.echo(f"VXP API on http://{h}:{p}/ (endpoint for the SDK)", err=True)
         await serve(settings.vxp_database_url, settings.vxp_secret_key, h, p, config, stop)

@@ -15,6 +15,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
@@ -27,7 +28,7 @@ from adapters.vxp import VxpConfig, build_app, open_store
 from adapters.vxp.mailbox import GatewayLinks
 from adapters.vxp.sealing import new_key, new_secret
 from adapters.vxp.store import Store
-from router.directory.registry import AgencyRow
+from router.directory.registry import AgencyRow, remove_agency
 from schemas import StatusCode
 from tests.factory import edoc, status
 from tests.hub import PG_URL, RUN_ID, Hub, drop_database
@@ -672,3 +673,73 @@ async def test_kill_9_mid_send_the_sdk_retries_and_nothing_is_doubled(hub: Hub) 
     finally:
         await facade.stop()
         await drop_database(name)
+
+
+# directory -----------------------------------------------------------------------------
+CHILD = "000.01.00.H41"
+
+
+async def test_directory_operations_follow_the_hubs_published_directory(
+    hub: Hub, tmp_path: Path
+) -> None:
+    await hub.add_gateway("vpcp", serves=[VPCP])
+    await hub.add_gateway("lgsp-nghean", serves=["#.H41"], kind="province-platform")
+    await hub.add_agencies([
+        AgencyRow(VPCP, "Văn phòng Chính phủ", aliases=("G22",)),
+        AgencyRow(NGHEAN, "UBND tỉnh Nghệ An", aliases=("H41",)),
+        AgencyRow(CHILD, "Sở Tài chính Nghệ An", parent=NGHEAN, aliases=("H41.01",)),
+    ])
+    await hub.start_router()
+    mirror_file = tmp_path / "directory.sqlite"
+    async with facade_for(hub, directory_path=str(mirror_file),
+                          directory_sync_seconds=0.0) as f, \
+            aiohttp.ClientSession() as session:
+        await f.add_system("vxp.saas.03", "vpcp")
+        client = sdk(f, session, "vxp.saas.03")
+
+        listed = await client.call("getAgenciesList")
+        assert listed["status"] == "OK", listed
+        by_code = {a["code"]: a for a in listed["data"]}
+        assert set(by_code) == {VPCP, NGHEAN, CHILD}
+        assert by_code[VPCP]["name"] == "Văn phòng Chính phủ"  # escaped on the wire, intact
+        assert by_code[VPCP]["oldCode"] == "G22" and by_code[VPCP]["pid"] == 0
+        assert by_code[CHILD]["pid"] == by_code[NGHEAN]["id"] != 0
+        assert all(a["mail"] == "" for a in listed["data"])
+
+        qd20 = await client.call("getAgenciesListQD20")
+        assert qd20["status"] == "OK", qd20
+        assert {(a["code"], a["code102"]) for a in qd20["data"]} == {
+            ("G22", VPCP), ("H41", NGHEAN), ("H41.01", CHILD)}
+        second_level = await client.call("getAgenciesListQD20", level="2")
+        assert [a["code"] for a in second_level["data"]] == ["H41.01"]
+        bad_level = await client.call("getAgenciesListQD20", level="two")
+        assert bad_level["status"] == "FAIL" and bad_level["reason"] == "VXP_BAD_REQUEST"
+        client.params.pop("level")  # a client that clears its headers
+
+        before = await client.call("getSynchronizeUnit")
+        assert before["status"] == "OK", before
+        old = {u["code"]: u for u in before["data"]}
+        assert not any(u["deleted"] for u in old.values())
+        assert old[CHILD]["centerCode"] == "lgsp-nghean" and old[VPCP]["isAgency"] is True
+        datetime.strptime(old[VPCP]["modifyDate"], "%Y-%m-%d %H:%M:%S")  # as other answers
+
+        # the operator renames one agency and removes another
+        await hub.add_agencies([AgencyRow(VPCP, "Văn phòng Chính phủ (VPCP)", aliases=("G22",))])
+        async with hub.pool.acquire() as conn:
+            await remove_agency(conn, CHILD, actor="test")
+
+        async def units() -> dict[str, dict[str, Any]]:
+            answer = await client.call("getSynchronizeUnit")
+            assert answer["status"] == "OK", answer
+            return {u["code"]: u for u in answer["data"]}
+
+        now = await poll(units, lambda u: u[CHILD]["deleted"] and u[VPCP]["version"] >
+                         old[VPCP]["version"])
+        assert now[VPCP]["name"] == "Văn phòng Chính phủ (VPCP)"
+        assert now[VPCP]["version"] > old[VPCP]["version"]
+        assert now[CHILD]["deleted"] is True and now[CHILD]["version"] > old[CHILD]["version"]
+        assert now[CHILD]["id"] == old[CHILD]["id"]
+        assert now[NGHEAN] == old[NGHEAN]  # untouched
+        after = await client.call("getAgenciesList")
+        assert {a["code"] for a in after["data"]} == {VPCP, NGHEAN}  # tombstones not listed
+    assert mirror_file.exists()  # the one mirror lives in the configured file
