@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 
 __all__ = ["configure_logging"]
 
 
-def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
+def configure_logging(
+    level: str = "INFO", *, json: bool = True, stream: TextIO | None = None
+) -> None:
+    """structlog and the standard library's loggers as JSON lines (or console text) on
+    ``stream``: stdout for the services (router, ops, vxp serve), stderr for every other
+    command, whose stdout carries its result (a script reads ``--json`` output there)."""
+    out = stream if stream is not None else sys.stdout
     lvl = logging.getLevelNamesMapping().get(level.upper())
     if lvl is None:
         raise ValueError(f"unknown log level {level!r}")
@@ -38,7 +45,7 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=True,
     )
     # the standard library's loggers: the same JSON, with the logger's name
@@ -56,7 +63,7 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):

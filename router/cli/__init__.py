@@ -5,6 +5,7 @@ imported only when used, so ``lienthong package inspect`` starts fast and needs 
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 import click
@@ -79,3 +80,8 @@ class _LazyGroup(click.Group):
 @click.version_option(package_name="lienthong")
 def main() -> None:
     """lienthong: the national document exchange axis (edXML, QCVN 102:2016)."""
+    # a command's result is on stdout (a script reads --json there); its logs on stderr.
+    # The services (router, ops, vxp serve) set their own logging, on stdout.
+    from router.logs import configure_logging
+
+    configure_logging("INFO", json=False, stream=sys.stderr)
