@@ -89,9 +89,10 @@ def _session(driver: webdriver.Chrome, base: str) -> None:
     box = driver.find_element(By.ID, "audit-action")
     box.send_keys("gateway.")
     box.send_keys(Keys.ENTER)
-    wait.until(lambda d: [r.get_attribute("data-action") for r in
-                          d.find_elements(By.CSS_SELECTOR, "#audit-table tbody tr")]
-               == ["gateway.suspended", "gateway.added", "gateway.added"])
+    # read in one script: the rows are replaced as each answer arrives
+    wait.until(lambda d: d.execute_script(
+        "return [...document.querySelectorAll('#audit-table tbody tr')]"
+        ".map((r) => r.dataset.action)") == ["gateway.suspended", "gateway.added", "gateway.added"])
     wait.until(lambda d: "No anchor published yet" in d.find_element(By.ID, "audit-anchor").text)
     audit = _axe(driver)
     assert not audit, _explain(audit)

@@ -30,10 +30,10 @@ from tests.hub import Hub
 TOKEN = "browser-read-token-0123456789"
 
 
-async def _scene(hub: Hub) -> tuple[str, str]:
+async def _scene(hub: Hub) -> tuple[str, str, int]:
     """Three recipient gateways: btc consumes, nghean is stopped, danang lost its inbox;
     once the document is sent, the operator suspends the sender (audited) and the hub
-    publishes a signed anchor of the audit chain."""
+    publishes a signed anchor of the audit chain (its head id is returned)."""
     await hub.add_gateway("vpcp", serves=["000.00.00.G22"], name="Văn phòng Chính phủ")
     await hub.add_gateway("btc", serves=["000.00.00.G12"], name="Bộ Tài chính")
     await hub.add_gateway("nghean", serves=["#.H41"], name="LGSP Nghệ An")
@@ -68,7 +68,7 @@ async def _scene(hub: Hub) -> tuple[str, str]:
         exchange = await (await amqp.channel(publisher_confirms=True)).get_exchange(RECEIPTS)
         anchor = await publish_anchor(hub.pool, exchange, signer, interval=0, force=True)
     assert anchor is not None and anchor.number == 1
-    return doc.document_id, str(receipt.hub_id)
+    return doc.document_id, str(receipt.hub_id), anchor.seq
 
 
 def _operator_session(
@@ -135,24 +135,27 @@ def _operator_session(
     assert "000.00.00.H17" in driver.find_element(By.ID, "redeliver-table").text
     assert driver.find_element(By.ID, "redeliver-confirm").is_enabled()
 
+    def audit_actions(d: webdriver.Chrome) -> list[str]:
+        # read in one script: the rows are replaced as each answer arrives
+        actions: list[str] = d.execute_script(
+            "return [...document.querySelectorAll('#audit-table tbody tr')]"
+            ".map((r) => r.dataset.action)")
+        return actions
+
     # the audit log: filtered by "gateway." it shows only gateway changes, among them the
     # suspension of vpcp by the CLI operator with the status before and after
     anchor = wait.until(ec.visibility_of_element_located((By.ID, "audit-anchor")))
     wait.until(lambda d: anchor.get_attribute("data-number") == "1")
     assert "Latest anchor" in anchor.text and f"head id {head_id}" in anchor.text, anchor.text
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#audit-table tbody tr"))
-    unfiltered = {r.get_attribute("data-action") for r in
-                  driver.find_elements(By.CSS_SELECTOR, "#audit-table tbody tr")}
+    unfiltered = set(audit_actions(driver))
     assert "agencies.imported" in unfiltered, unfiltered  # before filtering: not only gateways
     driver.find_element(By.ID, "audit-action").send_keys("gateway.")
     driver.find_element(By.ID, "audit-load").click()
 
-    def audit_rows(d: webdriver.Chrome) -> list[Any] | bool:
-        rows = d.find_elements(By.CSS_SELECTOR, "#audit-table tbody tr")
-        actions = [r.get_attribute("data-action") or "" for r in rows]
-        return rows if actions and all(a.startswith("gateway.") for a in actions) else False
-
-    rows = wait.until(audit_rows)
+    wait.until(lambda d: audit_actions(d) and all(a.startswith("gateway.")
+                                                  for a in audit_actions(d)))
+    rows = driver.find_elements(By.CSS_SELECTOR, "#audit-table tbody tr")
     suspended = [r for r in rows if r.get_attribute("data-action") == "gateway.suspended"]
     assert len(suspended) == 1, [r.text for r in rows]
     cells = [c.text for c in suspended[0].find_elements(By.TAG_NAME, "td")]
@@ -172,7 +175,7 @@ def _operator_session(
 
 
 async def test_dashboard_operator_session(hub: Hub, browser: Any) -> None:
-    document_id, hub_id = await _scene(hub)
+    document_id, hub_id, head_id = await _scene(hub)
     app = create_app(hub.settings, tokens=TokenStore.parse(f"viewer:read:{TOKEN}"),
                      pool=hub.pool, refresh_interval=None, snapshot_ttl=0)
     server = TestServer(app, host="127.0.0.1")
@@ -195,7 +198,6 @@ async def test_dashboard_operator_session(hub: Hub, browser: Any) -> None:
                 assert time.monotonic() < deadline, "consumer not visible in management API"
                 await asyncio.sleep(0.5)
             base = str(server.make_url("")).rstrip("/")
-            head_id = await hub.pool.fetchval("SELECT last_id FROM audit_head")
             # Selenium blocks: drive the browser from a thread while this loop serves
             await asyncio.to_thread(
                 _operator_session, browser, base, document_id, hub_id, head_id)
