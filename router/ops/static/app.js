@@ -394,11 +394,11 @@ async function loadAudit() {
   }
   const n = data.entries.length;
   $("#audit-count").replaceChildren(n + " mục ", en("/ entries"),
-    n >= 200 ? el("span", {}, " (mới nhất / newest 200)") : null);
+    ...(n >= 200 ? [" (200 mục mới nhất ", en("/ the newest 200"), ")"] : []));
   $("#audit-table tbody").replaceChildren(...data.entries.map((r) => {
     const details = JSON.stringify(r.details);
     return el("tr", { dataset: { id: r.id, action: r.action } },
-      el("td", {}, fmtTime(r.at)), el("td", {}, r.actor), el("td", {}, r.action),
+      el("td", { class: "time" }, fmtTime(r.at)), el("td", {}, r.actor), el("td", {}, r.action),
       el("td", {}, r.subject),
       el("td", { class: "details", title: details }, shorten(details, AUDIT_DETAILS_MAX)));
   }));
