@@ -1,6 +1,7 @@
 """The ops dashboard as an operator uses it, in headless Chromium against the real services:
 log in with a token, see a stopped gateway as unhealthy, sort the table, find a document
-and read its timeline, preview a re-delivery (dry run: nothing is sent)."""
+and read its timeline, preview a re-delivery (dry run: nothing is sent), find a gateway's
+suspension in the audit log and the latest signed anchor of the audit chain."""
 
 from __future__ import annotations
 
@@ -17,18 +18,22 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from router.directory.registry import AgencyRow
+from router.directory.registry import AgencyRow, set_gateway_status
 from router.ops.auth import TokenStore
 from router.ops.server import create_app
-from router.topology import inbox_queue
+from router.outbox.signing import generate_hub_key
+from router.security.anchors import publish_anchor
+from router.topology import RECEIPTS, inbox_queue
 from tests.factory import edoc
 from tests.hub import Hub
 
 TOKEN = "browser-read-token-0123456789"
 
 
-async def _scene(hub: Hub) -> tuple[str, str]:
-    """Three recipient gateways: btc consumes, nghean is stopped, danang lost its inbox."""
+async def _scene(hub: Hub) -> tuple[str, str, int]:
+    """Three recipient gateways: btc consumes, nghean is stopped, danang lost its inbox;
+    once the document is sent, the operator suspends the sender (audited) and the hub
+    publishes a signed anchor of the audit chain (its head id is returned)."""
     await hub.add_gateway("vpcp", serves=["000.00.00.G22"], name="Văn phòng Chính phủ")
     await hub.add_gateway("btc", serves=["000.00.00.G12"], name="Bộ Tài chính")
     await hub.add_gateway("nghean", serves=["#.H41"], name="LGSP Nghệ An")
@@ -54,10 +59,21 @@ async def _scene(hub: Hub) -> tuple[str, str]:
     assert receipt is not None
     assert receipt.type == "accepted", receipt
     assert doc.document_id is not None
-    return doc.document_id, str(receipt.hub_id)
+    async with hub.pool.acquire() as conn:
+        await set_gateway_status(conn, hub.admin, hub.settings.vhost, "vpcp", "suspended",
+                                 actor="cli:operator")
+    signer = generate_hub_key(os.path.join(tempfile.mkdtemp(prefix="lt-hub-key-"), "hub.key"))
+    amqp = await aio_pika.connect(hub.settings.amqp_url)
+    async with amqp:
+        exchange = await (await amqp.channel(publisher_confirms=True)).get_exchange(RECEIPTS)
+        anchor = await publish_anchor(hub.pool, exchange, signer, interval=0, force=True)
+    assert anchor is not None and anchor.number == 1
+    return doc.document_id, str(receipt.hub_id), anchor.seq
 
 
-def _operator_session(driver: webdriver.Chrome, base: str, document_id: str, hub_id: str) -> None:
+def _operator_session(
+    driver: webdriver.Chrome, base: str, document_id: str, hub_id: str, head_id: int
+) -> None:
     wait = WebDriverWait(driver, 20)
     driver.get(base + "/")
     # no token yet: the page asks for one
@@ -118,6 +134,39 @@ def _operator_session(driver: webdriver.Chrome, base: str, document_id: str, hub
     assert driver.find_element(By.ID, "redeliver-panel").get_attribute("data-total") == "1"
     assert "000.00.00.H17" in driver.find_element(By.ID, "redeliver-table").text
     assert driver.find_element(By.ID, "redeliver-confirm").is_enabled()
+
+    def audit_actions(d: webdriver.Chrome) -> list[str]:
+        # read in one script: the rows are replaced as each answer arrives
+        actions: list[str] = d.execute_script(
+            "return [...document.querySelectorAll('#audit-table tbody tr')]"
+            ".map((r) => r.dataset.action)")
+        return actions
+
+    # the audit log: filtered by "gateway." it shows only gateway changes, among them the
+    # suspension of vpcp by the CLI operator with the status before and after
+    anchor = wait.until(ec.visibility_of_element_located((By.ID, "audit-anchor")))
+    wait.until(lambda d: anchor.get_attribute("data-number") == "1")
+    assert "Latest anchor" in anchor.text and f"head id {head_id}" in anchor.text, anchor.text
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#audit-table tbody tr"))
+    unfiltered = set(audit_actions(driver))
+    assert "agencies.imported" in unfiltered, unfiltered  # before filtering: not only gateways
+    driver.find_element(By.ID, "audit-action").send_keys("gateway.")
+    driver.find_element(By.ID, "audit-load").click()
+
+    wait.until(lambda d: audit_actions(d) and all(a.startswith("gateway.")
+                                                  for a in audit_actions(d)))
+    rows = driver.find_elements(By.CSS_SELECTOR, "#audit-table tbody tr")
+    suspended = [r for r in rows if r.get_attribute("data-action") == "gateway.suspended"]
+    assert len(suspended) == 1, [r.text for r in rows]
+    cells = [c.text for c in suspended[0].find_elements(By.TAG_NAME, "td")]
+    assert cells[1:4] == ["cli:operator", "gateway.suspended", "vpcp"], cells
+    assert '"before":{"status":"active"}' in cells[4], cells[4]
+    assert '"after":{"status":"suspended"}' in cells[4], cells[4]
+    added = {r.find_elements(By.TAG_NAME, "td")[3].text for r in rows
+             if r.get_attribute("data-action") == "gateway.added"}
+    assert added == {"vpcp", "btc", "nghean", "danang"}, added
+    assert driver.find_element(By.ID, "audit-count").text == f"{len(rows)} mục / entries"
+    assert driver.find_element(By.ID, "audit-error").text == ""
     shot = os.environ.get("LIENTHONG_SCREENSHOT") or os.path.join(
         tempfile.gettempdir(), "lienthong-ops-dashboard.png")
     driver.save_screenshot(shot)
@@ -126,7 +175,7 @@ def _operator_session(driver: webdriver.Chrome, base: str, document_id: str, hub
 
 
 async def test_dashboard_operator_session(hub: Hub, browser: Any) -> None:
-    document_id, hub_id = await _scene(hub)
+    document_id, hub_id, head_id = await _scene(hub)
     app = create_app(hub.settings, tokens=TokenStore.parse(f"viewer:read:{TOKEN}"),
                      pool=hub.pool, refresh_interval=None, snapshot_ttl=0)
     server = TestServer(app, host="127.0.0.1")
@@ -150,7 +199,8 @@ async def test_dashboard_operator_session(hub: Hub, browser: Any) -> None:
                 await asyncio.sleep(0.5)
             base = str(server.make_url("")).rstrip("/")
             # Selenium blocks: drive the browser from a thread while this loop serves
-            await asyncio.to_thread(_operator_session, browser, base, document_id, hub_id)
+            await asyncio.to_thread(
+                _operator_session, browser, base, document_id, hub_id, head_id)
     finally:
         await server.close()
     # the dry run sent nothing and started no job

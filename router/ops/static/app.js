@@ -116,6 +116,8 @@ async function start() {
   loadThroughput().catch(report);
   loadList().catch(report);
   loadParking().catch(report);
+  loadAudit().catch(report);
+  loadAnchor().catch(report);
 }
 
 function report(err) {
@@ -359,6 +361,74 @@ async function loadParking() {
     el("td", {}, p.source_queue || "—"), el("td", {}, p.error || ""))));
 }
 
+// ---------- audit log ----------
+const AUDIT_DETAILS_MAX = 140;  // characters of the details shown in the table; all in the title
+
+function auditQuery() {
+  const p = new URLSearchParams({ limit: "200" });
+  let action = $("#audit-action").value.trim();
+  const actor = $("#audit-actor").value.trim();
+  // the field is a prefix: the API takes "gateway." or "gateway*" as one, "gateway" exactly
+  if (action && !action.endsWith(".") && !action.endsWith("*")) action += "*";
+  if (action) p.set("action", action);
+  if (actor) p.set("actor", actor);
+  return p;
+}
+
+function shorten(text, max) {
+  return text.length <= max ? text : text.slice(0, max - 1) + "…";
+}
+
+function en(text) { return el("span", { class: "en", lang: "en" }, text); }
+
+async function loadAudit() {
+  $("#audit-error").textContent = "";
+  let data;
+  try {
+    data = await api("/api/audit?" + auditQuery().toString());
+  } catch (e) {
+    if (e.status !== 401) $("#audit-error").textContent = "Lỗi / Error: " + e.message;
+    $("#audit-table tbody").replaceChildren();
+    $("#audit-count").replaceChildren();
+    return;
+  }
+  const n = data.entries.length;
+  $("#audit-count").replaceChildren(n + " mục ", en("/ entries"),
+    ...(n >= 200 ? [" (200 mục mới nhất ", en("/ the newest 200"), ")"] : []));
+  $("#audit-table tbody").replaceChildren(...data.entries.map((r) => {
+    const details = JSON.stringify(r.details);
+    return el("tr", { dataset: { id: r.id, action: r.action } },
+      el("td", { class: "time" }, fmtTime(r.at)), el("td", {}, r.actor), el("td", {}, r.action),
+      el("td", {}, r.subject),
+      el("td", { class: "details", title: details }, shorten(details, AUDIT_DETAILS_MAX)));
+  }));
+}
+
+async function loadAnchor() {
+  const box = $("#audit-anchor");
+  let data;
+  try {
+    data = await api("/api/audit/anchors");
+  } catch (e) {
+    if (e.status !== 401) $("#audit-error").textContent = "Lỗi / Error: " + e.message;
+    return;
+  }
+  const last = data.anchors[0];
+  if (!last) {
+    box.replaceChildren("Chưa có mốc neo nào được công bố ", en("/ No anchor published yet"));
+    box.dataset.number = "";
+    return;
+  }
+  const a = last.anchor;
+  box.dataset.number = a.number;
+  box.replaceChildren(
+    "Mốc neo mới nhất ", en("/ Latest anchor"), ": số ", en("/ no. "), String(a.number),
+    " · mục đầu chuỗi ", en("/ head id "), String(a.seq),
+    " · lúc ", en("/ at "), fmtTime(a.at),
+    " · gửi tới ", String(last.gateways), " hệ thống ", en("/ gateways"));
+  box.title = "hash " + a.hash;
+}
+
 // ---------- wiring ----------
 function wire() {
   $("#token-form").addEventListener("submit", (ev) => {
@@ -438,6 +508,11 @@ function wire() {
   $("#redeliver-cancel").addEventListener("click", () => {
     state.pendingConfirm = null;
     $("#redeliver-panel").hidden = true;
+  });
+  $("#audit-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    loadAudit().catch(report);
+    loadAnchor().catch(report);
   });
   setInterval(() => {
     if (!$("#app").hidden && !document.hidden) loadGateways().catch(report);
