@@ -59,7 +59,7 @@ cluster-down: ## stop the local cluster and remove everything it made
 	@bash deploy/cluster/cluster.sh down
 
 cluster-test: $(STAMP) ## kill cluster nodes under load (starts the cluster when it is not up)
-	$(BIN)/pytest tests/cluster -p no:randomly -s
+	$(BIN)/pytest tests/cluster tests/integration/test_router_liveness.py -m cluster -p no:randomly -s
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks
