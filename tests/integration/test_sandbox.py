@@ -106,7 +106,7 @@ async def _conformance(state: SandboxState, folder: Path) -> None:
     async def check(gateway: str, report: Path) -> tuple[int, str]:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "router.cli", "conformance", "--gateway", gateway,
-            "--counterpart", "conformance", "--limit", "4", "--settle", "1",
+            "--counterpart", "conformance", "--limit", "10", "--settle", "4",
             "--report", str(report), env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         _, err = await proc.communicate()
