@@ -1,8 +1,8 @@
 """Settings that weaken security, recorded in the audit log when a process starts.
 
-A router or the ops service started with the AMQP link in clear text (``amqp://``), with
-receipts unsigned (no ``LIENTHONG_HUB_KEY``) or with fault injection on
-(``LIENTHONG_ENABLE_FAULTS=1``) appends one ``process.weakened`` row naming what is weak,
+A router or the ops service started with the AMQP link in clear text (``amqp://``) or with
+receipts unsigned (no ``LIENTHONG_HUB_KEY``) appends one ``process.weakened`` row naming
+what is weak,
 with the weaknesses the previous such start of that process had (``before``) and its own
 (``after``). A start with nothing weakened appends nothing.
 """
