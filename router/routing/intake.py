@@ -50,16 +50,16 @@ from aio_pika.abc import (
 
 from adapters import wire
 from router import amqp, metrics, topology
-from router.directory.feed import FeedServer
+from router.directory import agency_requests, feed
 from router.outbox import events as notifications
 from router.outbox import publish as publishing
 from router.outbox.outbox import Outbox
 from router.outbox.signing import hub_signer
-from router.recovery import deadlines, parking
-from router.recovery.replay import ReplayServer
+from router.recovery import deadlines, parking, replay
+from router.requests import RequestServer
 from router.routing import liveness
 from router.routing.batch import BatchPlan, BatchRouter, Copy, Incoming, OutgoingReceipt, derive_id
-from router.security import anchors, posture
+from router.security import anchors, gateway_changes, posture
 from router.security.signature_gate import SignatureGate
 from router.settings import Settings
 from schemas import ParseLimits, wire_names
@@ -237,11 +237,13 @@ class RouterWorker:
             await parking_channel.set_qos(prefetch_count=20)
             parking = await parking_channel.get_queue(topology.PARKING)
             await parking.consume(self._on_parked)
-            # gateways that were away ask here for the receipts they missed
-            await ReplayServer(self.pool, self._outbox.sign).start(
-                self._connection)
-            # gateway-side software mirrors the directory from here
-            await FeedServer(self.pool).start(self._connection)
+            # gateways ask here: the receipts they missed, the directory feed, changes
+            async with self.pool.acquire() as conn:  # agencies of a ledger older than the feed
+                await feed.publish(conn)
+            await RequestServer(self.pool, [
+                replay.route(self._outbox.sign), feed.route(), *agency_requests.routes(),
+                gateway_changes.route(),
+            ]).start(self._connection)
             log.info("router.started", batch_size=self.settings.batch_size, pid=os.getpid())
             async with self.pool.acquire() as conn:
                 await posture.record_start(conn, "router", self.settings,
