@@ -567,7 +567,9 @@ class GatewayClient:
             await self._publish(
                 aio_pika.Message(json.dumps(body).encode(), correlation_id=request_id,
                                  reply_to=DIRECT_REPLY, user_id=self.user,
-                                 content_type="application/json"),
+                                 content_type="application/json",
+                                 # not answered by then: nobody waits, nobody acts on it
+                                 expiration=self.receipt_timeout),
                 key, exchange,
             )
             yield answers

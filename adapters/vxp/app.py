@@ -292,7 +292,7 @@ class VxpApi:
 
     async def register_agency(self, request: web.Request,
                               caller: Caller) -> web.StreamResponse:
-        data = await read_json(request, caller.param("hash-file"), AGENCY_BODY_MAX)
+        data = await read_json(request, AGENCY_BODY_MAX)
         fields = {k: data.get(k) for k in ("code", "name", "pcode")}
         for key, value in fields.items():
             if value is not None and not isinstance(value, str | int):

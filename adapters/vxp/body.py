@@ -86,15 +86,14 @@ async def read_file(request: web.Request, hash_file: str | None, limit: int) -> 
     raise VxpFailure(Reason.VXP_HASH_MISMATCH)
 
 
-async def read_json(request: web.Request, hash_file: str | None, limit: int) -> dict[str, Any]:
-    """A JSON object body (``registerAgency``) of at most ``limit`` bytes, checked against
-    ``hash_file`` when the client sent one (only headers are signed: without it the body
-    is bound to nothing but the TLS connection)."""
+async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
+    """A JSON object body (``registerAgency``) of at most ``limit`` bytes. Only headers
+    are signed, as in the vendor SDK, and a ``hash-file`` header may be a leftover of an
+    earlier call (the SDK never clears its headers): the body is bound to nothing but
+    the TLS connection in front of the façade."""
     if request.content_length is not None and request.content_length > limit:
         raise VxpFailure(Reason.VXP_BAD_REQUEST, f"body of more than {limit} bytes")
     data = await _read_raw(request, limit, limit)
-    if hash_file and not file_hash_matches(hash_file, hashlib.sha256(data).digest()):
-        raise VxpFailure(Reason.VXP_HASH_MISMATCH)
     try:
         value = json.loads(data)
     except (ValueError, UnicodeDecodeError):

@@ -55,7 +55,7 @@ OPERATION_DOCS: dict[str, tuple[str, str, list[str], dict[str, Any]]] = {
         "code, name, mail, mobile, fax} (code and name required; id, mail, mobile, fax not "
         "kept). Only when the hub's operators allow the gateway to manage agencies and its "
         "serves patterns cover the code: otherwise FAIL 21 (AGENCY_MANAGEMENT_NOT_ALLOWED, "
-        "AGENCY_NOT_SERVED, AGENCY_OF_ANOTHER_GATEWAY)", ["hash-file"], {},
+        "AGENCY_NOT_SERVED, AGENCY_OF_ANOTHER_GATEWAY)", [], {},
     ),
     "deleteAgency": (
         "post", "Delete an agency of the system's gateway (the same conditions as "

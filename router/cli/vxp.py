@@ -80,8 +80,17 @@ def serve_cmd(host: str | None, port: int | None) -> None:
 
 
 @vxp.group()
-def systems() -> None:
-    """Systems (systemId + secret) allowed to call the VXP API, each bound to a gateway."""
+@click.option("--hub-timeout", type=click.FloatRange(0.1, 600), default=15.0,
+              show_default=True,
+              help="Seconds to wait for the hub to record a change in its audit log.")
+@click.pass_context
+def systems(ctx: click.Context, hub_timeout: float) -> None:
+    """Systems (systemId + secret) allowed to call the VXP API, each bound to a gateway.
+
+    Every change (add, rotate-secret, mode, remove) is recorded in the hub's audit log,
+    asked as the system's gateway, before it is kept: when the hub does not record it,
+    nothing changes (exit 69)."""
+    ctx.obj = hub_timeout
 
 
 def _show_secret(system_id: str, gateway: str, secret: str, as_json: bool, verb: str) -> None:
@@ -118,7 +127,8 @@ def _audited(fn: Callable[[Settings], Awaitable[T]]) -> T:
 def _systems(store: Store) -> AuditedSystems:
     from adapters.vxp.systems import AuditedSystems
 
-    return AuditedSystems(store, by=cli_actor())
+    timeout = click.get_current_context().find_object(float)
+    return AuditedSystems(store, by=cli_actor(), timeout=timeout or 15.0)
 
 
 @systems.command("add")
