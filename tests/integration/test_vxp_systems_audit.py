@@ -165,3 +165,38 @@ async def test_without_the_hub_a_system_change_fails_and_changes_nothing(
     assert mode.exit_code == 0, mode.output
     actions = [r["action"] for r in await _rows(hub)]
     assert actions == ["vxp.system.added", "vxp.system.mode_changed"]
+
+
+async def test_system_commands_leave_the_gateways_receipts_to_the_facade(
+    operator: Operator,
+) -> None:
+    """Logging in as the gateway (the --amqp-url check, the audit request) must not take
+    receipts from its queue: they are the façade's (getSentEdocList), and a receipt taken
+    and acknowledged by a command is gone for it."""
+    import aio_pika
+
+    from router.topology import RECEIPTS, receipts_queue
+    from tests.hub import queue_depth
+    from tests.polling import eventually
+
+    hub = operator.hub
+    connection = await aio_pika.connect(hub.settings.amqp_url)
+    async with connection:  # three receipts wait while the façade is stopped
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(RECEIPTS)
+        for n in range(3):
+            await exchange.publish(aio_pika.Message(
+                json.dumps({"receipt_id": f"r{n}", "type": "delivery"}).encode(),
+                type="receipt.delivery"), routing_key="vpcp")
+    queue = receipts_queue("vpcp")
+
+    async def three() -> bool:
+        return await queue_depth(hub, queue) == 3
+
+    await eventually(three, timeout=10, what="three receipts waiting")
+    added = await operator.run("add", SYSTEM, "--gateway", "vpcp", "--amqp-url",
+                               hub.gateway_url("vpcp"))
+    assert added.exit_code == 0, added.output
+    rotated = await operator.run("rotate-secret", SYSTEM)
+    assert rotated.exit_code == 0, rotated.output
+    assert await queue_depth(hub, queue) == 3
