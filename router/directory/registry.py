@@ -542,6 +542,17 @@ async def register_agency(
         if old is not None and old["gateway"] not in (None, gateway_id):
             raise LienthongError(Reason.AGENCY_OF_ANOTHER_GATEWAY,
                                  f"{code} is served by {old['gateway']}")
+        owner = await conn.fetchrow(
+            """SELECT a.code, a.gateway_id FROM agency_aliases al
+               JOIN agencies a ON a.id = al.agency_id WHERE al.alias = $1""", code)
+        if owner is not None and owner["code"] != code:
+            # the code already reaches another agency: taking it would re-route its mail
+            if owner["gateway_id"] not in (None, gateway_id):
+                raise LienthongError(Reason.AGENCY_OF_ANOTHER_GATEWAY,
+                                     f"{code} names {owner['code']}, served by "
+                                     f"{owner['gateway_id']}")
+            raise LienthongError(Reason.BAD_AGENCY_CODE,
+                                 f"{code} is already an alias of {owner['code']}")
         _, _, before = await _upsert_agencies(
             conn, [AgencyRow(code, row.name, parent, gateway=gateway_id)])
         after = await _agency_as_audited(conn, code)

@@ -50,7 +50,7 @@ async def test_a_gateway_manages_its_own_agencies_only_when_allowed(hub: Hub) ->
     await hub.add_agencies([AgencyRow(VPCP, "Văn phòng Chính phủ"),
                             AgencyRow(NGHEAN, "UBND tỉnh Nghệ An"),
                             AgencyRow(TAICHINH, "Sở Tài chính", parent=NGHEAN,
-                                      gateway="vpcp")])
+                                      aliases=("000.13.00.H41",), gateway="vpcp")])
     await hub.start_router()
     register = json.dumps({"id": 0, "pcode": NGHEAN, "code": NOIVU, "name": "Sở Nội vụ Nghệ An",
                            "mail": "snv@nghean.gov.vn", "mobile": "", "fax": ""}).encode()
@@ -118,6 +118,13 @@ async def test_a_gateway_manages_its_own_agencies_only_when_allowed(hub: Hub) ->
         assert (a["reason"], a["reasonCode"]) == ("AGENCY_OF_ANOTHER_GATEWAY", 7183)
         a = await nghean.call("deleteAgency", AgencyCode=TAICHINH)
         assert a["reason"] == "AGENCY_OF_ANOTHER_GATEWAY"
+        # nor by taking one of its aliases as a new agency's code (its mail would follow)
+        hijack = json.dumps({"code": "000.13.00.H41", "name": "Sở Tài chính giả"}).encode()
+        a = await nghean.call("registerAgency", body=hijack)
+        assert (a["status"], a["reason"]) == ("FAIL", "AGENCY_OF_ANOTHER_GATEWAY")
+        assert await hub.pool.fetchval(
+            """SELECT a.code FROM agency_aliases al JOIN agencies a ON a.id = al.agency_id
+               WHERE al.alias = '000.13.00.H41'""") == TAICHINH
         a = await nghean.call("deleteAgency", AgencyCode="000.09.00.H41")
         assert (a["status"], a["reason"]) == ("FAIL", "OPS_UNKNOWN_AGENCY")
         a = await nghean.call("registerAgency", body=b'{"code": "000.04.00.H41"}')
