@@ -56,7 +56,7 @@ log = structlog.get_logger("lienthong.requests")
 
 REQUEST_MAX_BYTES = 64 * 1024  # a request is a few fields; anything larger is refused
 DIRECT_REPLY_PREFIX = f"{DIRECT_REPLY}."
-_BY = re.compile(r"^[a-z]+(?::[\w.@+-]{1,110})?$")
+_BY = re.compile(r"^[a-z]{1,20}(?::[\w.@+-]{1,110})?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +155,8 @@ class RequestServer:
                 # a hub upgraded without `lienthong topology apply`: routing goes on
                 log.error("requests.queue_missing", queue=name,
                           hint=f"run `lienthong topology apply` to serve {name}")
-                await self._channel.reopen()
+                await self._channel.reopen()  # the broker closed it: the qos goes too
+                await self._channel.set_qos(prefetch_count=4)
                 continue
             await queue.consume(self._on_request)
 
@@ -198,9 +199,9 @@ class RequestServer:
         exchange = self._channel.default_exchange
         head, last = answer[:-1], answer[-1:]
         if head:
-            await publish_all(exchange, [(m, reply_to) for m in head],
-                                    mandatory=False, retries=1)
+            await publish_all(exchange, [(m, reply_to) for m in head], mandatory=False,
+                              retries=1)
         # the last one only once every other is confirmed: it never overtakes one
         await publish_all(exchange, [(m, reply_to) for m in last], mandatory=False,
-                                retries=1)
+                          retries=1)
         log.info("requests.answered", key=route.key, gateway=gateway, messages=len(answer))
