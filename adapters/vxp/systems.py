@@ -40,6 +40,10 @@ from schemas.reasons import LienthongError, Reason
 __all__ = ["AuditedSystems", "ChangeNotAudited"]
 
 
+class _Taken(Exception):
+    """The system id is taken: the transaction is rolled back."""
+
+
 class ChangeNotAudited(LienthongError):
     """The hub did not record the change (unreachable, no router answered): nothing was
     changed. ``detail`` says what happened."""
@@ -110,18 +114,25 @@ class AuditedSystems:
                   amqp_url: str | None = None) -> bool:
         """Add a system (and store its gateway's AMQP URL when given); False when the id
         is taken. LookupError when the gateway has no AMQP URL."""
-        async with self.store.transaction() as tx:
-            if amqp_url is not None:
-                await tx.set_gateway(gateway_id, amqp_url)
-            url = await self._url(tx, gateway_id)
-            if not await tx.add_system(system_id, gateway_id, secret, strict=strict):
-                return False
-            after = _values(System(system_id, gateway_id, secret, strict))
-            assert after is not None
-            if amqp_url is not None:
-                after["amqp_url"] = _safe_url(amqp_url)
-            await self._record(url, gateway_id, "vxp.system.added", system_id, None, after)
+        try:
+            async with self.store.transaction() as tx:
+                await self._add(tx, system_id, gateway_id, secret, strict, amqp_url)
+        except _Taken:  # rolled back: not even a new --amqp-url is kept
+            return False
         return True
+
+    async def _add(self, tx: Store, system_id: str, gateway_id: str, secret: str,
+                   strict: bool, amqp_url: str | None) -> None:
+        if amqp_url is not None:
+            await tx.set_gateway(gateway_id, amqp_url)
+        url = await self._url(tx, gateway_id)
+        if not await tx.add_system(system_id, gateway_id, secret, strict=strict):
+            raise _Taken
+        after = _values(System(system_id, gateway_id, secret, strict))
+        assert after is not None
+        if amqp_url is not None:
+            after["amqp_url"] = _safe_url(amqp_url)
+        await self._record(url, gateway_id, "vxp.system.added", system_id, None, after)
 
     async def rotate_secret(self, system_id: str, secret: str) -> str | None:
         """A new secret; the system's gateway, or None when there is no such system."""

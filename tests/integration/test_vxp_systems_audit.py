@@ -86,6 +86,8 @@ async def test_every_system_change_is_audited_once_without_its_secret(
     added = await run("add", SYSTEM, "--gateway", "vpcp", "--amqp-url", url, "--json")
     assert added.exit_code == 0, added.output
     first = json.loads(added.stdout)["secret"]
+    taken = await run("add", SYSTEM, "--gateway", "vpcp")  # taken: nothing to record
+    assert taken.exit_code == 1 and "exists" in taken.output
     rotated = await run("rotate-secret", SYSTEM, "--json")
     assert rotated.exit_code == 0, rotated.output
     second = json.loads(rotated.stdout)["secret"]
