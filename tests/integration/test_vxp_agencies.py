@@ -78,6 +78,8 @@ async def test_a_gateway_manages_its_own_agencies_only_when_allowed(hub: Hub) ->
         assert (switched[0]["details"]["before"], switched[0]["details"]["after"]) == (
             {"manage_agencies": False}, {"manage_agencies": True})
         assert switched[0]["actor"].startswith("cli:")
+        unknown = await _cli(hub, "gateways", "set", "nosuch", "--manage-agencies", "on")
+        assert unknown.exit_code == 67 and "GATEWAY_UNKNOWN" in unknown.output
         listed = await _cli(hub, "gateways", "list", "--json")
         flags = {g["id"]: g["manage_agencies"] for g in json.loads(listed.stdout)}
         assert flags == {"vpcp": False, "lgsp-nghean": True}
