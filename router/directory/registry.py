@@ -538,6 +538,8 @@ async def register_agency(
     parent = AgencyCode.parse(row.parent).text if row.parent else None
     async with conn.transaction():
         await _may_manage(conn, gateway_id, code)
+        # one registration of a code at a time (a new code has no row to lock yet)
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('agency:' || $1))", code)
         old = await _agency_as_audited(conn, code)
         if old is not None and old["gateway"] not in (None, gateway_id):
             raise LienthongError(Reason.AGENCY_OF_ANOTHER_GATEWAY,
