@@ -20,6 +20,9 @@ lt.replay              direct  gateways ask for the receipts they missed (key ``
 lt.replay              quorum  bound to lt.replay; routers answer from the ledger
 lt.directory           quorum  bound to lt.replay (key ``directory``): gateways ask for the
                                directory feed's changes (router.directory.feed)
+lt.transfer            quorum  bound to lt.replay (key ``transfer``): large package uploads
+                               opened, their chunks listed, fetched (router.transfer)
+lt.transfer.chunks     quorum  bound to lt.replay (key ``chunk``): the chunks of uploads
 =====================  ======  =====================================================
 
 ``lt.deliver`` has no alternate exchange on purpose: routers publish copies with
@@ -66,6 +69,7 @@ from aio_pika.abc import AbstractChannel, AbstractQueue, ExchangeType
 
 from router import amqp
 from router.settings import Settings
+from schemas import wire_names
 from schemas.wire_names import (  # the names are the contract's, shared with the SDK
     DEAD,
     DELIVER,
@@ -230,6 +234,12 @@ async def declare_core(channel: AbstractChannel) -> None:
     await replay_q.bind(replay, routing_key=REPLAY_RECEIPTS_KEY)
     directory_q = await _quorum_queue(channel, DIRECTORY)
     await directory_q.bind(replay, routing_key=DIRECTORY_KEY)
+    # large packages (router.transfer): requests and chunks ride the exchange gateways
+    # may already write to, so no gateway's permissions change
+    transfer_q = await _quorum_queue(channel, wire_names.TRANSFER)
+    await transfer_q.bind(replay, routing_key=wire_names.TRANSFER_KEY)
+    chunks_q = await _quorum_queue(channel, wire_names.CHUNKS)
+    await chunks_q.bind(replay, routing_key=wire_names.CHUNK_KEY)
 
 
 async def declare_gateway(channel: AbstractChannel, gateway_id: str) -> None:

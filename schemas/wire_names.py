@@ -44,6 +44,12 @@ __all__ = [
     "SUBMIT",
     "SUBMIT_HEADERS",
     "UNROUTABLE",
+    "CHUNKS",
+    "CHUNK_KEY",
+    "TRANSFER",
+    "TRANSFER_CONTENT_TYPE",
+    "TRANSFER_KEY",
+    "TRANSFER_REF_TYPE",
     "AmqpType",
     "Header",
     "inbox_queue",
@@ -64,6 +70,14 @@ REPLAY: Final = "lt.replay"  # queue: a gateway asks for the receipts it missed
 REPLAY_RECEIPTS_KEY: Final = "receipts"  # the replay request's kind
 DIRECTORY: Final = "lt.directory"  # queue: the routers answer directory feed requests
 DIRECTORY_KEY: Final = "directory"  # on the lt.replay exchange, which gateways may write to
+# large packages (router.transfer, adapters.transfer): requests and chunks on lt.replay
+TRANSFER: Final = "lt.transfer"  # queue: open, status and fetch requests (key ``transfer``)
+TRANSFER_KEY: Final = "transfer"
+CHUNKS: Final = "lt.transfer.chunks"  # queue: the chunks of uploads (key ``chunk``)
+CHUNK_KEY: Final = "chunk"
+#: the JSON body of a claim and of a large package's copy: {"type": TRANSFER_REF_TYPE, ...}
+TRANSFER_REF_TYPE: Final = "lienthong.transfer"
+TRANSFER_CONTENT_TYPE: Final = "application/vnd.lienthong.transfer+json"
 DIRECT_REPLY: Final = "amq.rabbitmq.reply-to"  # RabbitMQ's direct reply-to pseudo-queue
 GATEWAY_QUEUE_PREFIX: Final = "lt.gw."
 
@@ -117,6 +131,9 @@ STATUS_CODE: Final = "lt-status-code"
 RECEIPT_TYPE: Final = "lt-receipt-type"
 ANCHOR_NUMBER: Final = "lt-anchor-number"
 ANCHOR_SEQ: Final = "lt-anchor-seq"
+UPLOAD_ID: Final = "lt-upload-id"
+CHUNK_SEQ: Final = "lt-chunk-seq"
+CHUNK_SHA256: Final = "lt-chunk-sha256"
 # the hub's own, on parked messages (never on what a gateway receives)
 PARK_REASON: Final = "lt-reason"
 PARK_ERROR: Final = "lt-error"
