@@ -20,9 +20,9 @@ import io
 import re
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from collections.abc import Sequence
 from typing import BinaryIO, NoReturn
 
 from lxml import etree
@@ -814,9 +814,10 @@ def _streamed_attachment(
         w.reject(Reason.ATTACHMENT_BAD_ENCODING, f"Attachment {cid!r}")
     declared = (content_type or "").split(";")[0].strip().lower() in _ZIP_CONTENT_TYPES
     try:
+        if payload.spool is None and declared:  # a ZIP starts with PK: this one is not
+            w.reject(Reason.ATTACHMENT_BAD_ZIP,
+                     f"Attachment {cid!r}: the payload is not a ZIP archive")
         if payload.spool is None:
-            if declared:  # a ZIP starts with PK: this one cannot be read as one
-                raise ValueError("the payload is not a ZIP archive")
             info = PayloadInfo(payload.sha256, False)
         else:
             payload.spool.seek(0)

@@ -12,6 +12,7 @@ lxml parsers must not be shared between threads: each thread gets its own.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from lxml import etree
 
@@ -41,7 +42,7 @@ def hardened_parser(*, huge: bool = False, keep_comments: bool = False) -> etree
     return parser
 
 
-def hardened_feed_parser(target: object) -> etree.XMLParser:
+def hardened_feed_parser(target: Any) -> etree.XMLParser:
     """A new incremental parser (``feed()`` / ``close()``) with the same protections, that
     hands events to ``target`` (lxml's parser-target interface) instead of building a tree:
     text arrives in pieces, so a large attachment is never held whole. A new one per

@@ -151,10 +151,11 @@ class _Target:
         parent = self._path[-1] if self._path else None
         grand = self._path[-2] if len(self._path) > 1 else None
         self._path.append(name)
+        builder: Any = self._builder  # lxml-stubs lack TreeBuilder.start's nsmap
         if nsmap:  # lxml hands the default namespace as '', TreeBuilder wants None
-            self._builder.start(tag, attrib, {k or None: v for k, v in nsmap.items()})
+            builder.start(tag, attrib, {k or None: v for k, v in nsmap.items()})
         else:
-            self._builder.start(tag, attrib)
+            builder.start(tag, attrib)
         if self._payload is not None:
             # markup inside a payload: base64 text holds none
             self._payload.out.bad_encoding = True

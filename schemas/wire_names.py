@@ -24,6 +24,8 @@ from typing import Final, Literal
 
 __all__ = [
     "ANCHOR_HEADERS",
+    "CHUNKS",
+    "CHUNK_KEY",
     "COPY_HEADERS",
     "DEAD",
     "DELIVER",
@@ -43,13 +45,11 @@ __all__ = [
     "ROUTER_IN",
     "SUBMIT",
     "SUBMIT_HEADERS",
-    "UNROUTABLE",
-    "CHUNKS",
-    "CHUNK_KEY",
     "TRANSFER",
     "TRANSFER_CONTENT_TYPE",
     "TRANSFER_KEY",
     "TRANSFER_REF_TYPE",
+    "UNROUTABLE",
     "AmqpType",
     "Header",
     "inbox_queue",

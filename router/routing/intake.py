@@ -62,6 +62,9 @@ from router.routing.batch import BatchPlan, BatchRouter, Copy, Incoming, Outgoin
 from router.security import anchors, posture
 from router.security.signature_gate import SignatureGate
 from router.settings import Settings
+from router.transfer.claims import Claims, upload_id_of
+from router.transfer.server import TransferServer, expiry_loop
+from router.transfer.store import PostgresBlobStore
 from schemas import ParseLimits, wire_names
 from schemas.reasons import Reason
 from schemas.receipt import Receipt
@@ -204,6 +207,11 @@ class RouterWorker:
             gate=SignatureGate(pool, warn_days=settings.certificate_warn_days),
         )
         self.stats = BatchStats()
+        self._blobs = PostgresBlobStore()  # large packages (router.transfer)
+        self._claims = Claims(pool, self._blobs, ParseLimits(
+            max_bytes=settings.max_large_package_bytes,
+            max_recipients=settings.max_recipients,
+            max_attachments=settings.max_attachments))
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractChannel | None = None
         self._deliver: AbstractExchange | None = None
@@ -242,6 +250,12 @@ class RouterWorker:
                 self._connection)
             # gateway-side software mirrors the directory from here
             await FeedServer(self.pool).start(self._connection)
+            # large packages: uploads opened, chunks stored, fetched; expired ones removed
+            await TransferServer(self.pool, self._blobs, self.settings,
+                                 self._outbox).start(self._connection)
+            expiring = asyncio.create_task(expiry_loop(
+                self.pool, self._blobs, self._outbox, every=self.settings.sweep_seconds,
+                stop=stop))
             log.info("router.started", batch_size=self.settings.batch_size, pid=os.getpid())
             async with self.pool.acquire() as conn:
                 await posture.record_start(conn, "router", self.settings,
@@ -268,6 +282,7 @@ class RouterWorker:
                 self._consuming = False
                 sweeper.cancel()
                 anchoring.cancel()
+                expiring.cancel()
                 with contextlib.suppress(Exception):
                     await queue.cancel(tag)
                 log.info("router.stopped", **self._stats_dict())
@@ -510,7 +525,9 @@ class RouterWorker:
         incoming = [self._incoming(m) for m in messages]
         started = time.time()
         clock = time.perf_counter()
+        await self._claims.resolve(incoming)  # large packages' claims (router.transfer)
         plan = await self.router.route(incoming)
+        await self._claims.settle(incoming, plan)
         route_done = time.perf_counter()
         states = await self._publish_copies(plan.copies)
         queued_at = time.time()
@@ -574,6 +591,7 @@ class RouterWorker:
             declared_type=env.type,
             redelivered=bool(m.redelivered),
             wire_error=env.error,
+            upload_id=upload_id_of(env.headers),
         )
 
     # publishing ------------------------------------------------------------------------
