@@ -10,6 +10,7 @@ import json
 import os
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 from adapters import GatewayClient
 from adapters.errors import TransferRefused
 from router.directory.registry import AgencyRow
+from router.recovery import archive
 from schemas import (
     PackageRejected,
     Reason,
@@ -131,6 +133,10 @@ async def test_a_large_package_reaches_its_recipient_byte_identical(
     state = await large_hub.pool.fetchval(
         "SELECT state FROM transfer_uploads WHERE id = $1", uuid.UUID(ref["upload_id"]))
     assert state == "stored"
+    # archiving old bodies leaves a large package's reference alone (not "altered")
+    run = await archive.archive(large_hub.pool, tmp_path / "archive",
+                                older_than=timedelta(0), actor="test")
+    assert run.altered == [] and run.archived == 0
     # a gateway the package did not go to may not fetch it
     async with _client(large_hub, "lgsp-quangnam") as stranger:
         with pytest.raises(TransferRefused) as refused:
