@@ -4,6 +4,7 @@ RabbitMQ and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
@@ -20,6 +21,7 @@ import pytest
 from adapters import GatewayClient
 from adapters.errors import TransferRefused
 from router.directory.registry import AgencyRow
+from router.processes import RouterProcesses
 from router.recovery import archive
 from schemas import (
     PackageRejected,
@@ -305,3 +307,43 @@ async def test_an_upload_never_claimed_expires_with_a_receipt(template_db: str,
             "SELECT state FROM transfer_uploads WHERE id = $1", uuid.UUID(upload_id)
         ) == "expired"
 
+
+
+async def test_a_router_killed_mid_transfer_loses_nothing(template_db: str,
+                                                          tmp_path: Path) -> None:
+    """kill -9 of the router while chunks are being stored: another router takes over, the
+    chunks already stored stay, the rest are stored once, the package arrives whole."""
+    async with throwaway_hub(template_db, chunk_bytes=CHUNK) as hub:
+        await hub.add_gateway("vpcp", serves=["000.00.00.G22"])
+        await hub.add_gateway("lgsp-nghean", serves=["#.H41"], kind="province-platform")
+        await hub.add_agencies([AgencyRow("000.00.00.G22", "Văn phòng Chính phủ"),
+                                AgencyRow("000.00.00.H41", "UBND tỉnh Nghệ An")])
+        routers = RouterProcesses(hub.settings, 1, log_path=tmp_path / "router.log",
+                                  env={"LIENTHONG_CHUNK_BYTES": str(CHUNK)})
+        try:
+            path = _large_file(tmp_path, mib=12)
+            original = path.read_bytes()
+            total = -(-len(original) // CHUNK)
+            async with _client(hub, "vpcp") as sender, \
+                    _client(hub, "lgsp-nghean") as recipient:
+                sending = asyncio.create_task(sender.send_file(path))
+
+                async def some_stored() -> int:
+                    return int(await hub.pool.fetchval("SELECT count(*) FROM transfer_chunks"))
+
+                at_kill = await eventually(some_stored, timeout=60, interval=0.01,
+                                           what="chunks being stored")
+                routers.kill_one()  # SIGKILL, then a new router starts
+                receipt = await asyncio.wait_for(sending, 120)
+                assert receipt is not None and receipt.type == "accepted", receipt
+                assert at_kill < total  # the kill fell mid-transfer
+                async for msg in recipient.inbox(timeout=60):
+                    saved = await recipient.fetch_large(msg, tmp_path / "received.edxml")
+                    await msg.ack()
+                    break
+                else:
+                    pytest.fail("no copy arrived")
+            assert saved.read_bytes() == original
+            assert routers.kills == 1
+        finally:
+            routers.stop()
