@@ -64,13 +64,14 @@ def _local(tag: object) -> str | None:
 class _Payload:
     """One attachment payload: base64 text in, size and SHA-256 of the decoded bytes out."""
 
-    __slots__ = ("_buf", "_digest", "_ended", "_open_spool", "out")
+    __slots__ = ("_buf", "_decoded", "_digest", "_ended", "_open_spool", "out")
 
     def __init__(self, open_spool: Callable[[], BinaryIO] | None) -> None:
         self.out = StreamedPayload()
         self._buf = bytearray()
         self._digest = hashlib.sha256()
         self._ended = False  # padding seen: nothing may follow
+        self._decoded = False  # bytes decoded yet (the first ones decide the spool)
         self._open_spool = open_spool
 
     def feed(self, text: str) -> None:
@@ -79,9 +80,13 @@ class _Payload:
         try:
             raw = text.encode("ascii")
         except UnicodeEncodeError:
+            self.out.empty = False
             self.out.bad_encoding = True
             return
-        self._buf += raw.translate(None, _WHITESPACE)
+        raw = raw.translate(None, _WHITESPACE)
+        if raw:  # only whitespace so far is an empty payload (ATTACHMENT_MISSING)
+            self.out.empty = False
+        self._buf += raw
         if len(self._buf) >= _DRAIN_AT:
             self._drain(final=False)
 
@@ -101,8 +106,8 @@ class _Payload:
             return
         if segment.endswith(b"="):
             self._ended = True
-        if self.out.empty:
-            self.out.empty = False
+        if not self._decoded:
+            self._decoded = True
             if data.startswith(b"PK") and self._open_spool is not None:
                 self.out.spool = self._open_spool()
         self._digest.update(data)
@@ -112,8 +117,6 @@ class _Payload:
 
     def finish(self) -> StreamedPayload:
         self._drain(final=True)
-        if not self.out.bad_encoding and self.out.size:
-            self.out.empty = False
         self.out.sha256 = self._digest.hexdigest()
         return self.out
 
@@ -213,6 +216,8 @@ class StreamingValidator:
         return [p.spool for p in self._target.payloads if p.spool is not None]
 
     def feed(self, data: bytes) -> None:
+        if self._target.refused is not None:  # refused already: the parser has stopped
+            raise self._target.refused
         self._size += len(data)
         if self._blank and data.strip():
             self._blank = False
@@ -225,22 +230,32 @@ class StreamingValidator:
             self._parser.feed(data)
         except PackageRejected:
             raise
-        except etree.XMLSyntaxError as exc:
-            raise _syntax(exc) from None
-        except ValueError as exc:  # e.g. a namespace prefix lxml cannot build
-            raise PackageRejected(Reason.MALFORMED_XML, str(exc)[:200]) from None
+        except (etree.XMLSyntaxError, ValueError) as exc:
+            raise self._failure(exc) from None
         if self._target.refused is not None:
             raise self._target.refused
+
+    def _failure(self, exc: Exception) -> PackageRejected:
+        """What a parser error means: the target's own refusal when it made one (the
+        parser stops and reports its own error after a target raises), else by its text."""
+        if self._target.refused is not None:
+            return self._target.refused
+        if isinstance(exc, etree.XMLSyntaxError):
+            return _syntax(exc)
+        # e.g. a namespace prefix lxml cannot build
+        return PackageRejected(Reason.MALFORMED_XML, str(exc)[:200])
 
     def close(self) -> ParsedPackage:
         if self._blank:
             raise PackageRejected(Reason.EMPTY_PACKAGE)
+        if self._target.refused is not None:
+            raise self._target.refused
         try:
             root = self._parser.close()
         except PackageRejected:
             raise
-        except etree.XMLSyntaxError as exc:
-            raise _syntax(exc) from None
+        except (etree.XMLSyntaxError, ValueError) as exc:
+            raise self._failure(exc) from None
         except ValueError as exc:  # e.g. a namespace prefix lxml cannot build
             raise PackageRejected(Reason.MALFORMED_XML, str(exc)[:200]) from None
         if self._target.refused is not None:
