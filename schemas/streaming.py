@@ -256,8 +256,6 @@ class StreamingValidator:
             raise
         except (etree.XMLSyntaxError, ValueError) as exc:
             raise self._failure(exc) from None
-        except ValueError as exc:  # e.g. a namespace prefix lxml cannot build
-            raise PackageRejected(Reason.MALFORMED_XML, str(exc)[:200]) from None
         if self._target.refused is not None:
             raise self._target.refused
         return parse_streamed_tree(root, self._target.payloads, limits=self._limits,

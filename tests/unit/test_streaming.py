@@ -134,7 +134,7 @@ def test_memory_does_not_grow_with_the_attachment() -> None:
     """64 MiB of attachment streamed through in 1 MiB pieces: Python's peak stays a few
     MiB (the pieces and the skeleton), far below the attachment."""
     placeholder = b"TEFSR0UtUEFZTE9BRC1IRVJF"  # base64 of LARGE-PAYLOAD-HERE
-    pkg, body = edoc("000.00.00.G22", ["000.00.00.H41"], attachment=b"LARGE-PAYLOAD-HERE")
+    _, body = edoc("000.00.00.G22", ["000.00.00.H41"], attachment=b"LARGE-PAYLOAD-HERE")
     head, _, tail = body.partition(placeholder)
     v = StreamingValidator(limits=ParseLimits(), open_spool=_spool)
     tracemalloc.start()
