@@ -85,18 +85,32 @@ async def load(conn: Conn, upload_id: uuid.UUID, *, share: bool = False) -> Uplo
     return _upload(row) if row is not None else None
 
 
+async def _same_upload(conn: Conn, gateway_id: str, message_id: str,
+                       sha256: bytes) -> Upload | None:
+    row = await conn.fetchrow(
+        _SELECT + "WHERE gateway_id = $1 AND message_id = $2 AND sha256 = $3 "
+        "AND state IN ('open', 'stored') ORDER BY state = 'open' DESC LIMIT 1",
+        gateway_id, message_id, sha256)
+    return _upload(row) if row is not None else None
+
+
 async def open_upload(
     conn: Conn, *, gateway_id: str, amqp_user: str, message_id: str, size: int,
     sha256: bytes, chunk_bytes: int, max_bytes: int, expiry: timedelta,
 ) -> Upload:
     """Open an upload, or give back the open one of the same message and content (a
-    sender resuming). Raises OperationRefused (PACKAGE_TOO_LARGE, UPLOAD_BAD_REQUEST)."""
+    sender resuming) or the stored one (a sender that did not hear the receipt: its claim
+    is answered again, nothing is uploaded twice). Raises OperationRefused
+    (PACKAGE_TOO_LARGE, UPLOAD_BAD_REQUEST)."""
     if size > max_bytes:
         raise OperationRefused(Reason.PACKAGE_TOO_LARGE, f"{size} bytes > limit {max_bytes}")
     if size <= 0 or len(sha256) != 32 or not message_id:
         raise OperationRefused(Reason.UPLOAD_BAD_REQUEST,
                                "size > 0, sha256 (64 hex digits) and message_id are required")
     count = -(-size // chunk_bytes)
+    existing = await _same_upload(conn, gateway_id, message_id, sha256)
+    if existing is not None:  # a sender resuming, or re-sending after doubt
+        return existing
     row = await conn.fetchrow(
         """INSERT INTO transfer_uploads (id, gateway_id, amqp_user, message_id, size_bytes,
                 sha256, chunk_bytes, chunk_count, expires_at)
@@ -105,11 +119,10 @@ async def open_upload(
             RETURNING id""",
         uuid.uuid4(), gateway_id, amqp_user, message_id, size, sha256, chunk_bytes, count,
         expiry)
-    if row is None:
-        row = await conn.fetchrow(
-            _SELECT + "WHERE gateway_id = $1 AND message_id = $2 AND sha256 = $3 "
-            "AND state = 'open'", gateway_id, message_id, sha256)
-        return _upload(row)
+    if row is None:  # opened by a concurrent request of the same sender
+        same = await _same_upload(conn, gateway_id, message_id, sha256)
+        assert same is not None
+        return same
     upload = await load(conn, row["id"])
     assert upload is not None
     return upload

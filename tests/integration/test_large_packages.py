@@ -171,8 +171,15 @@ async def test_a_sender_resumes_without_resending_what_the_hub_has(
 
         sender.publish_to = counting  # type: ignore[method-assign]
         receipt = await sender.send_file(path, message_id=message_id)
-    assert receipt is not None and receipt.type == "accepted", receipt
-    assert sorted(sent) == list(range(3, total))
+        assert receipt is not None and receipt.type == "accepted", receipt
+        assert sorted(sent) == list(range(3, total))
+        # the receipt was lost, say: sending again uploads nothing and gets the same answer
+        sent.clear()
+        again = await sender.send_file(path, message_id=message_id)
+    assert sent == []
+    assert again is not None and again.hub_id == receipt.hub_id, again
+    assert again.type in ("accepted", "duplicate") and again.repeat
+    assert await large_hub.pool.fetchval("SELECT count(*) FROM documents") == 1
 
 
 async def _three(hub: Hub, upload_id: str) -> bool:
