@@ -160,7 +160,9 @@ async def one_size(base: Settings, size_mib: int, work: Path, logs: Path,
             receiver = _spawn(
                 [*cli, "inbox", "--gateway", "bench-receiver", "--save", str(save),
                  "--timeout", "3600"], gw_env("bench-receiver"), logs / "receiver")
-            await asyncio.sleep(2)
+            await asyncio.sleep(3)  # connected, consuming, idle
+            idle_cli = read_memory(receiver.pid)
+            cli_idle = idle_cli.rss_kb if idle_cli is not None else 0
             say(f"sending {size_mib} MiB")
             started = time.perf_counter()
             sender = _spawn(
@@ -168,12 +170,17 @@ async def one_size(base: Settings, size_mib: int, work: Path, logs: Path,
                 gw_env("bench-sender"), logs / "sender")
             rabbit_peak = rabbit_before or 0
             router_peak = idle.peak_kb
+            hwm = {"sender": 0, "receiver": 0}
             saved: Path | None = None
             while saved is None:
                 await asyncio.sleep(0.2)
                 mem = read_memory(worker)
                 if mem is not None:
                     router_peak = max(router_peak, mem.peak_kb, mem.rss_kb)
+                for role, proc in (("sender", sender), ("receiver", receiver)):
+                    m = read_memory(proc.pid)
+                    if m is not None:
+                        hwm[role] = max(hwm[role], m.peak_kb)
                 r = await _rabbit_mem(admin)
                 if r is not None:
                     rabbit_peak = max(rabbit_peak, r)
@@ -186,10 +193,14 @@ async def one_size(base: Settings, size_mib: int, work: Path, logs: Path,
                     raise RuntimeError("no package after an hour")
             elapsed = time.perf_counter() - started
             _, status, usage = await asyncio.to_thread(os.wait4, sender.pid, 0)
-            sender_peak = usage.ru_maxrss
+            # /proc's VmHWM, not getrusage: a child's ru_maxrss keeps the peak of the forked
+            # bench process it was before exec
+            sender_peak = hwm["sender"]
+            m = read_memory(receiver.pid)
+            receiver_peak = max(hwm["receiver"], m.peak_kb if m is not None else 0)
             receiver.terminate()
-            _, _, rusage = await asyncio.to_thread(os.wait4, receiver.pid, 0)
-            receiver_peak = rusage.ru_maxrss
+            await asyncio.to_thread(os.wait4, receiver.pid, 0)
+            del usage
             mem = read_memory(worker)
             if mem is not None:
                 router_peak = max(router_peak, mem.peak_kb)
@@ -206,8 +217,11 @@ async def one_size(base: Settings, size_mib: int, work: Path, logs: Path,
             "router_idle_rss_mb": round(idle.rss_kb / 1024, 1),
             "router_peak_rss_mb": round(router_peak / 1024, 1),
             "router_rss_growth_mb": round((router_peak - idle.rss_kb) / 1024, 1),
+            "sdk_idle_rss_mb": round(cli_idle / 1024, 1),
             "sender_peak_rss_mb": round(sender_peak / 1024, 1),
             "receiver_peak_rss_mb": round(receiver_peak / 1024, 1),
+            "sender_rss_growth_mb": round((sender_peak - cli_idle) / 1024, 1),
+            "receiver_rss_growth_mb": round((receiver_peak - cli_idle) / 1024, 1),
             "rabbitmq_mem_before_mb": round((rabbit_before or 0) / MiB, 1),
             "rabbitmq_mem_peak_mb": round(rabbit_peak / MiB, 1),
             "sender_exit": os.waitstatus_to_exitcode(status),
