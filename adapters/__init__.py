@@ -3,12 +3,14 @@ Imports ``schemas`` (the contract), never ``router``."""
 
 from adapters.client import GatewayClient, InboxMessage
 from adapters.errors import (
+    FetchCorrupt,
     GatewayError,
     NotConnected,
     PublishRefused,
     ReceiptTimeout,
     SenderCodeRequired,
     StatusNeedsDocument,
+    TransferRefused,
 )
 from adapters.seen import CopyFilter, DurableSeenCopies, SeenCopies
 from adapters.tls import tls_context
@@ -19,6 +21,7 @@ __all__ = [
     "CopyFilter",
     "DeliveryState",
     "DurableSeenCopies",
+    "FetchCorrupt",
     "GatewayClient",
     "GatewayError",
     "InboxMessage",
@@ -32,5 +35,6 @@ __all__ = [
     "SeenCopies",
     "SenderCodeRequired",
     "StatusNeedsDocument",
+    "TransferRefused",
     "tls_context",
 ]

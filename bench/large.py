@@ -147,9 +147,6 @@ async def one_size(base: Settings, size_mib: int, work: Path, logs: Path,
             await asyncio.sleep(8)  # started, consuming, idle
             idle = read_memory(worker)
             assert idle is not None
-            rabbit_before = await _rabbit_mem(admin)
-            say("raw relay through RabbitMQ")
-            relay = await raw_relay(settings, package, settings.chunk_bytes)
             save = work / f"inbox-{size_mib}"
 
             def gw_env(gw: str) -> dict[str, str]:
@@ -163,6 +160,7 @@ async def one_size(base: Settings, size_mib: int, work: Path, logs: Path,
             await asyncio.sleep(3)  # connected, consuming, idle
             idle_cli = read_memory(receiver.pid)
             cli_idle = idle_cli.rss_kb if idle_cli is not None else 0
+            rabbit_before = await _rabbit_mem(admin)
             say(f"sending {size_mib} MiB")
             started = time.perf_counter()
             sender = _spawn(
@@ -205,6 +203,8 @@ async def one_size(base: Settings, size_mib: int, work: Path, logs: Path,
             if mem is not None:
                 router_peak = max(router_peak, mem.peak_kb)
             identical = _sha256(saved) == want
+            say("raw relay through RabbitMQ (the same bytes, after)")
+            relay = await raw_relay(settings, package, settings.chunk_bytes)
         finally:
             await routers.stop()
             await admin.close()
