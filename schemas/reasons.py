@@ -717,6 +717,12 @@ class WarningCode(Enum):
         "Chứng thư số dùng để ký gói tin sắp hết hạn: hãy đăng ký chứng thư mới",
         "The certificate that signed the package expires soon: register a new one",
     )
+    LARGE_SIGNATURE_NOT_VERIFIED = (
+        "Gói tin lớn có chữ ký số nhưng trục chưa kiểm tra chữ ký của gói tin lớn; "
+        "bên nhận cần tự kiểm tra",
+        "The large package is signed, but the hub does not verify the signatures of large "
+        "packages yet; the recipient must verify it",
+    )
 
     @property
     def message_vi(self) -> str:

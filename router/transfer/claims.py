@@ -34,7 +34,7 @@ from router.routing.plan import BatchPlan
 from router.transfer import uploads
 from router.transfer.store import BlobStore
 from schemas import ParsedPackage, ParseLimits, wire_names
-from schemas.reasons import PackageRejected, Reason
+from schemas.reasons import PackageRejected, Reason, ValidationWarning, WarningCode
 from schemas.streaming import StreamingValidator
 
 __all__ = ["Claims", "upload_id_of"]
@@ -67,6 +67,12 @@ class Claims:
                 exc.__cause__ = exc.__context__ = None
                 msg.parsed = exc.with_traceback(None)
                 continue
+            if parsed.package.has_signature:
+                # XML-DSig over a package that is never held whole is not verified (yet):
+                # said plainly; a gateway whose policy requires signatures is refused by the
+                # gate (the reference it sees carries none)
+                parsed = ParsedPackage(parsed.package, (*parsed.warnings, ValidationWarning(
+                    WarningCode.LARGE_SIGNATURE_NOT_VERIFIED, f"upload {upload.id}")))
             msg.body = uploads.reference(upload)
             msg.sha256 = upload.sha256
             msg.parsed = parsed

@@ -32,8 +32,10 @@ from schemas import (
     wire_names,
 )
 from schemas.receipt import Receipt
+from schemas.signature import sign_package
 from tests.factory import edoc
 from tests.hub import Hub, throwaway_hub
+from tests.pki import identity
 from tests.polling import eventually
 
 CHUNK = 256 * 1024
@@ -354,3 +356,14 @@ async def test_a_router_killed_mid_transfer_loses_nothing(template_db: str,
             assert routers.kills == 1
         finally:
             routers.stop()
+
+
+async def test_a_signed_large_package_says_its_signature_was_not_verified(
+        large_hub: Hub, tmp_path: Path) -> None:
+    who = identity("vpcp signer")
+    path = _large_file(tmp_path, mib=1)
+    path.write_bytes(sign_package(path.read_bytes(), who.key_pem, who.cert_pem))
+    async with _client(large_hub, "vpcp") as sender:
+        receipt = await sender.send_file(path)
+    assert receipt is not None and receipt.type == "accepted", receipt
+    assert "LARGE_SIGNATURE_NOT_VERIFIED" in [w["warning"] for w in receipt.warnings]
