@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -367,3 +368,30 @@ async def test_a_signed_large_package_says_its_signature_was_not_verified(
         receipt = await sender.send_file(path)
     assert receipt is not None and receipt.type == "accepted", receipt
     assert "LARGE_SIGNATURE_NOT_VERIFIED" in [w["warning"] for w in receipt.warnings]
+
+
+async def _cli(hub: Hub, gateway: str, *args: str) -> tuple[int, str, str]:
+    env = {**os.environ, "LIENTHONG_AMQP_URL": hub.settings.amqp_url,
+           "LIENTHONG_AMQP_USER_PREFIX": hub.settings.amqp_user_prefix,
+           "LIENTHONG_GATEWAY_PASSWORD": hub.credentials[gateway].password,
+           "LIENTHONG_LARGE_THRESHOLD_BYTES": str(64 * 1024)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "router.cli", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_lienthong_send_and_inbox_carry_a_large_file(large_hub: Hub,
+                                                           tmp_path: Path) -> None:
+    path = _large_file(tmp_path, mib=2)
+    code, out, err = await _cli(large_hub, "vpcp", "send", str(path), "--gateway", "vpcp")
+    assert code == 0, err
+    receipt = json.loads(out)
+    assert receipt["type"] == "accepted"
+    save = tmp_path / "inbox"
+    code, out, err = await _cli(large_hub, "lgsp-nghean", "inbox", "--gateway",
+                                "lgsp-nghean", "--save", str(save), "--timeout", "5")
+    assert code == 0, err
+    assert json.loads(out.splitlines()[0])["large"]["size"] == path.stat().st_size
+    assert (save / f"{receipt['hub_id']}.edxml").read_bytes() == path.read_bytes()
