@@ -250,11 +250,15 @@ class RouterWorker:
                 self._connection)
             # gateway-side software mirrors the directory from here
             await FeedServer(self.pool).start(self._connection)
-            # large packages: uploads opened, chunks stored, fetched; expired ones removed
-            await TransferServer(self.pool, self._blobs, self.settings,
+            # large packages: uploads opened, chunks stored, fetched; expired ones removed —
+            # on connections of their own, so routing never waits for a pool connection
+            transfers = await asyncpg.create_pool(self.settings.database_url, min_size=1,
+                                                  max_size=3)
+            self._claims.use(transfers)
+            await TransferServer(transfers, self._blobs, self.settings,
                                  self._outbox).start(self._connection)
             expiring = asyncio.create_task(expiry_loop(
-                self.pool, self._blobs, self._outbox, every=self.settings.sweep_seconds,
+                transfers, self._blobs, self._outbox, every=self.settings.sweep_seconds,
                 stop=stop))
             log.info("router.started", batch_size=self.settings.batch_size, pid=os.getpid())
             async with self.pool.acquire() as conn:
@@ -283,6 +287,8 @@ class RouterWorker:
                 sweeper.cancel()
                 anchoring.cancel()
                 expiring.cancel()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(transfers.close(), 10)
                 with contextlib.suppress(Exception):
                     await queue.cancel(tag)
                 log.info("router.stopped", **self._stats_dict())
@@ -333,6 +339,10 @@ class RouterWorker:
                 log.error("router.sweep_failed", error=repr(exc))
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        if not message.redelivered and upload_id_of(dict(message.headers or {})):
+            # a large package's claim: checked aside first (router.transfer.claims)
+            self._claims.prepare(message, self._incoming(message), self._inbox.put_nowait)
+            return
         self._inbox.put_nowait(message)
 
     async def _on_parked(self, message: AbstractIncomingMessage) -> None:
@@ -433,6 +443,7 @@ class RouterWorker:
         live = [m for m in messages if not m.channel.is_closed]
         if len(live) < len(messages):
             log.warning("router.stale_deliveries_dropped", count=len(messages) - len(live))
+        self._claims.forget([m for m in messages if m.channel.is_closed])
         messages = live
         fresh = [m for m in messages if not m.redelivered]
         suspects = [m for m in messages if m.redelivered]
@@ -525,7 +536,7 @@ class RouterWorker:
         incoming = [self._incoming(m) for m in messages]
         started = time.time()
         clock = time.perf_counter()
-        await self._claims.resolve(incoming)  # large packages' claims (router.transfer)
+        await self._claims.resolve(incoming, messages)  # large packages' claims
         plan = await self.router.route(incoming)
         await self._claims.settle(incoming, plan)
         route_done = time.perf_counter()

@@ -20,10 +20,11 @@ Memory: one chunk at a time, plus a ZIP-looking attachment spooled to a temporar
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO, cast
 
 import asyncpg
@@ -50,16 +51,56 @@ def upload_id_of(headers: dict[str, Any]) -> str | None:
     return value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
 
 
+_Checked = tuple[bytes, bytes, ParsedPackage | PackageRejected]  # body, sha256, parsed
+
+
 class Claims:
     def __init__(self, pool: asyncpg.Pool, store: BlobStore, limits: ParseLimits) -> None:
         self._pool = pool
         self._store = store
         self._limits = limits
+        # claims checked aside (prepare), by their AMQP message, until their batch takes them
+        self._checked: dict[object, _Checked] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
-    async def resolve(self, batch: Sequence[Incoming]) -> None:
-        """Turn each claim of ``batch`` into the package it stands for (in place)."""
-        for msg in batch:
+    def use(self, pool: asyncpg.Pool) -> None:
+        """Check claims on ``pool`` (the router's transfer connections) from now on."""
+        self._pool = pool
+
+    def prepare(self, message: object, msg: Incoming,
+                then: Callable[[Any], None]) -> None:
+        """Check a fresh claim aside (its chunks stream for seconds per GiB) and hand the
+        message on with ``then`` when done, so the router's batches go on meanwhile. What
+        cannot be checked now (PostgreSQL away) is checked again in its batch."""
+        async def check() -> None:
+            try:
+                await self.resolve([msg])
+                if msg.parsed is not None:
+                    self._checked[message] = (msg.body, msg.sha256, msg.parsed)
+            except Exception as exc:
+                log.warning("transfer.claim_check_later", upload=msg.upload_id,
+                            error=repr(exc))
+            finally:
+                then(message)
+
+        task = asyncio.create_task(check())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def forget(self, messages: Sequence[object]) -> None:
+        for m in messages:
+            self._checked.pop(m, None)
+
+    async def resolve(self, batch: Sequence[Incoming],
+                      messages: Sequence[object] | None = None) -> None:
+        """Turn each claim of ``batch`` into the package it stands for (in place); a claim
+        checked aside (``messages[i]`` prepared) takes that result."""
+        for i, msg in enumerate(batch):
             if msg.upload_id is None or msg.wire_error:
+                continue
+            checked = self._checked.pop(messages[i], None) if messages is not None else None
+            if checked is not None:
+                msg.body, msg.sha256, msg.parsed = checked
                 continue
             try:
                 upload, parsed = await self._validate(msg)
