@@ -62,6 +62,9 @@ from router.routing.batch import BatchPlan, BatchRouter, Copy, Incoming, Outgoin
 from router.security import anchors, gateway_changes, posture
 from router.security.signature_gate import SignatureGate
 from router.settings import Settings
+from router.transfer.claims import Claims, upload_id_of
+from router.transfer.server import TransferServer, expiry_loop
+from router.transfer.store import PostgresBlobStore
 from schemas import ParseLimits, wire_names
 from schemas.reasons import Reason
 from schemas.receipt import Receipt
@@ -204,6 +207,11 @@ class RouterWorker:
             gate=SignatureGate(pool, warn_days=settings.certificate_warn_days),
         )
         self.stats = BatchStats()
+        self._blobs = PostgresBlobStore()  # large packages (router.transfer)
+        self._claims = Claims(pool, self._blobs, ParseLimits(
+            max_bytes=settings.max_large_package_bytes,
+            max_recipients=settings.max_recipients,
+            max_attachments=settings.max_attachments))
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractChannel | None = None
         self._deliver: AbstractExchange | None = None
@@ -244,6 +252,16 @@ class RouterWorker:
                 replay.route(self._outbox.sign), feed.route(), *agency_requests.routes(),
                 gateway_changes.route(),
             ]).start(self._connection)
+            # large packages: uploads opened, chunks stored, fetched; expired ones removed —
+            # on connections of their own, so routing never waits for a pool connection
+            transfers = await asyncpg.create_pool(self.settings.database_url, min_size=1,
+                                                  max_size=3)
+            self._claims.use(transfers)
+            await TransferServer(transfers, self._blobs, self.settings,
+                                 self._outbox).start(self._connection)
+            expiring = asyncio.create_task(expiry_loop(
+                transfers, self._blobs, self._outbox, every=self.settings.sweep_seconds,
+                stop=stop))
             log.info("router.started", batch_size=self.settings.batch_size, pid=os.getpid())
             async with self.pool.acquire() as conn:
                 await posture.record_start(conn, "router", self.settings,
@@ -270,6 +288,9 @@ class RouterWorker:
                 self._consuming = False
                 sweeper.cancel()
                 anchoring.cancel()
+                expiring.cancel()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(transfers.close(), 10)
                 with contextlib.suppress(Exception):
                     await queue.cancel(tag)
                 log.info("router.stopped", **self._stats_dict())
@@ -320,6 +341,10 @@ class RouterWorker:
                 log.error("router.sweep_failed", error=repr(exc))
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        if not message.redelivered and upload_id_of(dict(message.headers or {})):
+            # a large package's claim: checked aside first (router.transfer.claims)
+            self._claims.prepare(message, self._incoming(message), self._inbox.put_nowait)
+            return
         self._inbox.put_nowait(message)
 
     async def _on_parked(self, message: AbstractIncomingMessage) -> None:
@@ -420,6 +445,7 @@ class RouterWorker:
         live = [m for m in messages if not m.channel.is_closed]
         if len(live) < len(messages):
             log.warning("router.stale_deliveries_dropped", count=len(messages) - len(live))
+        self._claims.forget([m for m in messages if m.channel.is_closed])
         messages = live
         fresh = [m for m in messages if not m.redelivered]
         suspects = [m for m in messages if m.redelivered]
@@ -512,7 +538,9 @@ class RouterWorker:
         incoming = [self._incoming(m) for m in messages]
         started = time.time()
         clock = time.perf_counter()
+        await self._claims.resolve(incoming, messages)  # large packages' claims
         plan = await self.router.route(incoming)
+        await self._claims.settle(incoming, plan)
         route_done = time.perf_counter()
         states = await self._publish_copies(plan.copies)
         queued_at = time.time()
@@ -576,6 +604,7 @@ class RouterWorker:
             declared_type=env.type,
             redelivered=bool(m.redelivered),
             wire_error=env.error,
+            upload_id=upload_id_of(env.headers),
         )
 
     # publishing ------------------------------------------------------------------------
