@@ -82,7 +82,7 @@ class SenderCodeRequired(GatewayError, ValueError):
         super().__init__(Reason.SENDER_CODE_REQUIRED)
 
 
-class TransferRefused(GatewayError):
+class TransferRefused(HubRefused):
     """The hub refused a large package's upload, a chunk of it or a fetch; ``reason`` says
     why (``PACKAGE_TOO_LARGE``, ``UPLOAD_NOT_YOURS``, ``FETCH_REFUSED``…)."""
 

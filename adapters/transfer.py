@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
-from adapters.errors import FetchCorrupt, TransferRefused
+from adapters.errors import FetchCorrupt, HubRefused, TransferRefused
 from schemas import ParsedPackage, ParseLimits, wire_names
 from schemas.reasons import PackageRejected, Reason
 from schemas.streaming import StreamingValidator
@@ -103,9 +103,13 @@ def _refusal(answer: dict[str, Any]) -> TransferRefused:
 
 
 async def _ask(client: GatewayClient, body: dict[str, Any]) -> dict[str, Any]:
-    kind, answer = await client.ask_hub(wire_names.TRANSFER_KEY, body)
-    if kind == "transfer.error":
-        raise _refusal(answer)
+    """The hub's answer to a transfer request; TransferRefused with its reason."""
+    try:
+        _kind, answer = await client.ask_hub(wire_names.TRANSFER_KEY, body)
+    except TransferRefused:
+        raise
+    except HubRefused as err:
+        raise TransferRefused(err.reason, err.detail) from None
     return cast(dict[str, Any], answer)
 
 
@@ -197,13 +201,10 @@ async def _wait_stored(client: GatewayClient, upload_id: str, chunks: int,
     """The upload's status once every chunk is stored, it was refused, or ``deadline``."""
     delay = 0.05
     while True:
-        kind, status = await client.ask_hub(wire_names.TRANSFER_KEY,
-                                            {"op": "status", "upload_id": upload_id})
-        if kind == "transfer.error":
-            raise _refusal(status)
+        status = await _ask(client, {"op": "status", "upload_id": upload_id})
         if (status.get("state") != "open" or len(status.get("present", ())) == chunks
                 or time.monotonic() > deadline):
-            return cast(dict[str, Any], status)
+            return status
         await asyncio.sleep(delay)
         delay = min(delay * 2, 1.0)
 

@@ -20,7 +20,7 @@ import aio_pika
 import pytest
 
 from adapters import GatewayClient
-from adapters.errors import TransferRefused
+from adapters.errors import HubRefused, TransferRefused
 from router.directory.registry import AgencyRow
 from router.processes import RouterProcesses
 from router.recovery import archive
@@ -230,19 +230,19 @@ async def test_chunks_of_another_gateways_upload_are_refused(
     assert [r["seq"] for r in present] == [1]
     # and it may not ask about it either
     async with _client(large_hub, "lgsp-nghean") as other:
-        kind, answer = await other.ask_hub(wire_names.TRANSFER_KEY,
-                                           {"op": "status", "upload_id": upload_id})
-    assert kind == "transfer.error"
-    assert answer["reason"]["reason"] == Reason.UPLOAD_NOT_YOURS.name
+        with pytest.raises(HubRefused) as refused:
+            await other.ask_hub(wire_names.TRANSFER_KEY,
+                                {"op": "status", "upload_id": upload_id})
+    assert refused.value.reason is Reason.UPLOAD_NOT_YOURS
 
 
 async def test_a_declared_size_over_the_limit_is_refused_before_any_chunk(
         large_hub: Hub) -> None:
     async with _client(large_hub, "vpcp") as sender:
-        kind, answer = await sender.ask_hub(wire_names.TRANSFER_KEY, {
-            "op": "open", "message_id": "huge", "size": 3 * 1024**3, "sha256": "ab" * 32})
-    assert kind == "transfer.error"
-    assert answer["reason"]["reason"] == Reason.PACKAGE_TOO_LARGE.name
+        with pytest.raises(HubRefused) as refused:
+            await sender.ask_hub(wire_names.TRANSFER_KEY, {
+                "op": "open", "message_id": "huge", "size": 3 * 1024**3, "sha256": "ab" * 32})
+    assert refused.value.reason is Reason.PACKAGE_TOO_LARGE
     assert await large_hub.pool.fetchval("SELECT count(*) FROM transfer_uploads") == 0
 
 
