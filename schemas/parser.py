@@ -263,21 +263,7 @@ def parse_package(
     if not isinstance(data, bytes | bytearray | memoryview):
         raise PackageRejected(Reason.MALFORMED_XML, "the package must be bytes")
     data = bytes(data)
-    root = parse_xml_safely(data, limits)
-    w = _Warnings()
-    try:
-        package = _parse_root(root, limits, today or _dt.date.today(), w)
-    except PackageRejected:
-        raise
-    except MemoryError:
-        raise
-    except Exception as exc:  # a safety net: the fuzz test asserts it is never reached
-        raise PackageRejected(
-            Reason.NOT_EDXML,
-            f"internal parser error: {type(exc).__name__}: {exc}"[:300],
-            warnings=tuple(w.items),
-        ) from None
-    return ParsedPackage(package, tuple(w.items))
+    return _checked(parse_xml_safely(data, limits), limits, today, None)
 
 
 def parse_streamed_tree(
@@ -289,12 +275,18 @@ def parse_streamed_tree(
 ) -> ParsedPackage:
     """:func:`parse_package`'s checks on the skeleton ``schemas.streaming`` built (every
     attachment payload replaced by its index in ``streamed``). Raises PackageRejected."""
+    return _checked(root, limits, today, streamed)
+
+
+def _checked(root: etree._Element, limits: ParseLimits, today: _dt.date | None,
+             streamed: Sequence[StreamedPayload] | None) -> ParsedPackage:
+    """Every rule over a parsed tree; PackageRejected and nothing else."""
     w = _Warnings()
     try:
         package = _parse_root(root, limits, today or _dt.date.today(), w, streamed)
     except (PackageRejected, MemoryError):
         raise
-    except Exception as exc:  # the same safety net as parse_package
+    except Exception as exc:  # a safety net: the fuzz test asserts it is never reached
         raise PackageRejected(
             Reason.NOT_EDXML,
             f"internal parser error: {type(exc).__name__}: {exc}"[:300],
