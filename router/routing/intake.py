@@ -257,8 +257,11 @@ class RouterWorker:
             transfers = await asyncpg.create_pool(self.settings.database_url, min_size=1,
                                                   max_size=3)
             self._claims.use(transfers)
-            await TransferServer(transfers, self._blobs, self.settings,
-                                 self._outbox).start(self._connection)
+            transfer = TransferServer(transfers, self._blobs, self.settings, self._outbox)
+            await transfer.start(self._connection)
+            # fetches stream a chunk at a time on the transfers' own connections
+            await RequestServer(transfers, [transfer.route()], prefetch=2).start(
+                self._connection)
             expiring = asyncio.create_task(expiry_loop(
                 transfers, self._blobs, self._outbox, every=self.settings.sweep_seconds,
                 stop=stop))

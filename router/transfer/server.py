@@ -1,8 +1,9 @@
 """What every router serves for large packages, over AMQP (the SDK never reaches the
 database):
 
-* ``lt.transfer`` (on ``lt.replay``, key ``transfer``): requests with RabbitMQ direct
-  reply-to and a ``correlation_id``, JSON bodies:
+* ``lt.transfer`` (on ``lt.replay``, key ``transfer``): requests in the shape every hub
+  request has (:mod:`router.requests`: direct reply-to, ``correlation_id``, the gateway
+  from the broker-verified ``user_id``), JSON bodies:
 
   - ``{"op": "open", "message_id", "size", "sha256"}`` → ``transfer.open``
     ``{"upload_id", "chunk_bytes", "chunks", "present": [seq, ...]}`` (opening again with the
@@ -28,18 +29,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import aio_pika
 import asyncpg
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
+from router.ledger import Conn
 from router.outbox.outbox import Outbox
-from router.outbox.publish import publish_all
+from router.requests import Answer, HubRequest, Route, json_answer
 from router.routing.plan import OutgoingReceipt
 from router.settings import Settings
 from router.transfer import uploads
@@ -75,7 +77,8 @@ def _header_text(headers: dict[str, Any], name: str) -> str:
 
 
 class TransferServer:
-    """Serves ``lt.transfer`` and ``lt.transfer.chunks`` in a router process."""
+    """Takes ``lt.transfer.chunks`` in a router process; its :meth:`route` (open, status,
+    fetch on ``lt.transfer``) is served by a :class:`router.requests.RequestServer`."""
 
     def __init__(self, pool: asyncpg.Pool, store: BlobStore, settings: Settings,
                  outbox: Outbox) -> None:
@@ -83,13 +86,9 @@ class TransferServer:
         self._store = store
         self._settings = settings
         self._outbox = outbox
-        self._channel: AbstractChannel | None = None
 
     async def start(self, connection: AbstractRobustConnection) -> None:
-        self._channel = await connection.channel(publisher_confirms=True)
-        await self._channel.set_qos(prefetch_count=2)
-        requests = await self._channel.get_queue(wire_names.TRANSFER)
-        await requests.consume(self._on_request)
+        """Consume the chunks of uploads."""
         chunk_channel = await connection.channel()
         await chunk_channel.set_qos(prefetch_count=CHUNK_PREFETCH)
         chunks = await chunk_channel.get_queue(wire_names.CHUNKS)
@@ -126,60 +125,29 @@ class TransferServer:
                         [OutgoingReceipt(out.upload.gateway_id, receipt)])
         await message.ack()
 
-    # requests ------------------------------------------------------------------------
-    async def _on_request(self, message: AbstractIncomingMessage) -> None:
-        reply_to = message.reply_to or ""
-        try:
-            if reply_to.startswith(DIRECT_REPLY_PREFIX):
-                await self._answer(message, reply_to)
-        except Exception as exc:  # the asker times out and asks again
-            log.error("transfer.request_failed", error=repr(exc), user=message.user_id)
-        finally:
-            with contextlib.suppress(Exception):
-                await message.ack()
+    # requests (served by router.requests.RequestServer) ---------------------------------
+    def route(self) -> Route:
+        """The ``transfer`` request: open, status, fetch."""
+        return Route(wire_names.TRANSFER_KEY, wire_names.TRANSFER, self._answer,
+                     "transfer.error", Reason.UPLOAD_BAD_REQUEST)
 
-    async def _reply(self, reply_to: str, kind: str, body: bytes, correlation: str | None,
-                     headers: dict[str, Any] | None = None) -> None:
-        assert self._channel is not None
-        m = aio_pika.Message(body, type=kind, correlation_id=correlation, headers=headers,
-                             content_type="application/json" if headers is None
-                             else "application/octet-stream")
-        await publish_all(self._channel.default_exchange, [(m, reply_to)], mandatory=False,
-                          retries=1)
-
-    async def _answer(self, message: AbstractIncomingMessage, reply_to: str) -> None:
-        correlation = message.correlation_id
-        try:
-            try:
-                request = json.loads(message.body)
-            except ValueError:
-                raise _bad("the body is not JSON") from None
-            if not isinstance(request, dict):
-                raise _bad("the body must be a JSON object")
-            async with self._pool.acquire() as conn:
-                gateway = await conn.fetchrow(
-                    "SELECT id, status FROM gateways WHERE amqp_user = $1",
-                    message.user_id or "")
-                if gateway is None or gateway["status"] != "active":
-                    raise OperationRefused(Reason.GATEWAY_UNKNOWN,
-                                           f"no active gateway for {message.user_id!r}")
-                op = request.get("op")
-                if op == "open":
-                    answer = await self._open(conn, gateway["id"], message.user_id or "",
-                                              request)
-                elif op == "status":
-                    answer = await self._status(conn, message.user_id or "", request)
-                elif op == "fetch":
-                    await self._fetch(conn, gateway["id"], request, reply_to, correlation)
-                    return
-                else:
-                    raise _bad(f"unknown op {str(op)[:40]!r}")
-        except LienthongError as err:
-            await self._reply(reply_to, "transfer.error",
-                              json.dumps({"reason": err.as_dict()}).encode(), correlation)
-            return
-        await self._reply(reply_to, f"transfer.{op}", json.dumps(answer).encode(),
-                          correlation)
+    async def _answer(self, conn: Conn, request: HubRequest) -> Answer:
+        gateway = await conn.fetchrow("SELECT status, amqp_user FROM gateways WHERE id = $1",
+                                      request.gateway)
+        if gateway is None or gateway["status"] != "active":
+            raise OperationRefused(Reason.GATEWAY_UNKNOWN,
+                                   f"no active gateway {request.gateway!r}")
+        user: str = gateway["amqp_user"]
+        op = request.body.get("op")
+        if op == "open":
+            answer = await self._open(conn, request.gateway, user, request.body)
+        elif op == "status":
+            answer = await self._status(conn, user, request.body)
+        elif op == "fetch":
+            return await self._fetch(conn, request.gateway, request.body)
+        else:
+            raise _bad(f"unknown op {str(op)[:40]!r}")
+        return [json_answer(f"transfer.{op}", answer)]
 
     async def _open(self, conn: Any, gateway_id: str, user: str,
                     request: dict[str, Any]) -> dict[str, Any]:
@@ -212,8 +180,8 @@ class TransferServer:
                 "hub_id": str(up.hub_id) if up.hub_id else None,
                 "reason": reason.as_dict(up.detail) if reason is not None else None}
 
-    async def _fetch(self, conn: Any, gateway_id: str, request: dict[str, Any],
-                     reply_to: str, correlation: str | None) -> None:
+    async def _fetch(self, conn: Conn, gateway_id: str,
+                     request: dict[str, Any]) -> AsyncIterator[aio_pika.Message]:
         up = await uploads.load(conn, _uuid(request.get("upload_id")))
         if up is None or up.state not in ("open", "stored"):
             raise OperationRefused(Reason.UPLOAD_UNKNOWN, str(request.get("upload_id")))
@@ -228,15 +196,20 @@ class TransferServer:
             count = max(1, min(FETCH_WINDOW, int(request.get("count", FETCH_WINDOW))))
         except (ValueError, TypeError):
             raise _bad("from and count must be integers") from None
+        return self._chunks(conn, up.id, start, count)
+
+    async def _chunks(self, conn: Conn, upload_id: uuid.UUID, start: int,
+                      count: int) -> AsyncIterator[aio_pika.Message]:
+        """The chunks asked for, one message each, then ``transfer.end``."""
         sent = 0
-        async for seq, sha256, data in self._store.open_stream(conn, up.id, start, count):
-            await self._reply(reply_to, "transfer.chunk", data, correlation,
-                              headers={wire_names.CHUNK_SEQ: seq,
-                                       wire_names.CHUNK_SHA256: sha256.hex()})
+        async for seq, sha256, data in self._store.open_stream(conn, upload_id, start, count):
+            yield aio_pika.Message(data, type="transfer.chunk",
+                                   content_type="application/octet-stream",
+                                   headers={wire_names.CHUNK_SEQ: seq,
+                                            wire_names.CHUNK_SHA256: sha256.hex()})
             sent += 1
             del data
-        await self._reply(reply_to, "transfer.end",
-                          json.dumps({"from": start, "count": sent}).encode(), correlation)
+        yield json_answer("transfer.end", {"from": start, "count": sent})
 
 
 async def expiry_loop(pool: asyncpg.Pool, store: BlobStore, outbox: Outbox, *,
