@@ -14,6 +14,11 @@
                    file per receipt
     DIR/.lienthong/  the watcher's own state (duplicate filter, send journal, temp files)
 
+A file larger than the client's ``large_threshold`` (the hub's
+``LIENTHONG_LARGE_THRESHOLD_BYTES`` with ``lienthong watch``) goes as a large package: sent in
+chunks from the file itself (resumed after a restart), and a large package arriving is
+fetched and verified aside, then renamed into ``inbox/`` like any other.
+
 Files whose names start with ``.`` or ``~`` or end with ``.tmp``, ``.part``, ``.partial``,
 ``.crdownload``, ``.download``, ``.swp`` or ``~`` are never sent: they are being written.
 
@@ -56,7 +61,9 @@ import aiormq
 import structlog
 
 from adapters.client import MAX_PACKAGE_BYTES, GatewayClient, InboxMessage, SendFailed
+from adapters.errors import FetchCorrupt, HubRefused
 from adapters.seen import DurableSeenCopies
+from adapters.transfer import LARGE_THRESHOLD, MAX_LARGE_BYTES
 from schemas.reasons import PackageRejected, Reason
 from schemas.receipt import Receipt
 
@@ -79,7 +86,20 @@ def is_complete_name(name: str) -> bool:
 def message_id_for(gateway_id: str, body: bytes) -> str:
     """The AMQP ``message_id`` a file is sent with: the same bytes from the same gateway
     always get the same id, whatever the file's name and however often it is sent."""
-    return str(uuid.uuid5(_NAMESPACE, f"{gateway_id}\n{hashlib.sha256(body).hexdigest()}"))
+    return _message_id(gateway_id, hashlib.sha256(body).hexdigest())
+
+
+def _message_id(gateway_id: str, sha256_hex: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"{gateway_id}\n{sha256_hex}"))
+
+
+def _file_sha256(path: Path) -> str:
+    """A large file's SHA-256, read a MiB at a time."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def seen_path(root: Path) -> Path:
@@ -107,6 +127,15 @@ def _json(data: dict[str, Any]) -> bytes:
 class _Outcome:
     sent: bool  # accepted or duplicate; else failed
     sidecar: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """A file to send: its bytes (up to the hub's message limit), or None for a large
+    package sent in chunks from the file itself (``GatewayClient.send_file``)."""
+
+    body: bytes | None
+    sha256: str
 
 
 class WatchFolder:
@@ -189,22 +218,29 @@ class WatchFolder:
         await asyncio.to_thread(self._place, path, outcome)
         return True
 
-    def _read(self, path: Path) -> bytes | _Outcome | None:
-        """The file's bytes; an outcome for failed/ when it cannot be sent; None when gone."""
-        limit = self.client.max_package_bytes or MAX_PACKAGE_BYTES
+    def _read(self, path: Path) -> _Source | _Outcome | None:
+        """What to send; an outcome for failed/ when it cannot be sent; None when gone.
+        A file over the client's ``large_threshold`` goes as a large package (chunked),
+        up to its ``max_large_bytes``."""
+        small = min(self.client.large_threshold,
+                    self.client.max_package_bytes or MAX_PACKAGE_BYTES)
+        limit = self.client.max_large_bytes
         try:
             size = path.stat().st_size
+            if size <= small:
+                body = path.read_bytes()
+                return _Source(body, hashlib.sha256(body).hexdigest())
             if size <= limit:
-                return path.read_bytes()
+                return _Source(None, _file_sha256(path))
         except FileNotFoundError:
             return None
         except OSError as exc:
             return self._failed(path, "", Reason.WATCH_FILE_UNREADABLE, str(exc))
-        return self._failed(path, "", Reason.WATCH_FILE_UNREADABLE,
+        return self._failed(path, "", Reason.PACKAGE_TOO_LARGE,
                             f"{size} bytes > limit {limit}; nothing was sent")
 
-    async def _outcome(self, path: Path, body: bytes) -> _Outcome | None:
-        message_id = message_id_for(self.client.gateway_id, body)
+    async def _outcome(self, path: Path, source: _Source) -> _Outcome | None:
+        message_id = _message_id(self.client.gateway_id, source.sha256)
         journal = self._journal / f"{message_id}.json"
         if journal.exists():  # sent before a restart: the receipt is kept
             kept = json.loads(journal.read_bytes())
@@ -213,9 +249,12 @@ class WatchFolder:
             return None  # the same bytes in another file of this pass: the next pass
         self._in_flight.add(message_id)
         try:
-            receipt = await self.client.send(body, message_id=message_id)
-        except PackageRejected as exc:  # checked locally: nothing was sent
-            return self._failed(path, message_id, exc.reason, exc.detail, body)
+            if source.body is not None:
+                receipt = await self.client.send(source.body, message_id=message_id)
+            else:  # resumes an upload a restart cut off (same message_id)
+                receipt = await self.client.send_file(path, message_id=message_id)
+        except (PackageRejected, HubRefused) as exc:  # checked locally or refused: not sent
+            return self._failed(path, message_id, exc.reason, exc.detail, source.sha256)
         except (TimeoutError, SendFailed, ConnectionError, aiormq.exceptions.AMQPError) as exc:
             # no answer, or the broker is away (the client reconnects by itself)
             log.warning("watch.send_later", file=path.name, error=repr(exc))
@@ -227,19 +266,19 @@ class WatchFolder:
             reason = Reason[receipt.reason["reason"]] if receipt.reason else \
                 Reason.PROCESSING_ERROR
             detail = (receipt.reason or {}).get("detail", "")
-            outcome = self._failed(path, message_id, reason, detail, body, receipt)
+            outcome = self._failed(path, message_id, reason, detail, source.sha256, receipt)
         else:
             outcome = _Outcome(True, {
-                "file": path.name, "sha256": hashlib.sha256(body).hexdigest(),
+                "file": path.name, "sha256": source.sha256,
                 "message_id": message_id, "sent_at": _now(), "receipt": receipt.as_dict()})
         self._write(journal, _json({"sent": outcome.sent, "sidecar": outcome.sidecar}))
         return outcome
 
     def _failed(self, path: Path, message_id: str, reason: Reason, detail: str | None,
-                body: bytes = b"", receipt: Receipt | None = None) -> _Outcome:
+                sha256: str | None = None, receipt: Receipt | None = None) -> _Outcome:
         sidecar: dict[str, Any] = {
             "file": path.name, "message_id": message_id or None,
-            "sha256": hashlib.sha256(body).hexdigest() if body else None,
+            "sha256": sha256,
             "failed_at": _now(), "reason": reason.as_dict(detail or None),
             # a reason that is not final may pass later: move the file back to outbox/
             "may_retry": not reason.final}
@@ -284,12 +323,33 @@ class WatchFolder:
         self._write(package, msg.body)
         return package
 
+    async def take_large(self, msg: InboxMessage) -> Path:
+        """Write a large package's copy to inbox/: fetched (verified) beside it, then
+        renamed in, like :meth:`take`."""
+        copy_id = msg.copy_id or msg.hub_id or uuid.uuid4().hex
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in copy_id)[:80]
+        aside = await self.client.fetch_large(msg, self._tmp / f"{safe}.edxml")
+        meta = {"copy_id": msg.copy_id, "kind": msg.kind, "hub_id": msg.hub_id,
+                "sender": msg.sender, "document_id": msg.document_id,
+                "status_code": msg.status_code, "recipients": msg.recipients,
+                "delivery_ids": msg.delivery_ids, "file": f"{safe}.edxml",
+                "large": True, "received_at": _now()}
+        await asyncio.to_thread(self._write, self.inbox / f"{safe}.json", _json(meta))
+        package = self.inbox / f"{safe}.edxml"
+        os.replace(aside, package)
+        await asyncio.to_thread(_fsync_dir, self.inbox)
+        return package
+
     async def receive(self) -> None:
         """Take copies from the gateway's inbox until cancelled."""
         async for msg in self.client.inbox():
             try:
-                path = await asyncio.to_thread(self.take, msg)  # fsyncs: off the loop
-            except OSError as exc:  # disk full, folder gone: the hub keeps it
+                if msg.reference is not None:
+                    path = await self.take_large(msg)
+                else:
+                    path = await asyncio.to_thread(self.take, msg)  # fsyncs: off the loop
+            except (OSError, FetchCorrupt, HubRefused, TimeoutError) as exc:
+                # disk full, folder gone, a fetch that failed: the hub keeps the copy
                 log.error("watch.inbox_write_failed", copy=msg.copy_id, error=repr(exc))
                 await msg.retry()
                 await asyncio.sleep(self.poll)
@@ -335,12 +395,20 @@ class WatchFolder:
 
 
 async def watch(amqp_url: str, gateway_id: str, root: Path, *, poll: float = 1.0,
-                receipt_timeout: float = 30.0, stop: asyncio.Event | None = None) -> None:
-    """Run a watch folder for ``gateway_id`` until ``stop`` is set."""
+                receipt_timeout: float = 30.0, stop: asyncio.Event | None = None,
+                max_package_bytes: int | None = MAX_PACKAGE_BYTES,
+                large_threshold: int = LARGE_THRESHOLD,
+                max_large_bytes: int = MAX_LARGE_BYTES) -> None:
+    """Run a watch folder for ``gateway_id`` until ``stop`` is set. The limits are the
+    hub's, as :class:`GatewayClient` takes them: a file over ``large_threshold`` is sent
+    as a large package, in chunks."""
     seen = DurableSeenCopies(seen_path(root))
     try:
         async with GatewayClient(amqp_url, gateway_id=gateway_id, seen=seen,
-                                 receipt_timeout=receipt_timeout) as client:
+                                 receipt_timeout=receipt_timeout,
+                                 max_package_bytes=max_package_bytes,
+                                 large_threshold=large_threshold,
+                                 max_large_bytes=max_large_bytes) as client:
             folder = WatchFolder(client, root, poll=poll)
             log.info("watch.started", gateway=gateway_id, dir=str(root))
             await folder.run(stop)

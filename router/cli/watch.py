@@ -36,10 +36,11 @@ def watch(gateway_id: str, root: Path, password: str | None, url: str | None, po
     """Send the packages put into DIR/outbox/ and save what arrives in DIR/inbox/
     (Gửi các gói tin đặt vào DIR/outbox/, lưu văn bản đến vào DIR/inbox/). Runs until
     Ctrl-C or SIGTERM."""
+    settings = Settings.from_env()
     if url is None:
         if password is None:
             raise click.UsageError("give --password (or LIENTHONG_GATEWAY_PASSWORD) or --url")
-        url = gateway_url(Settings.from_env(), gateway_id, password)
+        url = gateway_url(settings, gateway_id, password)
 
     async def go() -> None:
         stop = asyncio.Event()
@@ -48,6 +49,9 @@ def watch(gateway_id: str, root: Path, password: str | None, url: str | None, po
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
         click.echo(f"watching {root} for gateway {gateway_id} (Ctrl-C to stop)", err=True)
-        await run_watch(url, gateway_id, root, poll=poll, receipt_timeout=timeout, stop=stop)
+        await run_watch(url, gateway_id, root, poll=poll, receipt_timeout=timeout, stop=stop,
+                        max_package_bytes=settings.max_package_bytes,
+                        large_threshold=settings.large_threshold_bytes,
+                        max_large_bytes=settings.max_large_package_bytes)
 
     asyncio.run(go())

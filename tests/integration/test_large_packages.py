@@ -395,3 +395,69 @@ async def test_lienthong_send_and_inbox_carry_a_large_file(large_hub: Hub,
     assert code == 0, err
     assert json.loads(out.splitlines()[0])["large"]["size"] == path.stat().st_size
     assert (save / f"{receipt['hub_id']}.edxml").read_bytes() == path.read_bytes()
+
+
+async def test_large_files_go_through_the_watch_folder_both_ways(
+        large_hub: Hub, tmp_path: Path) -> None:
+    """Document software that only handles files: a large file dropped into outbox/ is sent
+    in chunks and moves to sent/ with its receipt; a large package for the folder's
+    gateway arrives in inbox/ whole and byte-identical (never a partial file there)."""
+    from adapters.watch import watch
+
+    root = tmp_path / "folder"
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch(
+        large_hub.gateway_url("lgsp-nghean"), "lgsp-nghean", root, poll=0.1, stop=stop,
+        large_threshold=64 * 1024))
+    try:
+        await eventually(lambda: _ready(root / "outbox"), timeout=20, what="the watch folder")
+        # a large package from VPCP arrives in inbox/
+        incoming = _large_file(tmp_path)
+        async with _client(large_hub, "vpcp") as vpcp:
+            receipt = await vpcp.send_file(incoming)
+            assert receipt is not None and receipt.type == "accepted", receipt
+        arrived = await eventually(lambda: _ready_files(root / "inbox", ".edxml"),
+                                   timeout=60, what="the large copy in inbox/")
+        assert (root / "inbox" / arrived[0]).read_bytes() == incoming.read_bytes()
+        meta = json.loads((root / "inbox" / arrived[0]).with_suffix(".json").read_text())
+        assert meta["large"] is True and meta["sender"] == "000.00.00.G22"
+        assert [p.name for p in (root / "inbox").iterdir() if p.name.startswith(".")] == []
+        # and one leaves: the province answers with a large document of its own
+        pkg, _ = edoc("000.00.00.H41", ["000.00.00.G22"], attachment=None)
+        pkg = dataclasses.replace(pkg, attachments=(
+            new_attachment("quy-hoach.pdf", os.urandom(2 * 1024 * 1024),
+                           content_type="application/pdf"),))
+        body = build_package(pkg)
+        tmp = root / "outbox" / ".quy-hoach.edxml.part"
+        tmp.write_bytes(body)
+        os.replace(tmp, root / "outbox" / "quy-hoach.edxml")
+        sent = await eventually(lambda: _ready_files(root / "sent", ".receipt.json"),
+                                timeout=60, what="the large file in sent/")
+        side = json.loads((root / "sent" / sent[0]).read_text())
+        assert side["receipt"]["type"] == "accepted"
+        assert side["sha256"] == hashlib.sha256(body).hexdigest()
+        # it went in chunks (the folder's threshold is 64 KiB), not as one 2 MiB message
+        assert await large_hub.pool.fetchval(
+            "SELECT count(*) FROM transfer_uploads WHERE gateway_id = 'lgsp-nghean' "
+            "AND state = 'stored' AND size_bytes = $1", len(body)) == 1
+        async with _client(large_hub, "vpcp") as vpcp:
+            async for msg in vpcp.inbox(timeout=30):
+                assert msg.reference is not None
+                got = await vpcp.fetch_large(msg, tmp_path / "back.edxml")
+                await msg.ack()
+                break
+            else:
+                pytest.fail("no copy reached VPCP")
+        assert got.read_bytes() == body
+    finally:
+        stop.set()
+        await watcher
+
+
+def _ready(folder: Path) -> bool:
+    return folder.is_dir()
+
+
+def _ready_files(folder: Path, suffix: str) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(suffix)) \
+        if folder.exists() else []
