@@ -45,6 +45,7 @@ from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
     AbstractIncomingMessage,
+    AbstractQueue,
     AbstractRobustConnection,
 )
 
@@ -74,6 +75,7 @@ DIRECT_REPLY_PREFIX = f"{wire_names.DIRECT_REPLY}."
 OUTAGE_PATIENCE = 300.0  # seconds a batch waits for PostgreSQL/RabbitMQ to come back
 SUSPECT_GROUP = 16  # first retry after a crash: in groups this small
 PARK_AFTER = 3  # a message that took its router down alone this many times is parked
+START_RETRY_SECONDS = 1.0  # a start cut short by a lost node begins again after this
 
 
 class _Abandon(Exception):
@@ -94,7 +96,9 @@ def _transient(exc: BaseException) -> bool:
         | asyncpg.exceptions.ReadOnlySQLTransactionError
         | aiormq.exceptions.AMQPConnectionError
         | aiormq.exceptions.ChannelInvalidStateError
-        | aiormq.exceptions.ChannelClosed,
+        | aiormq.exceptions.ChannelClosed
+        # a queue without a leader (its node died) refuses until its members elect one
+        | publishing.QueueRefused,
     ) and not isinstance(exc, aiormq.exceptions.ChannelAccessRefused)
 
 
@@ -217,31 +221,17 @@ class RouterWorker:
         # a message taken from the inbox that did not fit in the batch's bytes
         self._carry: AbstractIncomingMessage | None = None
         self._consuming = False
+        self._router_in: tuple[AbstractQueue, str] | None = None
         self._batches = 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._connection = await amqp.connect(self.settings, "router")
-        async with self._connection:
-            consume = await self._connection.channel()
-            # in-flight bytes bounded: prefetch x the broker's maximum message size
-            await consume.set_qos(prefetch_count=self.settings.prefetch_count)
-            self._publish_channel = await self._connection.channel(publisher_confirms=True)
-            self._deliver = await self._publish_channel.get_exchange(topology.DELIVER)
-            self._receipts = await self._publish_channel.get_exchange(topology.RECEIPTS)
-            self._dead = await self._publish_channel.get_exchange(topology.DEAD)
-            self._outbox = await Outbox.open(self._publish_channel, self.settings)
-            queue = await consume.get_queue(topology.ROUTER_IN)
-            tag = await queue.consume(self._on_message)
-            self._consuming = True
-            parking_channel = await self._connection.channel()
-            await parking_channel.set_qos(prefetch_count=20)
-            parking = await parking_channel.get_queue(topology.PARKING)
-            await parking.consume(self._on_parked)
-            # gateways that were away ask here for the receipts they missed
-            await ReplayServer(self.pool, self._outbox.sign).start(
-                self._connection)
-            # gateway-side software mirrors the directory from here
-            await FeedServer(self.pool).start(self._connection)
+        connection = await self._start(stop)
+        if connection is None:  # stopped while (re)starting
+            return
+        async with connection:
+            assert self._router_in is not None and self._outbox is not None
+            assert self._receipts is not None
+            queue, tag = self._router_in
             log.info("router.started", batch_size=self.settings.batch_size, pid=os.getpid())
             async with self.pool.acquire() as conn:
                 await posture.record_start(conn, "router", self.settings,
@@ -271,6 +261,72 @@ class RouterWorker:
                 with contextlib.suppress(Exception):
                     await queue.cancel(tag)
                 log.info("router.stopped", **self._stats_dict())
+
+    async def _start(self, stop: asyncio.Event) -> AbstractRobustConnection | None:
+        """Connect and set everything up (:meth:`_set_up`). A node lost midway (the
+        connection drops between two steps, as when the only node it knew dies) does not
+        end the worker: that attempt's connection is closed and the start begins again on
+        a fresh one, as often as it takes, while the worker stays alive and not ready.
+        Only the very first connect raises (a wrong URL or password fails the start).
+        None when ``stop`` is set first."""
+        attempt = 0
+        while not stop.is_set():
+            attempt += 1
+            try:
+                connection = await amqp.connect(self.settings, "router")
+            except Exception as exc:
+                if attempt == 1 or not _transient(exc):
+                    raise
+                log.warning("router.start_waiting", error=repr(exc), attempt=attempt)
+                await self._pause(stop, START_RETRY_SECONDS)
+                continue
+            self._connection = connection
+            transport = connection.transport
+            try:
+                await self._set_up(connection)
+            except Exception as exc:
+                # the node went away under the start: aiormq then says so in many ways
+                # (a RuntimeError "... closed" from a channel opened on the lost connection)
+                lost = (transport is None or connection.transport is not transport
+                        or transport.connection.is_closed)
+                with contextlib.suppress(Exception):
+                    await connection.close()
+                if not (lost or _transient(exc)):
+                    raise
+                log.warning("router.start_interrupted", error=repr(exc), attempt=attempt,
+                            endpoint=_endpoint(connection))
+                await self._pause(stop, START_RETRY_SECONDS)
+                continue
+            return connection
+        return None
+
+    @staticmethod
+    async def _pause(stop: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+
+    async def _set_up(self, connection: AbstractRobustConnection) -> None:
+        """Channels, exchanges, the consumers of ``lt.router.in`` and ``lt.parking``, the
+        replay and directory servers. Ready (``/readyz``) only once all of it is done."""
+        consume = await connection.channel()
+        # in-flight bytes bounded: prefetch x the broker's maximum message size
+        await consume.set_qos(prefetch_count=self.settings.prefetch_count)
+        self._publish_channel = await connection.channel(publisher_confirms=True)
+        self._deliver = await self._publish_channel.get_exchange(topology.DELIVER)
+        self._receipts = await self._publish_channel.get_exchange(topology.RECEIPTS)
+        self._dead = await self._publish_channel.get_exchange(topology.DEAD)
+        self._outbox = await Outbox.open(self._publish_channel, self.settings)
+        queue = await consume.get_queue(topology.ROUTER_IN)
+        self._router_in = (queue, await queue.consume(self._on_message))
+        parking_channel = await connection.channel()
+        await parking_channel.set_qos(prefetch_count=20)
+        parking = await parking_channel.get_queue(topology.PARKING)
+        await parking.consume(self._on_parked)
+        # gateways that were away ask here for the receipts they missed
+        await ReplayServer(self.pool, self._outbox.sign).start(connection)
+        # gateway-side software mirrors the directory from here
+        await FeedServer(self.pool).start(connection)
+        self._consuming = True
 
     def health(self) -> dict[str, object]:
         """What the liveness endpoint shows (``router.routing.liveness``)."""

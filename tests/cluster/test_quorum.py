@@ -4,11 +4,15 @@ with the command that fixes it."""
 
 from __future__ import annotations
 
+import pytest
+
 from router import quorum
 from tests.chaos import harness
 from tests.cluster.conftest import Cluster
 from tests.hub import Hub
 from tests.polling import eventually
+
+pytestmark = pytest.mark.cluster
 
 
 async def test_hub_queues_are_replicated_on_every_node(cluster_hub: Hub) -> None:
