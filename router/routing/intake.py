@@ -6,8 +6,9 @@ For each batch:
    documents, deliveries, status events, rejections and audit rows in one transaction;
 2. publish one copy per recipient gateway to ``lt.deliver`` (persistent, ``mandatory``),
    all at once, then await every publisher confirm together;
-3. mark deliveries ``queued`` (or ``undeliverable`` when the broker returned or refused
-   the copy) in one statement;
+3. mark deliveries ``queued`` (or ``undeliverable`` when the broker returned the copy: no
+   inbox) in one statement; copies the broker keeps refusing (a quorum queue electing a
+   new leader nacks them) are not marked: the batch waits and runs again, as in an outage;
 4. publish the receipts (pipelined confirms again);
 5. ack the whole batch with ``multiple=True``.
 
