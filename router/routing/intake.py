@@ -231,7 +231,6 @@ class RouterWorker:
             return
         async with connection:
             assert self._router_in is not None and self._outbox is not None
-            assert self._receipts is not None
             queue, tag = self._router_in
             log.info("router.started", batch_size=self.settings.batch_size, pid=os.getpid())
             async with self.pool.acquire() as conn:
@@ -239,7 +238,7 @@ class RouterWorker:
                                            receipts_signed=self._outbox.signed)
             sweeper = asyncio.create_task(self._sweep_deadlines(stop))
             anchoring = asyncio.create_task(anchors.anchor_loop(
-                self.pool, self._receipts, self._outbox.signer,
+                self.pool, self._receipts_exchange, self._outbox.signer,
                 interval=self.settings.audit_anchor_seconds, stop=stop))
             try:
                 while not stop.is_set():
@@ -301,6 +300,41 @@ class RouterWorker:
             return connection
         return None
 
+    async def _open_publishing(self, connection: AbstractRobustConnection) -> None:
+        """The publisher-confirm channel, its exchanges and the outbox on it."""
+        channel = await connection.channel(publisher_confirms=True)
+        self._deliver = await channel.get_exchange(topology.DELIVER)
+        self._receipts = await channel.get_exchange(topology.RECEIPTS)
+        self._dead = await channel.get_exchange(topology.DEAD)
+        self._outbox = await Outbox.open(channel, self.settings)
+        self._publish_channel = channel
+
+    async def _renew_publishing(self) -> None:
+        """A fresh publishing channel in place of one the broker keeps refusing.
+
+        Seen on the 3-node cluster after kill -9 of a node: the router's channel, restored
+        on a surviving node while the dead node's quorum queues were still electing, had
+        every publish to one of those queues nacked for minutes, long after a new leader
+        was elected (a new channel on the same node published at once). RabbitMQ keeps
+        its per-channel queue client state; a new channel starts from the queue's current
+        leader."""
+        old, conn = self._publish_channel, self._connection
+        if conn is None or conn.is_closed or not conn.connected.is_set():
+            return  # the robust connection restores every channel when it is back
+        try:
+            await self._open_publishing(conn)
+        except Exception as exc:
+            log.warning("router.publish_channel_renew_failed", error=repr(exc))
+            return
+        log.warning("router.publish_channel_renewed", endpoint=_endpoint(conn))
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.close()
+
+    def _receipts_exchange(self) -> AbstractExchange:
+        assert self._receipts is not None
+        return self._receipts
+
     @staticmethod
     async def _pause(stop: asyncio.Event, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -312,11 +346,7 @@ class RouterWorker:
         consume = await connection.channel()
         # in-flight bytes bounded: prefetch x the broker's maximum message size
         await consume.set_qos(prefetch_count=self.settings.prefetch_count)
-        self._publish_channel = await connection.channel(publisher_confirms=True)
-        self._deliver = await self._publish_channel.get_exchange(topology.DELIVER)
-        self._receipts = await self._publish_channel.get_exchange(topology.RECEIPTS)
-        self._dead = await self._publish_channel.get_exchange(topology.DEAD)
-        self._outbox = await Outbox.open(self._publish_channel, self.settings)
+        await self._open_publishing(connection)
         queue = await consume.get_queue(topology.ROUTER_IN)
         self._router_in = (queue, await queue.consume(self._on_message))
         parking_channel = await connection.channel()
@@ -324,6 +354,7 @@ class RouterWorker:
         parking = await parking_channel.get_queue(topology.PARKING)
         await parking.consume(self._on_parked)
         # gateways that were away ask here for the receipts they missed
+        assert self._outbox is not None
         await ReplayServer(self.pool, self._outbox.sign).start(connection)
         # gateway-side software mirrors the directory from here
         await FeedServer(self.pool).start(connection)
@@ -511,6 +542,8 @@ class RouterWorker:
             except Exception as exc:
                 if not _transient(exc):
                     raise
+                if isinstance(exc, publishing.QueueRefused):
+                    await self._renew_publishing()
                 channel = messages[0].channel
                 if channel.is_closed or waited > OUTAGE_PATIENCE:
                     log.warning("router.batch_abandoned_outage", error=repr(exc),

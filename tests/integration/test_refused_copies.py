@@ -53,6 +53,9 @@ async def test_a_refused_copy_waits_for_its_inbox_instead_of_being_dropped(hub: 
             await eventually(lambda: any(e["event"] == "router.outage_wait" and
                                          "refused" in str(e.get("error")) for e in logs),
                              timeout=60, what="the router waiting for the refusing inbox")
+            # and it tried a fresh channel: a channel's stale queue state can refuse for
+            # good on a cluster (see RouterWorker._renew_publishing)
+            assert any(e["event"] == "router.publish_channel_renewed" for e in logs)
         assert not sending.done()  # no receipt yet: nothing was decided about the copy
         async with hub.pool.acquire() as conn:
             states = await conn.fetch("SELECT state FROM deliveries")
