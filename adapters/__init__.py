@@ -5,6 +5,7 @@ from adapters.client import GatewayClient, InboxMessage
 from adapters.errors import (
     GatewayError,
     NotConnected,
+    PublishNacked,
     PublishRefused,
     ReceiptTimeout,
     SenderCodeRequired,
@@ -23,6 +24,7 @@ __all__ = [
     "GatewayError",
     "InboxMessage",
     "NotConnected",
+    "PublishNacked",
     "PublishRefused",
     "RecallState",
     "Receipt",

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,15 @@ def _copy(tmp_path: Path, extra: str = "") -> Path:
                     "utf-8")
     tmp_path.chmod(0o755)
     return conf
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """A folder of its own, not under pytest's shared base: on a machine where several
+    pytest sessions run at once, a newer session removes an older one's base folders
+    (it keeps three), and the node then found no file to check."""
+    with tempfile.TemporaryDirectory(prefix="lienthong-conf-") as name:
+        yield Path(name)
 
 
 def test_production_rabbitmq_conf_is_valid(cluster: Cluster, tmp_path: Path) -> None:

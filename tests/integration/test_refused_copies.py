@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 
 import aio_pika
+import pytest
 from structlog.testing import capture_logs
 
+from adapters import PublishNacked
 from router import topology
 from router.directory.registry import AgencyRow
+from schemas import Reason
 from tests.factory import edoc
 from tests.hub import Hub, queue_depth
 from tests.polling import eventually
@@ -81,3 +84,50 @@ async def test_a_refused_copy_waits_for_its_inbox_instead_of_being_dropped(hub: 
 async def _policy_is(hub: Hub, name: str) -> bool:
     q = await hub.admin.get_queue(hub.settings.vhost, topology.inbox_queue("r-refused"))
     return bool(q and q.get("policy") == name)
+
+
+async def test_a_nacked_send_raises_and_the_same_client_sends_again(hub: Hub) -> None:
+    """The SDK side: a send RabbitMQ nacks (``lt.router.in`` refusing, as while it elects a
+    leader) raises PublishNacked with its reason, and the client, on a new channel, sends
+    the same message again once the queue takes messages."""
+    await hub.add_gateway("s-nacked", serves=[SENDER])
+    await hub.add_gateway("r-nacked", serves=[RECIPIENT])
+    await hub.add_agencies([AgencyRow(SENDER, "Gửi"), AgencyRow(RECIPIENT, "Nhận")])
+    vhost = hub.settings.vhost
+    await hub.admin.put_policy(
+        vhost, "test-refuse-in", pattern=f"^{topology.ROUTER_IN}$".replace(".", r"\."),
+        definition={"max-length": 0, "overflow": "reject-publish"}, priority=100)
+    await eventually(lambda: _has_policy(hub, topology.ROUTER_IN, "test-refuse-in"),
+                     timeout=30, what="the refusing policy applied")
+    async with await aio_pika.connect(hub.settings.amqp_url) as conn:
+        channel = await conn.channel()
+        await channel.default_exchange.publish(aio_pika.Message(b"filler"),
+                                               routing_key=topology.ROUTER_IN)
+    await eventually(lambda: queue_depth(hub, topology.ROUTER_IN), timeout=30,
+                     what="the filler queued")
+    sender = hub.client("s-nacked", receipt_timeout=60)
+    await sender.connect()
+    try:
+        _, body = edoc(SENDER, [RECIPIENT], number="nacked-1")
+        with pytest.raises(PublishNacked) as err:
+            await sender.send(body, message_id="nacked-1")
+        assert err.value.reason is Reason.PUBLISH_NACKED
+        await hub.admin.request("DELETE", f"/queues/{vhost}/{topology.ROUTER_IN}/contents")
+        await hub.admin.request("DELETE", f"/policies/{vhost}/test-refuse-in")
+        await eventually(lambda: _lacks_policy(hub, topology.ROUTER_IN, "test-refuse-in"),
+                         timeout=30, what="the refusing policy gone")
+        await hub.start_router()
+        receipt = await sender.send(body, message_id="nacked-1")
+        assert receipt is not None and receipt.type == "accepted", receipt
+    finally:
+        await sender.close()
+        await hub.stop_routers()
+
+
+async def _has_policy(hub: Hub, queue: str, name: str) -> bool:
+    q = await hub.admin.get_queue(hub.settings.vhost, queue)
+    return bool(q and q.get("policy") == name)
+
+
+async def _lacks_policy(hub: Hub, queue: str, name: str) -> bool:
+    return not await _has_policy(hub, queue, name)
