@@ -4,6 +4,7 @@ Imports ``schemas`` (the contract), never ``router``."""
 from adapters.client import GatewayClient, InboxMessage
 from adapters.errors import (
     GatewayError,
+    HubRefused,
     NotConnected,
     PublishNacked,
     PublishRefused,
@@ -22,6 +23,7 @@ __all__ = [
     "DurableSeenCopies",
     "GatewayClient",
     "GatewayError",
+    "HubRefused",
     "InboxMessage",
     "NotConnected",
     "PublishNacked",

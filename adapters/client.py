@@ -50,6 +50,7 @@ from aio_pika.abc import (
 from adapters import wire
 from adapters.endpoints import connect_failover
 from adapters.errors import (
+    HubRefused,
     NotConnected,
     PublishNacked,
     PublishRefused,
@@ -86,7 +87,7 @@ from schemas.wire_names import DIRECT_REPLY, REPLAY, SUBMIT, inbox_queue, receip
 
 wire.install()  # before any connection: see adapters.wire
 
-__all__ = ["GatewayClient", "InboxMessage", "ReplayFailed", "SendFailed"]
+__all__ = ["GatewayClient", "HubRefused", "InboxMessage", "ReplayFailed", "SendFailed"]
 
 # the hub's default package limit (LIENTHONG_MAX_PACKAGE_BYTES); ask the hub's operators
 MAX_PACKAGE_BYTES = 30 * 1024 * 1024
@@ -173,6 +174,16 @@ def _receipt(body: bytes) -> Receipt | None:
         return None  # not a receipt: nothing a gateway can do with it
 
 
+def _refusal(body: bytes) -> tuple[Reason, str]:
+    """The reason and detail of a hub's refusal (``{"reason": {"reason", "code", …}}``);
+    a reason this SDK does not know yet is PROCESSING_ERROR with the hub's words."""
+    try:
+        why = json.loads(body)["reason"]
+        return Reason[why["reason"]], str(why.get("detail") or "")
+    except (ValueError, KeyError, TypeError):
+        return Reason.PROCESSING_ERROR, body[:300].decode("utf-8", "replace")
+
+
 def _opt_str(x: Any) -> str | None:
     return None if x is None else _s(x)
 
@@ -196,6 +207,7 @@ class GatewayClient:
         max_package_bytes: int | None = MAX_PACKAGE_BYTES,
         tls: ssl.SSLContext | None = None,
         connection_name: str | None = None,
+        take_receipts: bool = True,
     ) -> None:
         """``seen``: the duplicate filter for delivered copies (in memory unless given,
         e.g. ``DurableSeenCopies(path)`` to survive restarts).
@@ -212,7 +224,10 @@ class GatewayClient:
         ``adapters.tls_context(ca, cert, key)`` for mutual TLS (or give ``cafile``,
         ``certfile``, ``keyfile`` in the URL's query).
         ``connection_name``: how the connection shows in RabbitMQ's management UI
-        (default ``lienthong-gateway <gateway id> <pid>``)."""
+        (default ``lienthong-gateway <gateway id> <pid>``).
+        ``take_receipts``: False for a short-lived client that only asks the hub
+        (``ask_hub``) or sends with a direct answer: it leaves the gateway's receipts queue
+        to the gateway's own consumers (a receipt taken here would be gone for them)."""
         self._sign = sign
         self.hub_public_key = hub_public_key
         self.last_anchor: AuditAnchor | None = None
@@ -226,6 +241,7 @@ class GatewayClient:
             connection_name or f"lienthong-gateway {self.gateway_id} {os.getpid()}"
         )
         self.amqp_url = amqp_url
+        self.take_receipts = take_receipts
         self.receipt_timeout = receipt_timeout
         self.seen: CopyFilter = seen if seen is not None else SeenCopies()
         self.duplicates_dropped = 0
@@ -269,10 +285,11 @@ class GatewayClient:
         self._submit = await self._channel.get_exchange(SUBMIT, ensure=False)
         # a passive declare (no configure right needed) registers the queue with the robust
         # channel, so the consumer comes back by itself after a reconnect
-        self._receipt_queue = await self._channel.declare_queue(
-            receipts_queue(self.gateway_id), passive=True
-        )
-        self._receipt_tag = await self._receipt_queue.consume(self._on_receipt)
+        if self.take_receipts:
+            self._receipt_queue = await self._channel.declare_queue(
+                receipts_queue(self.gateway_id), passive=True
+            )
+            self._receipt_tag = await self._receipt_queue.consume(self._on_receipt)
         # receipts of this client's own sends, straight back on this channel
         replies = await self._channel.declare_queue(DIRECT_REPLY, passive=True)
         await replies.consume(self._on_reply, no_ack=True)
@@ -529,46 +546,36 @@ class GatewayClient:
             raise ValueError("give since or after")
         if since is not None and since.tzinfo is None:
             raise ValueError("since must be an aware datetime (with a time zone)")
-        exchange = await self._channel.get_exchange(REPLAY, ensure=False)
         cursor = after
         while True:
-            request_id = str(uuid.uuid4())
-            answers: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
-            self._replays[request_id] = answers
-            try:
-                body = {"since": since.isoformat() if since and cursor is None else None,
-                        "after": cursor, "limit": page_size}
-                await self._publish(
-                    aio_pika.Message(json.dumps(body).encode(), correlation_id=request_id,
-                                     reply_to=DIRECT_REPLY, user_id=self.user,
-                                     content_type="application/json"),
-                    "receipts", exchange,
-                )
+            body = {"since": since.isoformat() if since and cursor is None else None,
+                    "after": cursor, "limit": page_size}
+            async with self._asking(wire_names.REPLAY_RECEIPTS_KEY, body) as answers:
                 while True:
                     message = await asyncio.wait_for(answers.get(), self.receipt_timeout)
                     if message.type == "replay.end":
                         end = json.loads(message.body)
                         break
                     if message.type == "replay.error":
-                        why = json.loads(message.body)["reason"]
-                        raise ReplayFailed(Reason[why["reason"]], why.get("detail", ""))
+                        raise ReplayFailed(*_refusal(message.body))
                     receipt = _receipt(message.body)
                     if receipt is None or receipt.receipt_id in self._seen_receipts:
                         continue
                     self._seen_receipts.add(receipt.receipt_id)
                     yield receipt
-            finally:
-                self._replays.pop(request_id, None)
             cursor = end.get("cursor") or cursor
             self.replay_cursor = cursor
             if not end.get("more"):
                 return
 
-    async def ask_hub(self, key: str, body: dict[str, Any]) -> tuple[str, Any]:
-        """One request to the routers on ``lt.replay`` with routing key ``key`` (e.g.
-        ``directory``, see ``adapters.directory_feed``) and its one answer, as
-        (message type, parsed JSON). TimeoutError after ``receipt_timeout``."""
-        assert self._channel is not None, "connect() first"
+    @contextlib.asynccontextmanager
+    async def _asking(self, key: str, body: dict[str, Any]
+                      ) -> AsyncIterator[asyncio.Queue[AbstractIncomingMessage]]:
+        """Publish one request to the routers (``lt.replay``, routing key ``key``, this
+        gateway's ``user_id``, direct reply-to) and give the queue its answers arrive on,
+        for as long as the block runs."""
+        if self._channel is None:
+            raise NotConnected
         exchange = await self._channel.get_exchange(REPLAY, ensure=False)
         request_id = str(uuid.uuid4())
         answers: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
@@ -577,12 +584,25 @@ class GatewayClient:
             await self._publish(
                 aio_pika.Message(json.dumps(body).encode(), correlation_id=request_id,
                                  reply_to=DIRECT_REPLY, user_id=self.user,
-                                 content_type="application/json"),
+                                 content_type="application/json",
+                                 # not answered by then: nobody waits, nobody acts on it
+                                 expiration=self.receipt_timeout),
                 key, exchange,
             )
-            message = await asyncio.wait_for(answers.get(), self.receipt_timeout)
+            yield answers
         finally:
             self._replays.pop(request_id, None)
+
+    async def ask_hub(self, key: str, body: dict[str, Any]) -> tuple[str, Any]:
+        """One request to the routers with routing key ``key`` (``directory``,
+        ``directory.register_agency``, ``audit.record_gateway_change``…; see
+        ``router.requests``) and its one answer, as (message type, parsed JSON).
+        Raises HubRefused (with the hub's reason) when the hub refuses the request,
+        TimeoutError when no router answers within ``receipt_timeout``."""
+        async with self._asking(key, body) as answers:
+            message = await asyncio.wait_for(answers.get(), self.receipt_timeout)
+        if (message.type or "").endswith(".error"):
+            raise HubRefused(*_refusal(message.body))
         return message.type or "", json.loads(message.body)
 
     # receiving -------------------------------------------------------------------------

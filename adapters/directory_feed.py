@@ -32,12 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from adapters.client import GatewayClient
+from adapters.errors import HubRefused
+from schemas import wire_names
 from schemas.agency_code import normalize
 from schemas.reasons import LienthongError, Reason
 
 __all__ = ["DirectoryFeedFailed", "DirectoryMirror", "DirectoryRecord"]
 
-FEED_KEY = "directory"  # routing key on lt.replay (router.topology.DIRECTORY_KEY)
+FEED_KEY = wire_names.DIRECTORY_KEY  # the routing key of the request on lt.replay
 
 
 class DirectoryFeedFailed(LienthongError):
@@ -140,11 +142,11 @@ class DirectoryMirror:
         router answers (the mirror keeps what it had)."""
         changed = 0
         while True:
-            kind, body = await client.ask_hub(FEED_KEY,
-                                              {"after": self.version, "limit": page_size})
-            if kind == "directory.error":
-                why = body["reason"]
-                raise DirectoryFeedFailed(Reason[why["reason"]], why.get("detail", ""))
+            try:
+                kind, body = await client.ask_hub(FEED_KEY,
+                                                  {"after": self.version, "limit": page_size})
+            except HubRefused as exc:
+                raise DirectoryFeedFailed(exc.reason, exc.detail) from exc
             if kind != "directory.page":
                 raise DirectoryFeedFailed(Reason.DIRECTORY_BAD_REQUEST,
                                           f"unexpected answer {kind!r}")

@@ -8,6 +8,7 @@ from schemas.reasons import LienthongError, Reason
 
 __all__ = [
     "GatewayError",
+    "HubRefused",
     "NotConnected",
     "PublishNacked",
     "PublishRefused",
@@ -40,7 +41,12 @@ class SendFailed(GatewayError, ConnectionError):
     Sending again is safe: the client's channel is already restored."""
 
 
-class ReplayFailed(GatewayError):
+class HubRefused(GatewayError):
+    """The hub refused a request (``GatewayClient.ask_hub``); ``reason`` says why, e.g.
+    AGENCY_MANAGEMENT_NOT_ALLOWED, AGENCY_NOT_SERVED, HUB_REQUEST_BAD."""
+
+
+class ReplayFailed(HubRefused):
     """The hub refused a receipt replay request; ``reason`` says why."""
 
 

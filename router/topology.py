@@ -20,6 +20,9 @@ lt.replay              direct  gateways ask for the receipts they missed (key ``
 lt.replay              quorum  bound to lt.replay; routers answer from the ledger
 lt.directory           quorum  bound to lt.replay (key ``directory``): gateways ask for the
                                directory feed's changes (router.directory.feed)
+lt.requests            quorum  bound to lt.replay (keys ``directory.register_agency``,
+                               ``directory.delete_agency``, ``audit.record_gateway_change``):
+                               requests that change the hub (router.requests)
 =====================  ======  =====================================================
 
 ``lt.deliver`` has no alternate exchange on purpose: routers publish copies with
@@ -68,14 +71,18 @@ from router import amqp
 from router.settings import Settings
 from schemas.wire_names import (  # the names are the contract's, shared with the SDK
     DEAD,
+    DELETE_AGENCY_KEY,
     DELIVER,
     DIRECTORY,
     DIRECTORY_KEY,
     PARKING,
     QUARANTINE,
     RECEIPTS,
+    RECORD_GATEWAY_CHANGE_KEY,
+    REGISTER_AGENCY_KEY,
     REPLAY,
     REPLAY_RECEIPTS_KEY,
+    REQUESTS,
     ROUTER_IN,
     SUBMIT,
     UNROUTABLE,
@@ -89,14 +96,18 @@ if TYPE_CHECKING:  # routers import this module; only provisioning needs aiohttp
 
 __all__ = [
     "DEAD",
+    "DELETE_AGENCY_KEY",
     "DELIVER",
     "DIRECTORY",
     "DIRECTORY_KEY",
     "PARKING",
     "QUARANTINE",
     "RECEIPTS",
+    "RECORD_GATEWAY_CHANGE_KEY",
+    "REGISTER_AGENCY_KEY",
     "REPLAY",
     "REPLAY_RECEIPTS_KEY",
+    "REQUESTS",
     "ROUTER_IN",
     "SUBMIT",
     "UNROUTABLE",
@@ -230,6 +241,9 @@ async def declare_core(channel: AbstractChannel) -> None:
     await replay_q.bind(replay, routing_key=REPLAY_RECEIPTS_KEY)
     directory_q = await _quorum_queue(channel, DIRECTORY)
     await directory_q.bind(replay, routing_key=DIRECTORY_KEY)
+    requests_q = await _quorum_queue(channel, REQUESTS)
+    for key in (REGISTER_AGENCY_KEY, DELETE_AGENCY_KEY, RECORD_GATEWAY_CHANGE_KEY):
+        await requests_q.bind(replay, routing_key=key)
 
 
 async def declare_gateway(channel: AbstractChannel, gateway_id: str) -> None:

@@ -18,7 +18,8 @@ Numeric codes are grouped by the stage that rejects:
 6xxx  running the hub: operations (ops API, CLI), settings, processes
 7xxx  doors and reports: the current axis's HTTP API (7000-7049), national statistics (7050-7069),
       the gateway SDK in the gateway's own process (7070-7089: sending, connecting, misuse),
-      keeping the hub: backup, restore, archive (7130-7149), running on a cluster (7200-7209)
+      keeping the hub: backup, restore, archive (7130-7149), gateways' requests that
+      change the hub (7180-7199), running on a cluster (7200-7209)
 ====  =====================================================
 
 Numeric codes are never reused or renumbered: a removed reason's code stays in
@@ -495,12 +496,6 @@ class Reason(Enum):
     VXP_UNKNOWN_OPERATION = _ReasonInfo(
         7010, "Thao tác không được hỗ trợ", "The operation is not supported", 21
     )
-    VXP_NOT_ALLOWED = _ReasonInfo(
-        7011,
-        "Hệ thống không được phép thực hiện thao tác này",
-        "The system is not allowed to perform this operation",
-        21,
-    )
     VXP_HUB_TIMEOUT = _ReasonInfo(
         7012,
         "Trục không trả biên nhận kịp thời; gửi lại an toàn",
@@ -525,6 +520,38 @@ class Reason(Enum):
         7016,
         "Cổng tương thích đang nhận quá nhiều dữ liệu; gửi lại sau",
         "The compatibility API is receiving too much at once; send again later",
+        21,
+        final=False,
+    )
+    # 7180-7199 gateways' requests that change the hub (router.requests)
+    HUB_REQUEST_BAD = _ReasonInfo(
+        7180,
+        "Yêu cầu gửi tới trục không hợp lệ (thiếu trường, sai kiểu hoặc giá trị)",
+        "The request to the hub is not valid (a field missing, of the wrong type or value)",
+        21,
+    )
+    AGENCY_MANAGEMENT_NOT_ALLOWED = _ReasonInfo(
+        7181,
+        "Nhà vận hành trục chưa cho phép hệ thống kết nối này tự đăng ký hoặc xoá cơ quan",
+        "The hub's operators have not allowed this gateway to register or delete agencies",
+        21,
+    )
+    AGENCY_NOT_SERVED = _ReasonInfo(
+        7182,
+        "Mã cơ quan nằm ngoài phạm vi mà hệ thống kết nối được phép phục vụ",
+        "The agency code is outside what this gateway may serve",
+        21,
+    )
+    AGENCY_OF_ANOTHER_GATEWAY = _ReasonInfo(
+        7183,
+        "Cơ quan này do một hệ thống kết nối khác phục vụ",
+        "The agency is served by another gateway",
+        21,
+    )
+    GATEWAY_CHANGE_NOT_AUDITED = _ReasonInfo(
+        7184,
+        "Trục không ghi nhận được thay đổi vào nhật ký kiểm toán; không có gì bị thay đổi",
+        "The hub did not record the change in its audit log; nothing was changed",
         21,
         final=False,
     )
@@ -744,7 +771,8 @@ class PackageRejected(LienthongError):
 
 
 # Codes once used and removed: never given to another reason.
-RETIRED_CODES: dict[int, str] = {5002: "NOT_CONSUMED", 7015: "VXP_NOT_YET_AVAILABLE"}
+RETIRED_CODES: dict[int, str] = {5002: "NOT_CONSUMED", 7011: "VXP_NOT_ALLOWED",
+                                 7015: "VXP_NOT_YET_AVAILABLE"}
 
 # Reasons nothing raises yet, kept on purpose (a test checks that every other reason is
 # raised somewhere).

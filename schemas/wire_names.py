@@ -26,6 +26,7 @@ __all__ = [
     "ANCHOR_HEADERS",
     "COPY_HEADERS",
     "DEAD",
+    "DELETE_AGENCY_KEY",
     "DELIVER",
     "DIRECTORY",
     "DIRECTORY_KEY",
@@ -38,8 +39,11 @@ __all__ = [
     "QUARANTINE",
     "RECEIPTS",
     "RECEIPT_HEADERS",
+    "RECORD_GATEWAY_CHANGE_KEY",
+    "REGISTER_AGENCY_KEY",
     "REPLAY",
     "REPLAY_RECEIPTS_KEY",
+    "REQUESTS",
     "ROUTER_IN",
     "SUBMIT",
     "SUBMIT_HEADERS",
@@ -64,6 +68,11 @@ REPLAY: Final = "lt.replay"  # queue: a gateway asks for the receipts it missed
 REPLAY_RECEIPTS_KEY: Final = "receipts"  # the replay request's kind
 DIRECTORY: Final = "lt.directory"  # queue: the routers answer directory feed requests
 DIRECTORY_KEY: Final = "directory"  # on the lt.replay exchange, which gateways may write to
+# queue: the routers answer gateways' requests that change the hub (router.requests)
+REQUESTS: Final = "lt.requests"
+REGISTER_AGENCY_KEY: Final = "directory.register_agency"  # a gateway registers an agency
+DELETE_AGENCY_KEY: Final = "directory.delete_agency"  # a gateway removes one of its agencies
+RECORD_GATEWAY_CHANGE_KEY: Final = "audit.record_gateway_change"  # gateway-side config change
 DIRECT_REPLY: Final = "amq.rabbitmq.reply-to"  # RabbitMQ's direct reply-to pseudo-queue
 GATEWAY_QUEUE_PREFIX: Final = "lt.gw."
 

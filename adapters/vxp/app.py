@@ -15,21 +15,23 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import aiormq
 import structlog
 from aiohttp import web
 
+from adapters.errors import HubRefused
 from adapters.refusals import refused_sender
 from adapters.vxp import auth
-from adapters.vxp.body import read_file
+from adapters.vxp.body import read_file, read_json
 from adapters.vxp.budget import ByteBudget
 from adapters.vxp.directory import VxpDirectory
 from adapters.vxp.envelope import CONTENT_TYPE, VxpFailure, fail_body, ok_body
 from adapters.vxp.mailbox import GatewayLinks
 from adapters.vxp.openapi import openapi_document
 from adapters.vxp.store import MailboxRow, Store, System
-from schemas import EdocPackage, parse_package
+from schemas import EdocPackage, parse_package, wire_names
 from schemas.reasons import PackageRejected, Reason
 from schemas.receipt import Receipt
 
@@ -41,6 +43,7 @@ VIETNAM = timezone(timedelta(hours=7))
 DOWNLOAD_CHUNK = 256 * 1024
 BODY_SLACK = 64 * 1024  # multipart headers, the SDK's trailing CRLF
 MAX_PAGE = 1000
+AGENCY_BODY_MAX = 64 * 1024  # registerAgency's JSON: a few fields
 STATES = {"processing", "done", "fail"}
 STATE_DESC = {
     "new": "Chưa nhận / Not yet taken",
@@ -272,9 +275,42 @@ class VxpApi:
         )
         return _answer(ok_body(data=[_sent(r) for r in rows]))
 
-    async def not_allowed(self, request: web.Request, caller: Caller) -> web.StreamResponse:
-        raise VxpFailure(Reason.VXP_NOT_ALLOWED,
-                         "agencies are managed by the axis operators")
+    # agencies the gateway manages itself (when the hub's operators allow it) -----------
+    async def _ask_hub(self, caller: Caller, key: str, body: dict[str, Any]) -> None:
+        """One request to the hub as the caller's gateway; a refusal is a FAIL with the
+        hub's reason."""
+        link = await self.links.get(caller.system.gateway_id)
+        try:
+            await link.client.ask_hub(key, {**body, "by": f"vxp:{caller.system.system_id}"})
+        except HubRefused as exc:
+            raise VxpFailure(exc.reason, exc.detail) from None
+        except TimeoutError:
+            raise VxpFailure(Reason.VXP_HUB_TIMEOUT) from None
+        except (aiormq.exceptions.AMQPError, ConnectionError) as exc:
+            raise VxpFailure(Reason.VXP_GATEWAY_UNAVAILABLE, str(exc)) from None
+        self.directory.invalidate()  # the next directory answer asks the hub first
+
+    async def register_agency(self, request: web.Request,
+                              caller: Caller) -> web.StreamResponse:
+        data = await read_json(request, AGENCY_BODY_MAX)
+        fields = {k: data.get(k) for k in ("code", "name", "pcode")}
+        for key, value in fields.items():
+            if value is not None and not isinstance(value, str | int):
+                raise VxpFailure(Reason.VXP_BAD_REQUEST, f"{key} is text")
+        code, name = str(fields["code"] or "").strip(), str(fields["name"] or "").strip()
+        if not code or not name:
+            raise VxpFailure(Reason.VXP_BAD_REQUEST, "code and name are required")
+        parent = str(fields["pcode"] or "").strip()
+        await self._ask_hub(caller, wire_names.REGISTER_AGENCY_KEY, {
+            "code": code, "name": name, "parent": None if parent in ("", "0") else parent})
+        return _answer(ok_body())
+
+    async def delete_agency(self, request: web.Request, caller: Caller) -> web.StreamResponse:
+        code = (caller.param("AgencyCode", "agency_code", "code") or "").strip()
+        if not code:
+            raise VxpFailure(Reason.VXP_BAD_REQUEST, "XroadVnpt-AgencyCode is missing")
+        await self._ask_hub(caller, wire_names.DELETE_AGENCY_KEY, {"code": code})
+        return _answer(ok_body())
 
     # directory ----------------------------------------------------------------------------
     async def _fresh_directory(self, caller: Caller) -> VxpDirectory:
@@ -369,8 +405,8 @@ OPERATIONS: dict[str, Handler] = {
     "updatestatus": VxpApi.update_status,
     "countreceiveedoc": VxpApi.count_edoc,
     "countreceivestatus": VxpApi.count_status,
-    "registeragency": VxpApi.not_allowed,
-    "deleteagency": VxpApi.not_allowed,
+    "registeragency": VxpApi.register_agency,
+    "deleteagency": VxpApi.delete_agency,
     "getsentedoclist": VxpApi.sent_list,
     "getagencieslist": VxpApi.agencies,
     "getagencieslistqd20": VxpApi.agencies_qd20,

@@ -9,6 +9,8 @@ the file in part ``file_doc``. ``hash-file`` names the file, so it tells the fir
 from __future__ import annotations
 
 import hashlib
+import json
+from typing import Any
 
 from aiohttp import BodyPartReader, web
 
@@ -16,7 +18,7 @@ from adapters.vxp.auth import file_hash_matches
 from adapters.vxp.envelope import VxpFailure
 from schemas.reasons import Reason
 
-__all__ = ["read_file"]
+__all__ = ["read_file", "read_json"]
 
 CHUNK = 64 * 1024
 FILE_PART = "file_doc"
@@ -82,3 +84,20 @@ async def read_file(request: web.Request, hash_file: str | None, limit: int) -> 
     if not data:
         raise VxpFailure(Reason.EMPTY_PACKAGE)
     raise VxpFailure(Reason.VXP_HASH_MISMATCH)
+
+
+async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
+    """A JSON object body (``registerAgency``) of at most ``limit`` bytes. Only headers
+    are signed, as in the vendor SDK, and a ``hash-file`` header may be a leftover of an
+    earlier call (the SDK never clears its headers): the body is bound to nothing but
+    the TLS connection in front of the façade."""
+    if request.content_length is not None and request.content_length > limit:
+        raise VxpFailure(Reason.VXP_BAD_REQUEST, f"body of more than {limit} bytes")
+    data = await _read_raw(request, limit, limit)
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise VxpFailure(Reason.VXP_BAD_REQUEST, "the body is not JSON") from None
+    if not isinstance(value, dict):
+        raise VxpFailure(Reason.VXP_BAD_REQUEST, "the body is a JSON object")
+    return value

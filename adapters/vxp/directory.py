@@ -74,6 +74,11 @@ class VxpDirectory:
             if changed:
                 log.info("vxp.directory.synced", changed=changed, version=self.mirror.version)
 
+    def invalidate(self) -> None:
+        """The directory changed at the hub (this façade asked it to): the next answer
+        synchronises first, whatever the interval."""
+        self._synced_at = None
+
     def close(self) -> None:
         self.mirror.close()
 

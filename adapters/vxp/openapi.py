@@ -50,9 +50,17 @@ OPERATION_DOCS: dict[str, tuple[str, str, list[str], dict[str, Any]]] = {
         "post", "Every agency with its feed version, deleted ones included (deleted=true)",
         [], {"data": {"type": "array", "items": {"$ref": "#/components/schemas/Unit"}}},
     ),
-    "registerAgency": ("post", "Refused (FAIL 21, VXP_NOT_ALLOWED): agencies are the "
-                       "operators'", [], {}),
-    "deleteAgency": ("post", "Refused (FAIL 21, VXP_NOT_ALLOWED)", ["AgencyCode"], {}),
+    "registerAgency": (
+        "post", "Register (or rename) an agency of the system's gateway; JSON body {id, pcode, "
+        "code, name, mail, mobile, fax} (code and name required; id, mail, mobile, fax not "
+        "kept). Only when the hub's operators allow the gateway to manage agencies and its "
+        "serves patterns cover the code: otherwise FAIL 21 (AGENCY_MANAGEMENT_NOT_ALLOWED, "
+        "AGENCY_NOT_SERVED, AGENCY_OF_ANOTHER_GATEWAY)", [], {},
+    ),
+    "deleteAgency": (
+        "post", "Delete an agency of the system's gateway (the same conditions as "
+        "registerAgency; an unknown code is FAIL 21 OPS_UNKNOWN_AGENCY)", ["AgencyCode"], {},
+    ),
 }
 
 

@@ -11,12 +11,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from adapters.vxp.sealing import Sealer
 from schemas.receipt import Receipt
@@ -132,6 +134,11 @@ _ROW_COLUMNS = ("doc_id, kind, hub_id, sender, recipients, document_id, status_c
                 "state, received_at, updated_at")
 
 
+_SYSTEM = ("SELECT system_id, gateway_id, secret_sealed, strict FROM vxp.systems "
+           "WHERE system_id = $1")
+_SYSTEM_LOCKED = _SYSTEM + " FOR UPDATE"
+
+
 def _row(r: asyncpg.Record) -> MailboxRow:
     return MailboxRow(**{k: r[k] for k in _ROW_COLUMNS.split(", ")})
 
@@ -139,13 +146,24 @@ def _row(r: asyncpg.Record) -> MailboxRow:
 class Store:
     """Every read and write of the façade's state."""
 
-    def __init__(self, pool: asyncpg.Pool, sealer: Sealer) -> None:
+    def __init__(self, pool: asyncpg.Pool, sealer: Sealer,
+                 db: asyncpg.Pool | PoolConnectionProxy | None = None) -> None:
         self.pool = pool
         self.sealer = sealer
+        # where the gateways' and systems' reads and writes go: the pool, or the
+        # connection of a transaction (:meth:`transaction`)
+        self.db: asyncpg.Pool | PoolConnectionProxy = pool if db is None else db
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Store]:
+        """A Store whose gateway and system changes are one transaction, committed when
+        the block ends without an error (rolled back otherwise)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield Store(self.pool, self.sealer, conn)
 
     # gateways and systems -----------------------------------------------------------
     async def set_gateway(self, gateway_id: str, amqp_url: str) -> None:
-        await self.pool.execute(
+        await self.db.execute(
             """INSERT INTO vxp.gateways (gateway_id, amqp_url_sealed) VALUES ($1, $2)
                ON CONFLICT (gateway_id) DO UPDATE
                SET amqp_url_sealed = EXCLUDED.amqp_url_sealed, updated_at = now()""",
@@ -153,19 +171,19 @@ class Store:
         )
 
     async def gateway_url(self, gateway_id: str) -> str | None:
-        sealed = await self.pool.fetchval(
+        sealed = await self.db.fetchval(
             "SELECT amqp_url_sealed FROM vxp.gateways WHERE gateway_id = $1", gateway_id
         )
         return None if sealed is None else self.sealer.open(sealed)
 
     async def gateways_in_use(self) -> list[str]:
-        rows = await self.pool.fetch("SELECT DISTINCT gateway_id FROM vxp.systems ORDER BY 1")
+        rows = await self.db.fetch("SELECT DISTINCT gateway_id FROM vxp.systems ORDER BY 1")
         return [r["gateway_id"] for r in rows]
 
     async def add_system(self, system_id: str, gateway_id: str, secret: str,
                          *, strict: bool) -> bool:
         """False when the system id is taken."""
-        status = await self.pool.execute(
+        status = await self.db.execute(
             """INSERT INTO vxp.systems (system_id, gateway_id, secret_sealed, strict)
                VALUES ($1, $2, $3, $4) ON CONFLICT (system_id) DO NOTHING""",
             system_id, gateway_id, self.sealer.seal(secret), strict,
@@ -173,28 +191,27 @@ class Store:
         return bool(status == "INSERT 0 1")
 
     async def rotate_secret(self, system_id: str, secret: str) -> bool:
-        status = await self.pool.execute(
+        status = await self.db.execute(
             "UPDATE vxp.systems SET secret_sealed = $2, rotated_at = now() WHERE system_id = $1",
             system_id, self.sealer.seal(secret),
         )
         return bool(status == "UPDATE 1")
 
     async def set_strict(self, system_id: str, strict: bool) -> bool:
-        status = await self.pool.execute(
+        status = await self.db.execute(
             "UPDATE vxp.systems SET strict = $2 WHERE system_id = $1", system_id, strict
         )
         return bool(status == "UPDATE 1")
 
     async def remove_system(self, system_id: str) -> bool:
-        status = await self.pool.execute("DELETE FROM vxp.systems WHERE system_id = $1",
-                                         system_id)
+        status = await self.db.execute("DELETE FROM vxp.systems WHERE system_id = $1",
+                                       system_id)
         return bool(status == "DELETE 1")
 
-    async def system(self, system_id: str) -> System | None:
-        r = await self.pool.fetchrow(
-            "SELECT system_id, gateway_id, secret_sealed, strict FROM vxp.systems "
-            "WHERE system_id = $1", system_id,
-        )
+    async def system(self, system_id: str, *, lock: bool = False) -> System | None:
+        """The system (its secret opened); ``lock``: until the transaction ends
+        (:meth:`transaction`)."""
+        r = await self.db.fetchrow(_SYSTEM_LOCKED if lock else _SYSTEM, system_id)
         if r is None:
             return None
         return System(r["system_id"], r["gateway_id"], self.sealer.open(r["secret_sealed"]),

@@ -212,6 +212,32 @@ def remove_gateway(gateway_id: str, yes: bool) -> None:
     run_async(go)
 
 
+@gateways.command("set")
+@click.argument("gateway_id")
+@click.option("--manage-agencies", type=click.Choice(["on", "off"]), required=True,
+              help="on: the gateway may register and delete agencies itself (VXP "
+                   "registerAgency/deleteAgency), only codes its --serves covers.")
+def set_gateway(gateway_id: str, manage_agencies: str) -> None:
+    """Change what a gateway may do itself (audited with the value before and after)."""
+
+    async def go(settings: Settings) -> None:
+        conn = await connect_db(settings)
+        try:
+            before = await directory.set_agency_management(
+                conn, gateway_id, manage_agencies == "on", actor=_actor())
+        except LienthongError as exc:
+            fail(f"{exc.reason.name}: {exc.reason.message_vi} / {exc.reason.message_en}"
+                 f" ({exc.detail})", EXIT_NOT_FOUND)
+            return
+        finally:
+            await conn.close()
+        was = "on" if before else "off"
+        click.echo(f"gateway {gateway_id}: manage-agencies {manage_agencies}"
+                   + ("" if was != manage_agencies else " (unchanged)"))
+
+    run_async(go)
+
+
 @gateways.command("list")
 @click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
 def list_gateways(as_json: bool) -> None:
@@ -226,13 +252,14 @@ def list_gateways(as_json: bool) -> None:
         if as_json:
             click.echo(json.dumps(
                 [{"id": r["id"], "name": r["name"], "kind": r["kind"], "status": r["status"],
-                  "serves": list(r["serves"]), "agencies": r["agencies"]} for r in rows],
+                  "serves": list(r["serves"]), "agencies": r["agencies"],
+                  "manage_agencies": r["manage_agencies"]} for r in rows],
                 ensure_ascii=False, indent=2))
             return
-        table = Table("id", "name", "kind", "status", "serves", "agencies")
+        table = Table("id", "name", "kind", "status", "serves", "agencies", "manages agencies")
         for r in rows:
             table.add_row(r["id"], r["name"], r["kind"], r["status"], " ".join(r["serves"]),
-                          str(r["agencies"]))
+                          str(r["agencies"]), "on" if r["manage_agencies"] else "off")
         Console().print(table)
 
     run_async(go)

@@ -8,12 +8,19 @@ import json
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
+from router.cli._services import fail
+from router.cli.exit_codes import EXIT_REJECTED, EXIT_UNREACHABLE
+from router.cli.security import cli_actor
 from router.logs import configure_logging
 from router.settings import Settings
+
+if TYPE_CHECKING:
+    from adapters.vxp.store import Store
+    from adapters.vxp.systems import AuditedSystems
 
 T = TypeVar("T")
 
@@ -73,8 +80,17 @@ def serve_cmd(host: str | None, port: int | None) -> None:
 
 
 @vxp.group()
-def systems() -> None:
-    """Systems (systemId + secret) allowed to call the VXP API, each bound to a gateway."""
+@click.option("--hub-timeout", type=click.FloatRange(0.1, 600), default=15.0,
+              show_default=True,
+              help="Seconds to wait for the hub to record a change in its audit log.")
+@click.pass_context
+def systems(ctx: click.Context, hub_timeout: float) -> None:
+    """Systems (systemId + secret) allowed to call the VXP API, each bound to a gateway.
+
+    Every change (add, rotate-secret, mode, remove) is recorded in the hub's audit log,
+    asked as the system's gateway, before it is kept: when the hub does not record it,
+    nothing changes (exit 69)."""
+    ctx.obj = hub_timeout
 
 
 def _show_secret(system_id: str, gateway: str, secret: str, as_json: bool, verb: str) -> None:
@@ -83,6 +99,36 @@ def _show_secret(system_id: str, gateway: str, secret: str, as_json: bool, verb:
         return
     click.echo(f"system {system_id} {verb} (gateway {gateway})")
     click.echo(f"  secret: {secret}   (shown once: give it to the system now / chỉ hiện một lần)")
+
+
+def _audited(fn: Callable[[Settings], Awaitable[T]]) -> T:
+    """Run a system change: each is recorded in the hub's audit log before it is kept
+    (adapters.vxp.systems); when the hub does not record it, nothing changes and the
+    command fails with its own exit code and a bilingual message."""
+    from adapters import HubRefused
+    from adapters.vxp.systems import ChangeNotAudited
+
+    try:
+        return _run(fn)
+    except ChangeNotAudited as exc:
+        r = exc.reason
+        fail(f"{r.name} ({r.code}): {r.message_vi}\n  {r.message_en}\n  ({exc.detail})",
+             EXIT_UNREACHABLE)
+        raise  # fail() exits
+    except HubRefused as exc:
+        r = exc.reason
+        fail(f"{r.name} ({r.code}): {r.message_vi} / {r.message_en} ({exc.detail})\n"
+             "  không có gì bị thay đổi / nothing was changed", EXIT_REJECTED)
+        raise
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _systems(store: Store) -> AuditedSystems:
+    from adapters.vxp.systems import AuditedSystems
+
+    timeout = click.get_current_context().find_object(float)
+    return AuditedSystems(store, by=cli_actor(), timeout=timeout or 15.0)
 
 
 @systems.command("add")
@@ -98,32 +144,30 @@ def _show_secret(system_id: str, gateway: str, secret: str, as_json: bool, verb:
               help="Store --amqp-url without first logging in with it as the gateway.")
 def add(system_id: str, gateway_id: str, amqp_url: str | None, strict: bool,
         as_json: bool, no_check: bool) -> None:
-    """Register SYSTEM_ID; prints its secret once."""
+    """Register SYSTEM_ID; prints its secret once. Recorded in the hub's audit log
+    (vxp.system.added) before it is kept: the hub must be reachable."""
     from adapters.vxp import open_store
     from adapters.vxp.sealing import new_secret
 
     async def go(settings: Settings) -> str:
+        if amqp_url and not no_check:
+            await _check_gateway(amqp_url, gateway_id)
         async with open_store(settings.vxp_database_url, settings.vxp_secret_key) as store:
-            if amqp_url:
-                if not no_check:
-                    await _check_gateway(amqp_url, gateway_id)
-                await store.set_gateway(gateway_id, amqp_url)
-            elif await store.gateway_url(gateway_id) is None:
-                raise click.ClickException(
-                    f"gateway {gateway_id} has no AMQP URL yet: pass --amqp-url once")
             secret = new_secret()
-            if not await store.add_system(system_id, gateway_id, secret, strict=strict):
+            if not await _systems(store).add(system_id, gateway_id, secret, strict=strict,
+                                             amqp_url=amqp_url or None):
                 raise click.ClickException(f"system {system_id} exists (rotate-secret?)")
             return secret
 
-    _show_secret(system_id, gateway_id, _run(go), as_json, "added")
+    _show_secret(system_id, gateway_id, _audited(go), as_json, "added")
 
 
 async def _check_gateway(amqp_url: str, gateway_id: str) -> None:
-    """Log in as the gateway and find its queues, so a wrong URL is caught now."""
+    """Log in as the gateway and find its queues, so a wrong URL is caught now (its
+    receipts stay in its queue: this client does not take them)."""
     from adapters import GatewayClient
 
-    client = GatewayClient(amqp_url, gateway_id=gateway_id)
+    client = GatewayClient(amqp_url, gateway_id=gateway_id, take_receipts=False)
     try:
         await asyncio.wait_for(client.connect(), 15.0)
     except Exception as exc:
@@ -160,20 +204,20 @@ def list_cmd(as_json: bool) -> None:
 @click.argument("system_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
 def rotate(system_id: str, as_json: bool) -> None:
-    """A new secret for SYSTEM_ID (printed once); the old one stops working at once."""
+    """A new secret for SYSTEM_ID (printed once); the old one stops working at once.
+    Recorded in the hub's audit log (its fingerprint, never the secret)."""
     from adapters.vxp import open_store
     from adapters.vxp.sealing import new_secret
 
     async def go(settings: Settings) -> tuple[str, str]:
         async with open_store(settings.vxp_database_url, settings.vxp_secret_key) as store:
             secret = new_secret()
-            if not await store.rotate_secret(system_id, secret):
+            gateway = await _systems(store).rotate_secret(system_id, secret)
+            if gateway is None:
                 raise click.ClickException(f"no system {system_id}")
-            system = await store.system(system_id)
-            assert system is not None
-            return system.gateway_id, secret
+            return gateway, secret
 
-    gateway, secret = _run(go)
+    gateway, secret = _audited(go)
     _show_secret(system_id, gateway, secret, as_json, "has a new secret")
 
 
@@ -181,30 +225,34 @@ def rotate(system_id: str, as_json: bool) -> None:
 @click.argument("system_id")
 @click.argument("mode", type=click.Choice(["compatible", "strict"]))
 def mode_cmd(system_id: str, mode: str) -> None:
-    """compatible (the SDK's frozen timestamp accepted) or strict (fresh, no replays)."""
+    """compatible (the SDK's frozen timestamp accepted) or strict (fresh, no replays).
+    Recorded in the hub's audit log."""
     from adapters.vxp import open_store
 
-    async def go(settings: Settings) -> None:
+    async def go(settings: Settings) -> bool:
         async with open_store(settings.vxp_database_url, settings.vxp_secret_key) as store:
-            if not await store.set_strict(system_id, mode == "strict"):
+            changed = await _systems(store).set_mode(system_id, mode == "strict")
+            if changed is None:
                 raise click.ClickException(f"no system {system_id}")
+            return changed
 
-    _run(go)
-    click.echo(f"system {system_id}: {mode}")
+    changed = _audited(go)
+    click.echo(f"system {system_id}: {mode}" + ("" if changed else " (unchanged)"))
 
 
 @systems.command("remove")
 @click.argument("system_id")
 def remove(system_id: str) -> None:
-    """Remove SYSTEM_ID: its requests fail with code 15 from now on."""
+    """Remove SYSTEM_ID: its requests fail with code 15 from now on. Recorded in the
+    hub's audit log."""
     from adapters.vxp import open_store
 
     async def go(settings: Settings) -> None:
         async with open_store(settings.vxp_database_url, settings.vxp_secret_key) as store:
-            if not await store.remove_system(system_id):
+            if not await _systems(store).remove(system_id):
                 raise click.ClickException(f"no system {system_id}")
 
-    _run(go)
+    _audited(go)
     click.echo(f"system {system_id} removed")
 
 

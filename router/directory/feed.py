@@ -26,7 +26,7 @@ How gateways ask
 Over AMQP only, like the receipt replay (:mod:`router.recovery.replay`): a request to the
 ``lt.replay`` exchange with key ``directory`` (gateways may already write there), with
 their ``user_id`` and RabbitMQ's direct reply-to. Every router serves the ``lt.directory``
-queue (:class:`FeedServer`) and answers with one message::
+queue (:class:`router.requests.RequestServer`, :func:`route`) and answers with one message::
 
     request:  {"after": 0, "limit": 1000}
     answer:   type "directory.page",
@@ -50,24 +50,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
-import aiormq
-import asyncpg
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
 from router import topology
 from router.ledger import Conn
+from router.requests import HubRequest, Route, json_answer
 from schemas.agency_code import AgencyCode, CodeForm
 from schemas.reasons import LienthongError, Reason
 
-__all__ = ["PAGE_MAX", "FeedPage", "FeedServer", "changes", "parse_request", "publish",
-           "records"]
+__all__ = ["PAGE_MAX", "FeedPage", "changes", "parse_request", "publish", "records",
+           "route"]
 
 log = structlog.get_logger("lienthong.directory.feed")
 
 PAGE_MAX = 1000  # records per answer (~400 bytes each): memory bounded whatever is asked
 _LOCK_KEY = 0x6C74_6466  # "ltdf": one feed writer at a time, until its commit
-DIRECT_REPLY_PREFIX = "amq.rabbitmq.reply-to."
 
 
 def _alias_forms(code: str, aliases: list[str]) -> tuple[list[str], list[str]]:
@@ -175,15 +172,9 @@ async def changes(conn: Conn, after: int = 0, limit: int = PAGE_MAX) -> FeedPage
     return FeedPage(out, rows[-1]["version"] if rows else after, int(latest), more)
 
 
-def parse_request(body: bytes) -> tuple[int, int]:
-    """``after`` and ``limit`` of a feed request; LienthongError(DIRECTORY_BAD_REQUEST)
-    saying what is wrong otherwise."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise LienthongError(Reason.DIRECTORY_BAD_REQUEST, "the request is not JSON") from None
-    if not isinstance(data, dict):
-        raise LienthongError(Reason.DIRECTORY_BAD_REQUEST, "the request is a JSON object")
+def parse_request(data: dict[str, Any]) -> tuple[int, int]:
+    """``after`` and ``limit`` of a feed request (its JSON object); LienthongError
+    (DIRECTORY_BAD_REQUEST) saying what is wrong otherwise."""
     after, limit = data.get("after", 0), data.get("limit", PAGE_MAX)
     for name, value in (("after", after), ("limit", limit)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -194,55 +185,13 @@ def parse_request(body: bytes) -> tuple[int, int]:
     return after, limit
 
 
-class FeedServer:
-    """Serves ``lt.directory`` in a router process: one channel, a few requests at a time."""
+async def _serve(conn: Conn, request: HubRequest) -> list[aio_pika.Message]:
+    after, limit = parse_request(request.body)
+    page = await changes(conn, after, limit)
+    return [json_answer("directory.page", page.as_dict())]
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
-        self._channel: AbstractChannel | None = None
 
-    async def start(self, connection: AbstractRobustConnection) -> None:
-        async with self._pool.acquire() as conn:  # agencies of a ledger older than the feed
-            await publish(conn)
-        self._channel = await connection.channel(publisher_confirms=True)
-        await self._channel.set_qos(prefetch_count=4)
-        try:
-            queue = await self._channel.get_queue(topology.DIRECTORY)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            # a hub upgraded without `lienthong topology apply`: routing goes on
-            log.error("directory.queue_missing", queue=topology.DIRECTORY,
-                      hint="run `lienthong topology apply` to serve the directory feed")
-            return
-        await queue.consume(self._on_request)
-
-    async def _on_request(self, message: AbstractIncomingMessage) -> None:
-        reply_to = message.reply_to or ""
-        try:
-            if reply_to.startswith(DIRECT_REPLY_PREFIX):
-                await self._answer(message, reply_to)
-            else:
-                log.warning("directory.no_reply_to", user=message.user_id)
-        except Exception as exc:  # the asker times out; the request is never retried
-            log.error("directory.failed", error=repr(exc), user=message.user_id)
-        finally:
-            await message.ack()
-
-    async def _answer(self, message: AbstractIncomingMessage, reply_to: str) -> None:
-        # here, not at the top: the outbox imports routing, which imports the registry,
-        # which records into this feed
-        from router.outbox.publish import publish_all
-
-        assert self._channel is not None
-        try:
-            after, limit = parse_request(message.body)
-            async with self._pool.acquire() as conn:
-                page = await changes(conn, after, limit)
-            body, kind = page.as_dict(), "directory.page"
-        except LienthongError as err:
-            body, kind = {"reason": err.as_dict()}, "directory.error"
-        answer = aio_pika.Message(json.dumps(body, ensure_ascii=False).encode(), type=kind,
-                                  correlation_id=message.correlation_id,
-                                  content_type="application/json")
-        await publish_all(self._channel.default_exchange, [(answer, reply_to)],
-                          mandatory=False, retries=1)
-        log.info("directory.answered", user=message.user_id, kind=kind)
+def route() -> Route:
+    """The feed's request (key ``directory`` on ``lt.directory``), for the RequestServer."""
+    return Route(topology.DIRECTORY_KEY, topology.DIRECTORY, _serve, "directory.error",
+                 Reason.DIRECTORY_BAD_REQUEST)

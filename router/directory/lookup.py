@@ -25,7 +25,8 @@ async def gateway_ids(conn: Conn, *, removed: bool = False) -> list[str]:
 async def gateway_summaries(conn: Conn) -> list[dict[str, Any]]:
     """Gateways with the number of agencies each serves."""
     rows = await conn.fetch(
-        """SELECT g.id, g.name, g.kind, g.status, g.serves, count(a.id) AS agencies
+        """SELECT g.id, g.name, g.kind, g.status, g.serves, g.manage_agencies,
+                  count(a.id) AS agencies
            FROM gateways g LEFT JOIN agencies a ON a.gateway_id = g.id
            GROUP BY g.id ORDER BY g.id"""
     )

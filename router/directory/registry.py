@@ -32,7 +32,7 @@ from router.directory import feed
 from router.ledger import Conn
 from router.security import audit
 from router.topology import REPLAY, SUBMIT, inbox_queue, receipts_queue
-from schemas.agency_code import normalize
+from schemas.agency_code import AgencyCode, normalize
 from schemas.reasons import LienthongError, OperationRefused, Reason
 
 __all__ = [
@@ -44,8 +44,10 @@ __all__ = [
     "import_agencies",
     "pattern_matches",
     "read_agencies_csv",
+    "register_agency",
     "remove_agency",
     "remove_gateway",
+    "set_agency_management",
     "set_gateway_status",
     "sync_gateway_permissions",
 ]
@@ -160,62 +162,8 @@ async def import_agencies(
     Raises LienthongError(GATEWAY_UNKNOWN) naming gateways that do not exist, and
     LienthongError(BAD_AGENCY_CODE) when one alias would name two agencies.
     """
-    result = ImportResult()
     async with conn.transaction():
-        serves = await _gateway_serves(conn)
-        known_gateways = {gid for gid, _ in serves}
-        unknown = sorted({r.gateway for r in rows if r.gateway and r.gateway not in known_gateways})
-        if unknown:
-            raise LienthongError(Reason.GATEWAY_UNKNOWN, ", ".join(unknown))
-        owner: dict[str, str] = {}
-        for r in rows:
-            code = normalize(r.code)
-            for alias in (code, *(normalize(a) for a in r.aliases)):
-                if owner.setdefault(alias, code) != code:
-                    raise LienthongError(
-                        Reason.BAD_AGENCY_CODE,
-                        f"alias {alias} names both {owner[alias]} and {code}",
-                    )
-        before = await _agencies_before(conn, rows, owner)
-        changes: list[dict[str, object]] = []
-        for r in rows:
-            code = normalize(r.code)
-            gateway = r.gateway or next(
-                (gid for gid, pats in serves if any(pattern_matches(p, code) for p in pats)),
-                None,
-            )
-            if gateway is None:
-                result.unassigned.append(code)
-            rec = await conn.fetchrow(
-                """INSERT INTO agencies (code, name, parent_code, gateway_id)
-                   VALUES ($1, $2, $3, $4)
-                   ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name,
-                       parent_code = EXCLUDED.parent_code,
-                       gateway_id = COALESCE(EXCLUDED.gateway_id, agencies.gateway_id),
-                       removed_at = NULL, updated_at = now()
-                   RETURNING id, (xmax = 0) AS inserted""",
-                code,
-                r.name,
-                normalize(r.parent) if r.parent else None,
-                gateway,
-            )
-            assert rec is not None
-            if rec["inserted"]:
-                result.created += 1
-            else:
-                result.updated += 1
-            aliases = sorted({code, *(normalize(a) for a in r.aliases)})
-            change = _agency_change(before, code, r, gateway, aliases)
-            if change is not None:
-                changes.append(change)
-            await conn.execute(
-                """INSERT INTO agency_aliases (alias, agency_id)
-                   SELECT unnest($1::text[]), $2
-                   ON CONFLICT (alias) DO UPDATE SET agency_id = EXCLUDED.agency_id""",
-                aliases,
-                rec["id"],
-            )
-            result.aliases += len(aliases)
+        result, changes, before = await _upsert_agencies(conn, rows)
         await audit.append(conn, actor, "agencies.imported", f"{len(rows)} rows",
                            _import_summary(result, changes))
         # the imported agencies and those an alias moved away from
@@ -245,6 +193,69 @@ async def _agencies_before(conn: Conn, rows: Sequence[AgencyRow], owner: dict[st
         {r["code"]: (r["name"], r["parent_code"], r["gateway_id"]) for r in recs},
         {r["alias"]: r["code"] for r in aliases},
     )
+
+
+async def _upsert_agencies(
+    conn: Conn, rows: Sequence[AgencyRow]
+) -> tuple[ImportResult, list[dict[str, object]], _Before]:
+    """Upsert ``rows`` (in the caller's transaction): what changed, each agency's values
+    before and after, and the directory before (for the feed)."""
+    result = ImportResult()
+    serves = await _gateway_serves(conn)
+    known_gateways = {gid for gid, _ in serves}
+    unknown = sorted({r.gateway for r in rows if r.gateway and r.gateway not in known_gateways})
+    if unknown:
+        raise LienthongError(Reason.GATEWAY_UNKNOWN, ", ".join(unknown))
+    owner: dict[str, str] = {}
+    for r in rows:
+        code = normalize(r.code)
+        for alias in (code, *(normalize(a) for a in r.aliases)):
+            if owner.setdefault(alias, code) != code:
+                raise LienthongError(
+                    Reason.BAD_AGENCY_CODE,
+                    f"alias {alias} names both {owner[alias]} and {code}",
+                )
+    before = await _agencies_before(conn, rows, owner)
+    changes: list[dict[str, object]] = []
+    for r in rows:
+        code = normalize(r.code)
+        gateway = r.gateway or next(
+            (gid for gid, pats in serves if any(pattern_matches(p, code) for p in pats)),
+            None,
+        )
+        if gateway is None:
+            result.unassigned.append(code)
+        rec = await conn.fetchrow(
+            """INSERT INTO agencies (code, name, parent_code, gateway_id)
+               VALUES ($1, $2, $3, $4)
+               ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name,
+                   parent_code = EXCLUDED.parent_code,
+                   gateway_id = COALESCE(EXCLUDED.gateway_id, agencies.gateway_id),
+                   removed_at = NULL, updated_at = now()
+               RETURNING id, (xmax = 0) AS inserted""",
+            code,
+            r.name,
+            normalize(r.parent) if r.parent else None,
+            gateway,
+        )
+        assert rec is not None
+        if rec["inserted"]:
+            result.created += 1
+        else:
+            result.updated += 1
+        aliases = sorted({code, *(normalize(a) for a in r.aliases)})
+        change = _agency_change(before, code, r, gateway, aliases)
+        if change is not None:
+            changes.append(change)
+        await conn.execute(
+            """INSERT INTO agency_aliases (alias, agency_id)
+               SELECT unnest($1::text[]), $2
+               ON CONFLICT (alias) DO UPDATE SET agency_id = EXCLUDED.agency_id""",
+            aliases,
+            rec["id"],
+        )
+        result.aliases += len(aliases)
+    return result, changes, before
 
 
 def _agency_change(
@@ -470,15 +481,122 @@ async def remove_gateway(
     return len(codes)
 
 
-async def remove_agency(conn: Conn, code: str, *, actor: str = "operator") -> str:
+async def set_agency_management(
+    conn: Conn, gateway_id: str, allowed: bool, *, actor: str = "operator"
+) -> bool:
+    """Let a gateway register and delete agencies itself (within its ``serves``), or stop
+    it. Audited as ``gateway.agency_management`` with the value before and after, when it
+    changes. Returns the value before.
+
+    Raises LienthongError(GATEWAY_UNKNOWN) for a gateway that does not exist."""
+    async with conn.transaction():
+        old = await conn.fetchval(
+            "SELECT manage_agencies FROM gateways WHERE id = $1 AND status <> 'removed' "
+            "FOR UPDATE", gateway_id)
+        if old is None:
+            raise LienthongError(Reason.GATEWAY_UNKNOWN, gateway_id)
+        if old != allowed:
+            await conn.execute(
+                "UPDATE gateways SET manage_agencies = $2, updated_at = now() WHERE id = $1",
+                gateway_id, allowed)
+            await audit.append(conn, actor, "gateway.agency_management", gateway_id,
+                               {"before": {"manage_agencies": old},
+                                "after": {"manage_agencies": allowed}})
+    return bool(old)
+
+
+async def _may_manage(conn: Conn, gateway_id: str, code: str) -> None:
+    """Refuse (a reason) unless ``gateway_id`` may manage agency ``code`` itself: the
+    operator's switch is on and one of its ``serves`` patterns covers the code. Locks the
+    gateway's row until the caller's transaction ends (no switch-off slips in between)."""
+    rec = await conn.fetchrow(
+        "SELECT serves, status, manage_agencies FROM gateways WHERE id = $1 FOR SHARE",
+        gateway_id)
+    if rec is None or rec["status"] != "active":
+        raise LienthongError(Reason.GATEWAY_UNKNOWN, gateway_id)
+    if not rec["manage_agencies"]:
+        raise LienthongError(Reason.AGENCY_MANAGEMENT_NOT_ALLOWED,
+                             f"gateway {gateway_id} (lienthong gateways set {gateway_id} "
+                             "--manage-agencies on)")
+    if not any(pattern_matches(p, code) for p in rec["serves"]):
+        raise LienthongError(Reason.AGENCY_NOT_SERVED,
+                             f"{code} is not in {' '.join(rec['serves']) or '(nothing)'}")
+
+
+async def register_agency(
+    conn: Conn, gateway_id: str, row: AgencyRow, *, actor: str
+) -> dict[str, object]:
+    """A gateway registers (or renames) one of its own agencies: allowed only when the
+    operator's switch is on (:func:`set_agency_management`) and its ``serves`` covers the
+    code; the agency is assigned to it. Applied like an import of one row, published to
+    the feed, audited as ``agency.registered`` with the values before and after.
+    Returns the audit details.
+
+    Raises LienthongError: BAD_AGENCY_CODE, GATEWAY_UNKNOWN,
+    AGENCY_MANAGEMENT_NOT_ALLOWED, AGENCY_NOT_SERVED, AGENCY_OF_ANOTHER_GATEWAY."""
+    code = AgencyCode.parse(row.code).text
+    parent = AgencyCode.parse(row.parent).text if row.parent else None
+    async with conn.transaction():
+        await _may_manage(conn, gateway_id, code)
+        # one registration of a code at a time (a new code has no row to lock yet)
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('agency:' || $1))", code)
+        old = await _agency_as_audited(conn, code)
+        if old is not None and old["gateway"] not in (None, gateway_id):
+            raise LienthongError(Reason.AGENCY_OF_ANOTHER_GATEWAY,
+                                 f"{code} is served by {old['gateway']}")
+        owner = await conn.fetchrow(
+            """SELECT a.code, a.gateway_id FROM agency_aliases al
+               JOIN agencies a ON a.id = al.agency_id WHERE al.alias = $1""", code)
+        if owner is not None and owner["code"] != code:
+            # the code already reaches another agency: taking it would re-route its mail
+            if owner["gateway_id"] not in (None, gateway_id):
+                raise LienthongError(Reason.AGENCY_OF_ANOTHER_GATEWAY,
+                                     f"{code} names {owner['code']}, served by "
+                                     f"{owner['gateway_id']}")
+            raise LienthongError(Reason.BAD_AGENCY_CODE,
+                                 f"{code} is already an alias of {owner['code']}")
+        _, _, before = await _upsert_agencies(
+            conn, [AgencyRow(code, row.name, parent, gateway=gateway_id)])
+        after = await _agency_as_audited(conn, code)
+        details: dict[str, object] = {"code": code, "gateway": gateway_id, "before": old,
+                                      "after": after}
+        if old != after:
+            await audit.append(conn, actor, "agency.registered", code, details)
+            await feed.publish(conn, sorted({code, *before.alias_owner.values()}))
+    return details
+
+
+async def _agency_as_audited(conn: Conn, code: str) -> dict[str, object] | None:
+    """An agency's values for an audit row's before/after (None: no such agency, or
+    removed)."""
+    rec = await conn.fetchrow(
+        """SELECT a.name, a.parent_code, a.gateway_id, a.removed_at,
+                  array(SELECT x.alias FROM agency_aliases x WHERE x.agency_id = a.id
+                        ORDER BY x.alias) AS aliases
+           FROM agencies a WHERE a.code = $1 FOR UPDATE""", code)
+    if rec is None or rec["removed_at"] is not None:
+        return None
+    return {"name": rec["name"], "parent": rec["parent_code"], "gateway": rec["gateway_id"],
+            "aliases": list(rec["aliases"])}
+
+
+async def remove_agency(
+    conn: Conn, code: str, *, actor: str = "operator", by_gateway: str | None = None
+) -> str:
     """Remove an agency from the directory: it loses its aliases (nothing routes to it any
     more: senders get RECIPIENT_UNKNOWN) and its gateway; its row stays, as documents refer
     to it, and the feed publishes it as deleted. Importing it again brings it back.
     Audited as ``agency.removed``. Returns its canonical code.
 
+    ``by_gateway``: a gateway removes one of its own agencies; refused (a reason) unless
+    the operator allows it to manage agencies, its ``serves`` covers the code and the
+    agency is its own.
+
     Raises OperationRefused(OPS_UNKNOWN_AGENCY) when no agency is known by ``code``."""
     key = normalize(code)
     async with conn.transaction():
+        if by_gateway is not None:
+            await _may_manage(conn, by_gateway, key)
         rec = await conn.fetchrow(
             """SELECT a.id, a.code, a.name, a.parent_code, a.gateway_id,
                       array(SELECT x.alias FROM agency_aliases x WHERE x.agency_id = a.id
@@ -489,6 +607,14 @@ async def remove_agency(conn: Conn, code: str, *, actor: str = "operator") -> st
         )
         if rec is None:
             raise OperationRefused(Reason.OPS_UNKNOWN_AGENCY, f"agency {code!r}")
+        if by_gateway is not None:
+            if not any(pattern_matches(p, rec["code"]) for p in await conn.fetchval(
+                    "SELECT serves FROM gateways WHERE id = $1", by_gateway)):
+                # reached through an alias the gateway serves, but not its own code
+                raise LienthongError(Reason.AGENCY_NOT_SERVED, rec["code"])
+            if rec["gateway_id"] != by_gateway:
+                raise LienthongError(Reason.AGENCY_OF_ANOTHER_GATEWAY,
+                                     f"{rec['code']} is served by {rec['gateway_id'] or 'none'}")
         await conn.execute("DELETE FROM agency_aliases WHERE agency_id = $1", rec["id"])
         await conn.execute(
             "UPDATE agencies SET gateway_id = NULL, removed_at = now(), updated_at = now() "
@@ -497,7 +623,7 @@ async def remove_agency(conn: Conn, code: str, *, actor: str = "operator") -> st
             conn, actor, "agency.removed", rec["code"],
             {"before": {"name": rec["name"], "parent": rec["parent_code"],
                         "gateway": rec["gateway_id"], "aliases": list(rec["aliases"])},
-             "after": None},
+             "after": None, **({"gateway": by_gateway} if by_gateway else {})},
         )
         await feed.publish(conn, [rec["code"]])
     return str(rec["code"])

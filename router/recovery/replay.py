@@ -22,8 +22,9 @@ keeps the original's ``accepted``).
 Gateways ask over AMQP only (the SDK never talks to the database): they publish a request
 to the ``lt.replay`` exchange (key ``receipts``) with their ``user_id`` (checked by
 RabbitMQ) and RabbitMQ's direct reply-to; every router serves ``lt.replay``
-(:class:`ReplayServer`) and answers, on the reply-to, with one message per receipt
-(``type`` ``receipt.<type>``, the usual receipt JSON) and a last one, ``replay.end``::
+(:class:`router.requests.RequestServer`, :func:`route`) and answers, on the reply-to,
+with one message per receipt (``type`` ``receipt.<type>``, the usual receipt JSON) and a
+last one, ``replay.end``::
 
     request:  {"since": "2026-11-21T04:00:00Z", "after": null, "limit": 500}
     end:      {"cursor": "2026-11-21T04:40:00.123456+00:00|a:5f0e…", "more": true,
@@ -45,26 +46,25 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import aio_pika
-import asyncpg
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
 from router import topology
 from router.ledger import Conn
-from router.outbox.publish import publish_all, receipt_message
+from router.outbox.publish import receipt_message
+from router.requests import HubRequest, Route, json_answer
 from router.routing.batch import derive_id
 from schemas.reasons import LienthongError, Reason
 from schemas.receipt import Receipt, RecipientOutcome
 
-__all__ = ["PAGE_MAX", "ReplayPage", "ReplayServer", "decode_cursor", "encode_cursor",
-           "parse_request", "rebuild"]
+__all__ = ["PAGE_MAX", "ReplayPage", "decode_cursor", "encode_cursor", "parse_request",
+           "rebuild", "route"]
 
 log = structlog.get_logger("lienthong.replay")
 
 PAGE_MAX = 1000  # receipts per answer: memory bounded whatever a gateway asks
-DIRECT_REPLY_PREFIX = "amq.rabbitmq.reply-to."
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,15 +252,9 @@ async def _events(conn: Conn, ids: list[str], at_of: dict[str, datetime]
     return out
 
 
-def parse_request(body: bytes) -> tuple[datetime | None, str | None, int]:
-    """``since``, ``after`` and ``limit`` of a replay request; LienthongError
-    (REPLAY_BAD_REQUEST) saying what is wrong otherwise."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise LienthongError(Reason.REPLAY_BAD_REQUEST, "the request is not JSON") from None
-    if not isinstance(data, dict):
-        raise LienthongError(Reason.REPLAY_BAD_REQUEST, "the request is a JSON object")
+def parse_request(data: dict[str, Any]) -> tuple[datetime | None, str | None, int]:
+    """``since``, ``after`` and ``limit`` of a replay request (its JSON object);
+    LienthongError (REPLAY_BAD_REQUEST) saying what is wrong otherwise."""
     since_raw, after, limit = data.get("since"), data.get("after"), data.get("limit", PAGE_MAX)
     since = None
     if since_raw is not None:
@@ -281,67 +275,18 @@ def parse_request(body: bytes) -> tuple[datetime | None, str | None, int]:
     return since, after, limit
 
 
-async def _gateway_of(conn: Conn, amqp_user: str | None) -> str:
-    """The asking gateway, from the ``user_id`` RabbitMQ checked."""
-    gateway: str | None = await conn.fetchval(
-        "SELECT id FROM gateways WHERE amqp_user = $1", amqp_user or "")
-    if gateway is None:
-        raise LienthongError(Reason.GATEWAY_UNKNOWN, f"AMQP user {amqp_user!r} (set user_id)")
-    return gateway
+def route(sign: Callable[[Receipt], Receipt] | None) -> Route:
+    """The replay request (key ``receipts`` on ``lt.replay``), for the RequestServer;
+    ``sign`` signs each rebuilt receipt like every receipt."""
 
-
-class ReplayServer:
-    """Serves ``lt.replay`` in a router process: one channel, a few requests at a time."""
-
-    def __init__(self, pool: asyncpg.Pool, sign: Callable[[Receipt], Receipt] | None) -> None:
-        self._pool = pool
-        self._sign = sign
-        self._channel: AbstractChannel | None = None
-
-    async def start(self, connection: AbstractRobustConnection) -> None:
-        self._channel = await connection.channel(publisher_confirms=True)
-        await self._channel.set_qos(prefetch_count=4)
-        queue = await self._channel.get_queue(topology.REPLAY)
-        await queue.consume(self._on_request)
-
-    async def _on_request(self, message: AbstractIncomingMessage) -> None:
-        reply_to = message.reply_to or ""
-        try:
-            if reply_to.startswith(DIRECT_REPLY_PREFIX):
-                await self._answer(message, reply_to)
-            else:
-                log.warning("replay.no_reply_to", user=message.user_id)
-        except Exception as exc:  # the asker times out; the request is never retried
-            log.error("replay.failed", error=repr(exc), user=message.user_id)
-        finally:
-            await message.ack()
-
-    async def _answer(self, message: AbstractIncomingMessage, reply_to: str) -> None:
-        assert self._channel is not None
-        correlation = message.correlation_id
-        try:
-            since, after, limit = parse_request(message.body)
-            async with self._pool.acquire() as conn:
-                gateway = await _gateway_of(conn, message.user_id)
-                page = await rebuild(conn, gateway, since=since, after=after, limit=limit)
-        except LienthongError as err:
-            error = aio_pika.Message(json.dumps({"reason": err.as_dict()}).encode(),
-                                     type="replay.error", correlation_id=correlation,
-                                     content_type="application/json")
-            await publish_all(self._channel.default_exchange, [(error, reply_to)],
-                              mandatory=False, retries=1)
-            return
-        items: list[tuple[aio_pika.Message, str]] = []
-        for r in page.receipts:
-            m = receipt_message(self._sign(r) if self._sign else r)
-            m.correlation_id = correlation
-            items.append((m, reply_to))
-        await publish_all(self._channel.default_exchange, items, mandatory=False, retries=1)
-        # the end only once every receipt is confirmed: it never overtakes one
+    async def serve(conn: Conn, request: HubRequest) -> list[aio_pika.Message]:
+        since, after, limit = parse_request(request.body)
+        page = await rebuild(conn, request.gateway, since=since, after=after, limit=limit)
+        answer = [receipt_message(sign(r) if sign else r) for r in page.receipts]
+        # the end comes last, once every receipt is confirmed (RequestServer)
         end = {"cursor": page.cursor, "more": page.more, "count": len(page.receipts)}
-        done = aio_pika.Message(json.dumps(end).encode(), type="replay.end",
-                                correlation_id=correlation, content_type="application/json")
-        await publish_all(self._channel.default_exchange, [(done, reply_to)], mandatory=False,
-                          retries=1)
-        log.info("replay.answered", gateway=gateway, receipts=len(page.receipts),
-                 more=page.more)
+        answer.append(json_answer("replay.end", end))
+        return answer
+
+    return Route(topology.REPLAY_RECEIPTS_KEY, topology.REPLAY, serve, "replay.error",
+                 Reason.REPLAY_BAD_REQUEST)

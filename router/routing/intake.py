@@ -52,16 +52,16 @@ from aio_pika.abc import (
 
 from adapters import wire
 from router import amqp, metrics, topology
-from router.directory.feed import FeedServer
+from router.directory import agency_requests, feed
 from router.outbox import events as notifications
 from router.outbox import publish as publishing
 from router.outbox.outbox import Outbox
 from router.outbox.signing import hub_signer
-from router.recovery import deadlines, parking
-from router.recovery.replay import ReplayServer
+from router.recovery import deadlines, parking, replay
+from router.requests import RequestServer
 from router.routing import liveness
 from router.routing.batch import BatchPlan, BatchRouter, Copy, Incoming, OutgoingReceipt, derive_id
-from router.security import anchors, posture
+from router.security import anchors, gateway_changes, posture
 from router.security.signature_gate import SignatureGate
 from router.settings import Settings
 from schemas import ParseLimits, wire_names
@@ -101,6 +101,15 @@ def _transient(exc: BaseException) -> bool:
         # a queue without a leader (its node died) refuses until its members elect one
         | publishing.QueueRefused,
     ) and not isinstance(exc, aiormq.exceptions.ChannelAccessRefused)
+
+
+def _channel_gone(m: AbstractIncomingMessage) -> bool:
+    """Is the channel that delivered ``m`` closed (its deliveries void)? aio-pika raises
+    on ``m.channel`` once it is, rather than return a closed channel."""
+    try:
+        return m.channel.is_closed
+    except aiormq.exceptions.ChannelInvalidStateError:
+        return True
 
 
 def _endpoint(conn: AbstractRobustConnection | None) -> str | None:
@@ -353,11 +362,14 @@ class RouterWorker:
         await parking_channel.set_qos(prefetch_count=20)
         parking = await parking_channel.get_queue(topology.PARKING)
         await parking.consume(self._on_parked)
-        # gateways that were away ask here for the receipts they missed
+        # gateways ask here: the receipts they missed, the directory feed, changes
+        async with self.pool.acquire() as conn:  # agencies of a ledger older than the feed
+            await feed.publish(conn)
         assert self._outbox is not None
-        await ReplayServer(self.pool, self._outbox.sign).start(connection)
-        # gateway-side software mirrors the directory from here
-        await FeedServer(self.pool).start(connection)
+        await RequestServer(self.pool, [
+            replay.route(self._outbox.sign), feed.route(), *agency_requests.routes(),
+            gateway_changes.route(),
+        ]).start(connection)
         self._consuming = True
 
     def health(self) -> dict[str, object]:
@@ -503,7 +515,7 @@ class RouterWorker:
         # over) are void: the broker has put them back and delivers them again on the new
         # channel. Routing them now would count a second attempt for each (parking healthy
         # packages after a few node failures) and their acks would fail.
-        live = [m for m in messages if not m.channel.is_closed]
+        live = [m for m in messages if not _channel_gone(m)]
         if len(live) < len(messages):
             log.warning("router.stale_deliveries_dropped", count=len(messages) - len(live))
         messages = live
@@ -544,8 +556,7 @@ class RouterWorker:
                     raise
                 if isinstance(exc, publishing.QueueRefused):
                     await self._renew_publishing()
-                channel = messages[0].channel
-                if channel.is_closed or waited > OUTAGE_PATIENCE:
+                if _channel_gone(messages[0]) or waited > OUTAGE_PATIENCE:
                     log.warning("router.batch_abandoned_outage", error=repr(exc),
                                 size=len(messages))
                     raise _Abandon from exc

@@ -47,6 +47,7 @@ __all__ = [
     "AuditReport",
     "append",
     "append_many",
+    "change_entry",
     "head",
     "last_details",
     "list_entries",
@@ -117,6 +118,15 @@ async def append_many(
         [r[2] for r in rows],
         [r[3] if isinstance(r[3], str) else _details_json(r[3]) for r in rows],
     )
+
+
+async def change_entry(conn: Conn, change_id: str) -> int | None:
+    """The id of the row recording the change ``change_id`` (a gateway-side change,
+    ``router.security.gateway_changes``), or None."""
+    found = await conn.fetchval(
+        "SELECT id FROM audit_log WHERE details ? 'change_id' AND details->>'change_id' = $1 "
+        "ORDER BY id LIMIT 1", change_id)
+    return None if found is None else int(found)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from adapters import HubRefused
 from adapters.directory_feed import DirectoryFeedFailed, DirectoryMirror
 from router.directory.registry import AgencyRow, remove_agency
 from schemas import Reason
@@ -113,9 +114,9 @@ async def test_a_bad_feed_request_gets_a_reason(hub: Hub) -> None:
     await _setup(hub)
     await hub.start_router()
     async with hub.client("vpcp") as gw:
-        kind, body = await gw.ask_hub("directory", {"after": "yesterday"})
-        assert kind == "directory.error"
-        assert body["reason"]["reason"] == "DIRECTORY_BAD_REQUEST"
+        with pytest.raises(HubRefused) as refused:
+            await gw.ask_hub("directory", {"after": "yesterday"})
+        assert refused.value.reason is Reason.DIRECTORY_BAD_REQUEST
         mirror = DirectoryMirror()
         with pytest.raises(DirectoryFeedFailed) as caught:
             await mirror.sync(gw, page_size=0)

@@ -13,8 +13,8 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 
 from router import topology
-from router.directory.feed import FeedServer
 from router.processes import RouterProcesses
+from router.requests import RequestServer
 from router.routing.intake import RouterWorker
 from tests.hub import AMQP_HOST, Hub, consumers
 from tests.polling import eventually
@@ -75,17 +75,18 @@ async def test_readiness_follows_the_broker_and_liveness_the_process(hub: Hub) -
 async def test_a_node_lost_while_the_worker_starts_neither_ends_it_nor_reads_ready(
         hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
     """The flake's cause: ``/readyz`` said 200 as soon as ``lt.router.in`` had a consumer,
-    while the worker was still opening its parking channel and its replay and directory
-    servers; a node lost then raised out of the start and the process ended (its health
-    port with it). Here the node goes away at that very step, every time."""
+    while the worker was still opening its parking channel and its request server; a
+    node lost then raised out of the start and the process ended (its health port with
+    it). Here the node goes away at that very step, every time."""
     relay = Relay()
     await relay.start()
     url = hub.settings.amqp_url.replace(f"@{AMQP_HOST}:5672/", f"@127.0.0.1:{relay.port}/")
     worker = RouterWorker(hub.settings.with_(amqp_url=url), hub.pool)
     seen_ready: list[bool] = []
-    original = FeedServer.start
+    original = RequestServer.start
 
-    async def node_dies_midway(server: FeedServer, connection: AbstractRobustConnection) -> None:
+    async def node_dies_midway(server: RequestServer,
+                               connection: AbstractRobustConnection) -> None:
         if not seen_ready:  # the first start only: the node dies, then comes back
             seen_ready.append(bool(worker.health()["ready"]))
             await relay.close()
@@ -95,7 +96,7 @@ async def test_a_node_lost_while_the_worker_starts_neither_ends_it_nor_reads_rea
         await original(server, connection)
 
     relays: list[Relay] = []
-    monkeypatch.setattr(FeedServer, "start", node_dies_midway)
+    monkeypatch.setattr(RequestServer, "start", node_dies_midway)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     try:

@@ -4,6 +4,7 @@ against a throwaway hub."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import os
 import re
@@ -60,12 +61,63 @@ def test_the_wheel_holds_the_sdk_and_the_contract_typed(sdk_venv: tuple[Path, Pa
     assert {"adapters/py.typed", "schemas/py.typed"} <= names
     assert any(n.startswith("schemas/xsd/") and n.endswith(".xsd") for n in names)
     assert not any(n.startswith("router/") for n in names)
+    core, extras = _requirements(wheel)
+    assert sorted(core) == ["aio-pika", "aiormq", "cryptography", "lxml", "pamqp", "yarl"]
+    assert extras == {"vxp": {"aiohttp", "asyncpg", "structlog"}, "watch": {"structlog"}}
+
+
+def _requirements(wheel: Path) -> tuple[set[str], dict[str, set[str]]]:
+    """(the distributions every install gets, those of each extra) from the wheel's METADATA."""
+    names = zipfile.ZipFile(wheel).namelist()
     meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
-    requires = [line.split(":", 1)[1].strip() for line in
-                zipfile.ZipFile(wheel).read(meta).decode().splitlines()
-                if line.startswith("Requires-Dist:")]
-    assert sorted(re.split(r"[<>=!~ ;]", r)[0].lower() for r in requires) == [
-        "aio-pika", "aiormq", "cryptography", "lxml"]
+    core: set[str] = set()
+    extras: dict[str, set[str]] = {}
+    for line in zipfile.ZipFile(wheel).read(meta).decode().splitlines():
+        if not line.startswith("Requires-Dist:"):
+            continue
+        spec = line.split(":", 1)[1].strip()
+        dist = re.split(r"[<>=!~ ;\[]", spec)[0].lower()
+        extra = re.search(r"extra\s*==\s*[\"']([\w-]+)[\"']", spec)
+        if extra:
+            extras.setdefault(extra.group(1), set()).add(dist)
+        else:
+            core.add(dist)
+    return core, extras
+
+
+# the import name of each third-party distribution adapters/ and schemas/ may use
+_DISTRIBUTION = {"aio_pika": "aio-pika", "aiormq": "aiormq", "lxml": "lxml",
+                 "cryptography": "cryptography", "aiohttp": "aiohttp", "asyncpg": "asyncpg",
+                 "structlog": "structlog"}
+# the modules that need an extra, and which one
+_EXTRA_OF = {"adapters/vxp/": "vxp", "adapters/watch.py": "watch"}
+
+
+def test_every_third_party_import_of_the_sdk_is_declared(sdk_venv: tuple[Path, Path]) -> None:
+    """A module that imports a package the wheel does not declare breaks on a gateway's
+    machine only; every import is declared by the core or by the module's extra."""
+    wheel, _ = sdk_venv
+    core, extras = _requirements(wheel)
+    stdlib = set(sys.stdlib_module_names)
+    undeclared = []
+    for d in ("adapters", "schemas"):
+        for path in (ROOT / d).rglob("*.py"):
+            rel = path.relative_to(ROOT).as_posix()
+            extra = next((e for prefix, e in _EXTRA_OF.items() if rel.startswith(prefix)), None)
+            allowed = core | extras.get(extra or "", set())
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    tops = [a.name.split(".")[0] for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    tops = [node.module.split(".")[0]]
+                else:
+                    continue
+                for top in tops:
+                    if top in stdlib or top in {"adapters", "schemas", "__future__"}:
+                        continue
+                    if _DISTRIBUTION.get(top, top) not in allowed:
+                        undeclared.append(f"{rel}: {top}")
+    assert not undeclared, undeclared
 
 
 def test_the_fresh_venv_has_no_hub_package(sdk_venv: tuple[Path, Path], tmp_path: Path) -> None:

@@ -335,9 +335,11 @@ async def test_bad_input_fails_with_the_right_code_and_stores_nothing(
     assert [r["docId"] for r in await nghean.received()] == [theirs]
     a = await nghean.update_status(theirs, "archived")
     assert (a["status"], a["reason"]) == ("FAIL", "VXP_BAD_STATUS")
-    # agencies are the operators' business; unknown operations fail cleanly
-    a = await nghean.call("registerAgency", body=b'{"code":"000.00.00.X01"}')
-    assert (a["status"], a["reason"]) == ("FAIL", "VXP_NOT_ALLOWED")
+    # agencies are the operators' business unless they allow the gateway (see
+    # test_vxp_agencies.py); unknown operations fail cleanly
+    a = await nghean.call("registerAgency", body=b'{"code":"000.01.00.H41","name":"X"}')
+    assert (a["status"], a["ErrorCode"], a["reason"]) == (
+        "FAIL", "21", "AGENCY_MANAGEMENT_NOT_ALLOWED")
     a = await nghean.call("dropEverything")
     assert (a["status"], a["reason"]) == ("FAIL", "VXP_UNKNOWN_OPERATION")
     # the OpenAPI document needs no signature and holds no data
