@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,8 @@ CONF = Path(__file__).resolve().parents[2] / "deploy" / "rabbitmq" / "rabbitmq.c
 def _copy(tmp_path: Path, extra: str = "") -> Path:
     tls = tmp_path / "tls"
     tls.mkdir()
-    for name in ("ca.pem", "node.pem", "node.key"):
+    # every file the configuration names there (the node checks that each one exists)
+    for name in set(re.findall(r"/etc/rabbitmq/tls/(\S+)", CONF.read_text("utf-8"))):
         (tls / name).write_text("", "utf-8")
     conf = tmp_path / "rabbitmq.conf"
     conf.write_text(CONF.read_text("utf-8").replace("/etc/rabbitmq/tls", str(tls)) + extra,
