@@ -8,7 +8,7 @@ export LIENTHONG_AMQP_URL       ?= amqp://guest:guest@127.0.0.1:5672/lienthong
 export LIENTHONG_DATABASE_URL   ?= postgresql://postgres@127.0.0.1:5432/lienthong
 export LIENTHONG_MANAGEMENT_URL ?= http://guest:guest@127.0.0.1:15672
 
-.PHONY: setup services demo test test-unit test-integration lint bench bench-codec sdk-wheel clean \
+.PHONY: setup services demo test test-unit test-integration lint bench bench-large bench-codec sdk-wheel clean \
         cluster cluster-down cluster-test
 
 AXE    := tests/browser/node_modules/axe-core/axe.min.js
@@ -46,6 +46,9 @@ lint: $(STAMP)
 
 bench: setup ## router throughput vs the raw relay limit of this machine
 	$(BIN)/python -m bench
+
+bench-large: setup ## large packages (100 MiB, 1 GiB): end to end, vs RabbitMQ alone, peak RSS
+	$(BIN)/python -m bench.large
 
 bench-codec: $(STAMP) ## parse + validate time per package size
 	$(BIN)/pytest tests/bench --benchmark-only -q -p no:randomly

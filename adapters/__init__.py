@@ -3,6 +3,7 @@ Imports ``schemas`` (the contract), never ``router``."""
 
 from adapters.client import GatewayClient, InboxMessage
 from adapters.errors import (
+    FetchCorrupt,
     GatewayError,
     HubRefused,
     NotConnected,
@@ -11,6 +12,7 @@ from adapters.errors import (
     ReceiptTimeout,
     SenderCodeRequired,
     StatusNeedsDocument,
+    TransferRefused,
 )
 from adapters.seen import CopyFilter, DurableSeenCopies, SeenCopies
 from adapters.tls import tls_context
@@ -21,6 +23,7 @@ __all__ = [
     "CopyFilter",
     "DeliveryState",
     "DurableSeenCopies",
+    "FetchCorrupt",
     "GatewayClient",
     "GatewayError",
     "HubRefused",
@@ -36,5 +39,6 @@ __all__ = [
     "SeenCopies",
     "SenderCodeRequired",
     "StatusNeedsDocument",
+    "TransferRefused",
     "tls_context",
 ]

@@ -33,6 +33,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
@@ -122,6 +123,14 @@ class InboxMessage:
         return self._message.body
 
     @property
+    def reference(self) -> dict[str, Any] | None:
+        """For a large package's copy: the reference to fetch it by
+        (``GatewayClient.fetch_large``); None when ``body`` is the package itself."""
+        from adapters.transfer import reference_of
+
+        return reference_of(self._message.body)
+
+    @property
     def parsed(self) -> ParsedPackage:
         if self._parsed is None:
             self._parsed = parse_package(self._message.body)
@@ -208,6 +217,8 @@ class GatewayClient:
         tls: ssl.SSLContext | None = None,
         connection_name: str | None = None,
         take_receipts: bool = True,
+        large_threshold: int = 16 * 1024 * 1024,
+        max_large_bytes: int = 2 * 1024**3,
     ) -> None:
         """``seen``: the duplicate filter for delivered copies (in memory unless given,
         e.g. ``DurableSeenCopies(path)`` to survive restarts).
@@ -227,7 +238,12 @@ class GatewayClient:
         (default ``lienthong-gateway <gateway id> <pid>``).
         ``take_receipts``: False for a short-lived client that only asks the hub
         (``ask_hub``) or sends with a direct answer: it leaves the gateway's receipts queue
-        to the gateway's own consumers (a receipt taken here would be gone for them)."""
+        to the gateway's own consumers (a receipt taken here would be gone for them).
+        ``large_threshold``, ``max_large_bytes``: ``send_file`` sends a larger file as a
+        large package, and refuses one over the hub's large limit (the hub's
+        ``LIENTHONG_LARGE_THRESHOLD_BYTES`` and ``LIENTHONG_MAX_LARGE_PACKAGE_BYTES``)."""
+        self.large_threshold = large_threshold
+        self.max_large_bytes = max_large_bytes
         self._sign = sign
         self.hub_public_key = hub_public_key
         self.last_anchor: AuditAnchor | None = None
@@ -352,6 +368,11 @@ class GatewayClient:
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             reply_to=DIRECT_REPLY if wait else None,
         )
+        return await self._submit_message(message, sender_code, wait=wait)
+
+    async def _submit_message(self, message: aio_pika.Message, sender_code: str, *,
+                      wait: bool) -> Receipt | None:
+        message_id = message.message_id or ""
         if not wait:
             await self._publish(message, normalize(sender_code))
             return None
@@ -365,6 +386,88 @@ class GatewayClient:
                 raise ReceiptTimeout(message_id, self.receipt_timeout) from None
         finally:
             self._pending.pop(message_id, None)
+
+    # large packages (adapters.transfer) -----------------------------------------------
+    async def send_file(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        message_id: str | None = None,
+        wait: bool = True,
+        validate: bool = True,
+        sender_code: str | None = None,
+        kind: str | None = None,
+    ) -> Receipt | None:
+        """Send the edXML file at ``path``: as one message up to ``large_threshold`` bytes
+        (exactly as :meth:`send`), larger as a large package — chunked, resumable,
+        checksummed, in bounded memory (``adapters.transfer``). Sending the same file again
+        with the same ``message_id`` resumes an unfinished upload. Large packages are not
+        signed by ``sign`` (sign the file before)."""
+        from adapters import transfer
+
+        file = Path(path)
+        if os.stat(file).st_size <= self.large_threshold:
+            with open(file, "rb") as fh:  # noqa: ASYNC230 - at most large_threshold bytes
+                body = fh.read()
+            return await self.send(body, message_id=message_id, wait=wait,
+                                   validate=validate, sender_code=sender_code, kind=kind)
+        return await transfer.send_large(
+            self, file, message_id=message_id, wait=wait, validate=validate,
+            sender_code=sender_code, kind=kind, max_bytes=self.max_large_bytes)
+
+    async def fetch_large(self, message: InboxMessage | dict[str, Any],
+                          dest: str | os.PathLike[str]) -> Path:
+        """Fetch the large package a copy stands for (``message.reference``) into the file
+        ``dest``: byte-identical, or FetchCorrupt and no file."""
+        from adapters import transfer
+
+        ref = message.reference if isinstance(message, InboxMessage) else message
+        if ref is None:
+            raise ValueError("not a large package's copy")
+        return await transfer.fetch_large(self, ref, Path(dest))
+
+    async def submit_claim(self, body: bytes, *, upload_id: str, message_id: str,
+                           sender_code: str | None, kind: str | None,
+                           wait: bool) -> Receipt | None:
+        """Publish a large package's claim on ``lt.submit`` (``adapters.transfer``)."""
+        if not sender_code:
+            raise SenderCodeRequired
+        message = aio_pika.Message(
+            body, message_id=message_id, user_id=self.user, type=kind,
+            headers={wire_names.SENT_AT: time.time(), wire_names.UPLOAD_ID: upload_id},
+            content_type=wire_names.TRANSFER_CONTENT_TYPE,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            reply_to=DIRECT_REPLY if wait else None)
+        return await self._submit_message(message, sender_code, wait=wait)
+
+    async def hub_exchange(self, name: str) -> AbstractExchange:
+        if self._channel is None:
+            raise NotConnected
+        return await self._channel.get_exchange(name, ensure=False)
+
+    async def publish_to(self, exchange: AbstractExchange, message: aio_pika.Message,
+                         routing_key: str) -> None:
+        """Publish and await the confirm (see ``_publish``)."""
+        await self._publish(message, routing_key, exchange)
+
+    async def request_many(
+        self, key: str, body: dict[str, Any]
+    ) -> tuple[str, asyncio.Queue[AbstractIncomingMessage]]:
+        """Ask the routers (``lt.replay``, routing key ``key``); the answers arrive in the
+        queue returned until :meth:`forget_request`."""
+        exchange = await self.hub_exchange(REPLAY)
+        request_id = str(uuid.uuid4())
+        answers: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._replays[request_id] = answers
+        await self._publish(
+            aio_pika.Message(json.dumps(body).encode(), correlation_id=request_id,
+                             reply_to=DIRECT_REPLY, user_id=self.user,
+                             content_type="application/json"),
+            key, exchange)
+        return request_id, answers
+
+    def forget_request(self, request_id: str) -> None:
+        self._replays.pop(request_id, None)
 
     async def _publish(self, message: aio_pika.Message, routing_key: str,
                        exchange: AbstractExchange | None = None) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from schemas.reasons import LienthongError, Reason
 
 __all__ = [
+    "FetchCorrupt",
     "GatewayError",
     "HubRefused",
     "NotConnected",
@@ -17,6 +18,7 @@ __all__ = [
     "SendFailed",
     "SenderCodeRequired",
     "StatusNeedsDocument",
+    "TransferRefused",
 ]
 
 
@@ -90,3 +92,16 @@ class SenderCodeRequired(GatewayError, ValueError):
 
     def __init__(self) -> None:
         super().__init__(Reason.SENDER_CODE_REQUIRED)
+
+
+class TransferRefused(HubRefused):
+    """The hub refused a large package's upload, a chunk of it or a fetch; ``reason`` says
+    why (``PACKAGE_TOO_LARGE``, ``UPLOAD_NOT_YOURS``, ``FETCH_REFUSED``…)."""
+
+
+class FetchCorrupt(GatewayError, ValueError):
+    """A fetched large package did not match its SHA-256 (a chunk or the whole): nothing
+    was kept. Fetching again is safe."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(Reason.FETCH_CORRUPT, detail)

@@ -15,6 +15,7 @@ routing key                     queue         answered by
 ``directory.register_agency``   lt.requests   :mod:`router.directory.agency_requests`
 ``directory.delete_agency``     lt.requests   :mod:`router.directory.agency_requests`
 ``audit.record_gateway_change`` lt.requests   :mod:`router.security.gateway_changes`
+``transfer``                    lt.transfer   :mod:`router.transfer.server` (large packages)
 ==============================  ============  ===========================================
 
 The shape every request shares:
@@ -22,7 +23,10 @@ The shape every request shares:
 * the request body is one JSON object (at most :data:`REQUEST_MAX_BYTES`);
 * the gateway is looked up from the ``user_id`` (``GATEWAY_UNKNOWN`` when none is);
 * a handler returns the answer's messages (JSON bodies, an AMQP ``type`` each); the last
-  one is published only once the others are confirmed, so it never overtakes one;
+  one is published only once the others are confirmed, so it never overtakes one. A
+  handler whose answer is large (a large package's chunks) returns an async iterator
+  instead: each message is published and confirmed before the next is read, so a router
+  holds one of them at a time, on the request's ledger connection;
 * a refusal is one message of the route's error type (``replay.error``,
   ``directory.error``, ``audit.error``) with ``{"reason": {"reason", "code",
   "message_vi", "message_en", "detail"}}`` (:meth:`schemas.reasons.Reason.as_dict`).
@@ -35,7 +39,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +53,7 @@ from router.ledger import Conn
 from schemas.reasons import LienthongError, Reason
 from schemas.wire_names import DIRECT_REPLY
 
-__all__ = ["REQUEST_MAX_BYTES", "HubRequest", "RequestServer", "Route", "gateway_of",
+__all__ = ["REQUEST_MAX_BYTES", "Answer", "HubRequest", "RequestServer", "Route", "gateway_of",
            "json_answer", "parse_body"]
 
 log = structlog.get_logger("lienthong.requests")
@@ -92,7 +96,8 @@ class HubRequest:
         return value.strip()
 
 
-Handler = Callable[[Conn, HubRequest], Awaitable[Sequence[aio_pika.Message]]]
+Answer = Sequence[aio_pika.Message] | AsyncIterator[aio_pika.Message]
+Handler = Callable[[Conn, HubRequest], Awaitable[Answer]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,14 +145,16 @@ class RequestServer:
     """Serves every request route in a router process: one channel, a few requests at a
     time, each answered on its asker's direct reply-to."""
 
-    def __init__(self, pool: asyncpg.Pool, routes: Sequence[Route]) -> None:
+    def __init__(self, pool: asyncpg.Pool, routes: Sequence[Route], *,
+                 prefetch: int = 4) -> None:
         self._pool = pool
         self._routes = {r.key: r for r in routes}
+        self._prefetch = prefetch
         self._channel: AbstractChannel | None = None
 
     async def start(self, connection: AbstractRobustConnection) -> None:
         self._channel = await connection.channel(publisher_confirms=True)
-        await self._channel.set_qos(prefetch_count=4)
+        await self._channel.set_qos(prefetch_count=self._prefetch)
         for name in sorted({r.queue for r in self._routes.values()}):
             try:
                 queue = await self._channel.get_queue(name)
@@ -156,7 +163,7 @@ class RequestServer:
                 log.error("requests.queue_missing", queue=name,
                           hint=f"run `lienthong topology apply` to serve {name}")
                 await self._channel.reopen()  # the broker closed it: the qos goes too
-                await self._channel.set_qos(prefetch_count=4)
+                await self._channel.set_qos(prefetch_count=self._prefetch)
                 continue
             await queue.consume(self._on_request)
 
@@ -189,7 +196,18 @@ class RequestServer:
             body = parse_body(route.bad_request, message.body)
             async with self._pool.acquire() as conn:
                 gateway = await gateway_of(conn, message.user_id)
-                answer = list(await route.handler(conn, HubRequest(route.key, gateway, body)))
+                out = await route.handler(conn, HubRequest(route.key, gateway, body))
+                if not isinstance(out, Sequence):
+                    sent = 0
+                    async for m in out:  # one at a time, each confirmed before the next
+                        m.correlation_id = message.correlation_id
+                        await publish_all(self._channel.default_exchange, [(m, reply_to)],
+                                          mandatory=False, retries=1)
+                        sent += 1
+                    log.info("requests.answered", key=route.key, gateway=gateway,
+                             messages=sent)
+                    return
+                answer = list(out)
         except LienthongError as err:
             answer = [json_answer(route.error_type, {"reason": err.as_dict()})]
             log.info("requests.refused", key=route.key, gateway=gateway,

@@ -140,6 +140,26 @@ class Settings:
         "LIENTHONG_MAX_PACKAGE_BYTES", 30 * 1024 * 1024,
         "larger packages are refused before parsing (`PACKAGE_TOO_LARGE`); 1 KiB to 512 MiB",
         kind="int", low=1024, high=512 * 1024 * 1024)
+    large_threshold_bytes: int = _var(
+        "LIENTHONG_LARGE_THRESHOLD_BYTES", 16 * 1024 * 1024,
+        "`lienthong send` sends a larger file as a large package (chunked upload, claim "
+        "check); at most `LIENTHONG_MAX_PACKAGE_BYTES`",
+        kind="int", low=1024, high=512 * 1024 * 1024)
+    max_large_package_bytes: int = _var(
+        "LIENTHONG_MAX_LARGE_PACKAGE_BYTES", 2 * 1024**3,
+        "a large package declared or found larger is refused (`PACKAGE_TOO_LARGE`); "
+        "1 MiB to 16 GiB",
+        kind="int", low=1024 * 1024, high=16 * 1024**3)
+    chunk_bytes: int = _var(
+        "LIENTHONG_CHUNK_BYTES", 4 * 1024 * 1024,
+        "chunk size of large packages: no AMQP message of an upload or a fetch is larger "
+        "(plus headers); 64 KiB to 16 MiB, at most `LIENTHONG_MAX_PACKAGE_BYTES`",
+        kind="int", low=64 * 1024, high=16 * 1024 * 1024)
+    upload_expiry_minutes: float = _var(
+        "LIENTHONG_UPLOAD_EXPIRY_MINUTES", 1440.0,
+        "an upload not claimed this long after it was opened is removed, with an "
+        "`UPLOAD_EXPIRED` receipt to the sender; more than 0",
+        kind="float", low=0.01, high=525_600)
     max_recipients: int = _var(
         "LIENTHONG_MAX_RECIPIENTS", 500, "`TOO_MANY_RECIPIENTS` above; 1 to 100000",
         kind="int", low=1, high=100_000)
@@ -302,6 +322,11 @@ class Settings:
     def check(self) -> None:
         """Rules across variables."""
         problems = []
+        if self.large_threshold_bytes > self.max_package_bytes:
+            problems.append("LIENTHONG_LARGE_THRESHOLD_BYTES is larger than "
+                            "LIENTHONG_MAX_PACKAGE_BYTES")
+        if self.chunk_bytes > self.max_package_bytes:
+            problems.append("LIENTHONG_CHUNK_BYTES is larger than LIENTHONG_MAX_PACKAGE_BYTES")
         if self.tls_key and not self.tls_cert:
             problems.append("LIENTHONG_TLS_KEY is set without LIENTHONG_TLS_CERT")
         for f in variables():

@@ -23,6 +23,9 @@ lt.directory           quorum  bound to lt.replay (key ``directory``): gateways 
 lt.requests            quorum  bound to lt.replay (keys ``directory.register_agency``,
                                ``directory.delete_agency``, ``audit.record_gateway_change``):
                                requests that change the hub (router.requests)
+lt.transfer            quorum  bound to lt.replay (key ``transfer``): large package uploads
+                               opened, their chunks listed, fetched (router.transfer)
+lt.transfer.chunks     quorum  bound to lt.replay (key ``chunk``): the chunks of uploads
 =====================  ======  =====================================================
 
 ``lt.deliver`` has no alternate exchange on purpose: routers publish copies with
@@ -69,6 +72,7 @@ from aio_pika.abc import AbstractChannel, AbstractQueue, ExchangeType
 
 from router import amqp
 from router.settings import Settings
+from schemas import wire_names
 from schemas.wire_names import (  # the names are the contract's, shared with the SDK
     DEAD,
     DELETE_AGENCY_KEY,
@@ -244,6 +248,12 @@ async def declare_core(channel: AbstractChannel) -> None:
     requests_q = await _quorum_queue(channel, REQUESTS)
     for key in (REGISTER_AGENCY_KEY, DELETE_AGENCY_KEY, RECORD_GATEWAY_CHANGE_KEY):
         await requests_q.bind(replay, routing_key=key)
+    # large packages (router.transfer): requests and chunks ride the exchange gateways
+    # may already write to, so no gateway's permissions change
+    transfer_q = await _quorum_queue(channel, wire_names.TRANSFER)
+    await transfer_q.bind(replay, routing_key=wire_names.TRANSFER_KEY)
+    chunks_q = await _quorum_queue(channel, wire_names.CHUNKS)
+    await chunks_q.bind(replay, routing_key=wire_names.CHUNK_KEY)
 
 
 async def declare_gateway(channel: AbstractChannel, gateway_id: str) -> None:

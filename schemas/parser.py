@@ -20,9 +20,10 @@ import io
 import re
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import NoReturn
+from typing import BinaryIO, NoReturn
 
 from lxml import etree
 
@@ -57,10 +58,12 @@ __all__ = [
     "DSIG_NS",
     "ParseLimits",
     "ParsedPackage",
+    "StreamedPayload",
     "inspect_attachment_payload",
     "make_attachment",
     "normalize_code",
     "parse_package",
+    "parse_streamed_tree",
     "strip_cid",
 ]
 
@@ -260,13 +263,28 @@ def parse_package(
     if not isinstance(data, bytes | bytearray | memoryview):
         raise PackageRejected(Reason.MALFORMED_XML, "the package must be bytes")
     data = bytes(data)
-    root = parse_xml_safely(data, limits)
+    return _checked(parse_xml_safely(data, limits), limits, today, None)
+
+
+def parse_streamed_tree(
+    root: etree._Element,
+    streamed: Sequence[StreamedPayload],
+    *,
+    limits: ParseLimits = _DEFAULT_LIMITS,
+    today: _dt.date | None = None,
+) -> ParsedPackage:
+    """:func:`parse_package`'s checks on the skeleton ``schemas.streaming`` built (every
+    attachment payload replaced by its index in ``streamed``). Raises PackageRejected."""
+    return _checked(root, limits, today, streamed)
+
+
+def _checked(root: etree._Element, limits: ParseLimits, today: _dt.date | None,
+             streamed: Sequence[StreamedPayload] | None) -> ParsedPackage:
+    """Every rule over a parsed tree; PackageRejected and nothing else."""
     w = _Warnings()
     try:
-        package = _parse_root(root, limits, today or _dt.date.today(), w)
-    except PackageRejected:
-        raise
-    except MemoryError:
+        package = _parse_root(root, limits, today or _dt.date.today(), w, streamed)
+    except (PackageRejected, MemoryError):
         raise
     except Exception as exc:  # a safety net: the fuzz test asserts it is never reached
         raise PackageRejected(
@@ -278,7 +296,8 @@ def parse_package(
 
 
 def _parse_root(
-    root: etree._Element, limits: ParseLimits, today: _dt.date, w: _Warnings
+    root: etree._Element, limits: ParseLimits, today: _dt.date, w: _Warnings,
+    streamed: Sequence[StreamedPayload] | None = None,
 ) -> EdocPackage | StatusPackage:
     if root.tag != _NSP + "edXML":
         w.reject(Reason.NOT_EDXML, f"the root element is {_describe(root.tag)}, not edXML")
@@ -322,7 +341,8 @@ def _parse_root(
             w.reject(Reason.NOT_EDXML, "MessageHeader has both StatusCode and To")
         return _parse_status(mh_idx, sender, description, has_signature, w)
     return _parse_edoc(
-        root_idx, env_idx, header_idx, mh_idx, sender, has_signature, limits, today, w
+        root_idx, env_idx, header_idx, mh_idx, sender, has_signature, limits, today, w,
+        streamed,
     )
 
 
@@ -455,6 +475,7 @@ def _parse_edoc(
     limits: ParseLimits,
     today: _dt.date,
     w: _Warnings,
+    streamed: Sequence[StreamedPayload] | None = None,
 ) -> EdocPackage:
     recipients = _recipients(mh_idx, limits, w)
 
@@ -534,7 +555,7 @@ def _parse_edoc(
         steering_type=_get(mh_idx, "SteeringType"),
         business=business,
         trace_headers=trace_headers,
-        attachments=_attachments(root_idx, env_idx, limits, w),
+        attachments=_attachments(root_idx, env_idx, limits, w, streamed),
         has_signature=has_signature,
     )
     if package.business_type is not BusinessDocType.NEW and not package.target_document_ids:
@@ -694,7 +715,8 @@ def _business(idx: _Index, w: _Warnings) -> Business:
 
 
 def _attachments(
-    root_idx: _Index, env_idx: _Index, limits: ParseLimits, w: _Warnings
+    root_idx: _Index, env_idx: _Index, limits: ParseLimits, w: _Warnings,
+    streamed: Sequence[StreamedPayload] | None = None,
 ) -> tuple[Attachment, ...]:
     references: list[etree._Element] = []
     body = _one(env_idx, "edXMLBody")
@@ -735,7 +757,7 @@ def _attachments(
         found = by_cid.get(cid)
         if found is None:
             w.reject(Reason.ATTACHMENT_MISSING, f"no Attachment for ContentId {cid!r}")
-        out.append(_attachment(cid, r_idx, found, limits, w))
+        out.append(_attachment(cid, r_idx, found, limits, w, streamed))
     for cid in by_cid:
         if cid not in declared:
             w.reject(Reason.ATTACHMENT_UNDECLARED, f"ContentId {cid!r} is not in the manifest")
@@ -743,13 +765,20 @@ def _attachments(
 
 
 def _attachment(
-    cid: str, r_idx: _Index, a_idx: _Index, limits: ParseLimits, w: _Warnings
+    cid: str, r_idx: _Index, a_idx: _Index, limits: ParseLimits, w: _Warnings,
+    streamed: Sequence[StreamedPayload] | None = None,
 ) -> Attachment:
     name = _get(r_idx, "AttachmentName") or _get(a_idx, "AttachmentName")
     content_type = _get(r_idx, "ContentType") or _get(a_idx, "ContentType")
     description = _get(r_idx, "Description") or _get(a_idx, "Description")
     payload_el = _one(a_idx, "ContentTransferEncoded")
     text = payload_el.text if payload_el is not None else None
+    if streamed is not None:
+        # schemas.streaming decoded and hashed the payload as it streamed by; the skeleton
+        # holds its index in ``streamed`` instead of the text (absent: no payload at all)
+        payload = streamed[int(text)] if text and text.isdigit() else None
+        return _streamed_attachment(cid, name, content_type, description, payload,
+                                    limits, w)
     if not text or text.isspace():
         w.reject(Reason.ATTACHMENT_MISSING, f"Attachment {cid!r} carries no data")
     data = _decode_base64(text)
@@ -763,6 +792,54 @@ def _attachment(
         w.reject(Reason.PACKAGE_TOO_LARGE, f"Attachment {cid!r}: {exc}")
     except ValueError as exc:
         w.reject(Reason.ATTACHMENT_BAD_ZIP, f"Attachment {cid!r}: {exc}")
+
+
+def _streamed_attachment(
+    cid: str, name: str | None, content_type: str | None, description: str | None,
+    payload: StreamedPayload | None, limits: ParseLimits, w: _Warnings,
+) -> Attachment:
+    """The same checks and reasons as :func:`_attachment`, on a payload that was decoded and
+    hashed while it streamed (``data`` stays empty: the bytes are in the caller's store)."""
+    if payload is None or payload.empty:
+        w.reject(Reason.ATTACHMENT_MISSING, f"Attachment {cid!r} carries no data")
+    if payload.bad_encoding:
+        w.reject(Reason.ATTACHMENT_BAD_ENCODING, f"Attachment {cid!r}")
+    declared = (content_type or "").split(";")[0].strip().lower() in _ZIP_CONTENT_TYPES
+    try:
+        if payload.spool is None and declared:  # a ZIP starts with PK: this one is not
+            w.reject(Reason.ATTACHMENT_BAD_ZIP,
+                     f"Attachment {cid!r}: the payload is not a ZIP archive")
+        if payload.spool is None:
+            info = PayloadInfo(payload.sha256, False)
+        else:
+            payload.spool.seek(0)
+            info = _inspect_zip(payload.spool, payload.sha256, declared,
+                                limits.max_unzipped_bytes)
+    except _ZipTooLarge as exc:
+        w.reject(Reason.PACKAGE_TOO_LARGE, f"Attachment {cid!r}: {exc}")
+    except ValueError as exc:
+        w.reject(Reason.ATTACHMENT_BAD_ZIP, f"Attachment {cid!r}: {exc}")
+    wrapped = info.zip_wrapped
+    return Attachment(
+        content_id=cid, name=name, content_type=content_type, description=description,
+        data=b"", size=payload.size, sha256=info.sha256, zip_wrapped=wrapped,
+        file_name=info.file_name if wrapped else name,
+        file_size=info.file_size if wrapped else payload.size,
+        file_sha256=info.file_sha256 if wrapped else info.sha256,
+    )
+
+
+@dataclass(slots=True)
+class StreamedPayload:
+    """An attachment payload decoded and hashed as it streamed (``schemas.streaming``):
+    its size and hex SHA-256, and, when it starts like a ZIP, a file object holding the
+    decoded bytes (the caller's spool) for the ZIP checks."""
+
+    size: int = 0
+    sha256: str = ""
+    empty: bool = True
+    bad_encoding: bool = False
+    spool: BinaryIO | None = None
 
 
 def make_attachment(
@@ -850,8 +927,14 @@ def inspect_attachment_payload(
     declared = (content_type or "").split(";")[0].strip().lower() in _ZIP_CONTENT_TYPES
     if not declared and not data.startswith(b"PK"):
         return PayloadInfo(digest, False)
+    return _inspect_zip(io.BytesIO(data), digest, declared, max_unzipped_bytes)
+
+
+def _inspect_zip(
+    fh: BinaryIO, digest: str, declared: bool, max_unzipped_bytes: int
+) -> PayloadInfo:
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        with zipfile.ZipFile(fh) as archive:
             entries = [i for i in archive.infolist() if not i.is_dir()]
             if len(entries) != 1:
                 if declared:

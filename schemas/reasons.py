@@ -18,8 +18,9 @@ Numeric codes are grouped by the stage that rejects:
 6xxx  running the hub: operations (ops API, CLI), settings, processes
 7xxx  doors and reports: the current axis's HTTP API (7000-7049), national statistics (7050-7069),
       the gateway SDK in the gateway's own process (7070-7089: sending, connecting, misuse),
-      keeping the hub: backup, restore, archive (7130-7149), gateways' requests that
-      change the hub (7180-7199), running on a cluster (7200-7209)
+      keeping the hub: backup, restore, archive (7130-7149), large packages: chunked
+      upload, claim check and fetch (7150-7169), gateways' requests that change the hub
+      (7180-7199), running on a cluster (7200-7209)
 ====  =====================================================
 
 Numeric codes are never reused or renumbered: a removed reason's code stays in
@@ -415,6 +416,51 @@ class Reason(Enum):
         7137, "Nội dung gói tin trong sổ cái không khớp mã băm SHA-256; không lưu trữ",
         "A package body in the ledger does not match its SHA-256; it was not archived",
     )
+    # 7150-7169 large packages: chunked upload, claim check, fetch (router.transfer)
+    UPLOAD_BAD_REQUEST = _ReasonInfo(
+        7150, "Yêu cầu truyền gói tin lớn không hợp lệ",
+        "The large package transfer request is not valid",
+    )
+    UPLOAD_UNKNOWN = _ReasonInfo(
+        7151, "Không có phiên tải lên này (chưa mở, đã hết hạn hoặc đã bị huỷ)",
+        "No such upload (never opened, expired or discarded)",
+    )
+    UPLOAD_NOT_YOURS = _ReasonInfo(
+        7152, "Phiên tải lên thuộc về cổng kết nối khác",
+        "The upload belongs to another gateway",
+    )
+    CHUNK_HASH_MISMATCH = _ReasonInfo(
+        7153, "Phần gói tin không khớp mã băm SHA-256 đã khai báo",
+        "A chunk does not match its declared SHA-256",
+    )
+    CHUNK_OUT_OF_RANGE = _ReasonInfo(
+        7154, "Số thứ tự hoặc kích thước của phần gói tin không đúng",
+        "A chunk's sequence number or size is wrong for its upload",
+    )
+    CHUNK_CONFLICT = _ReasonInfo(
+        7155, "Phần gói tin được gửi lại với nội dung khác",
+        "A chunk was sent again with other content",
+    )
+    UPLOAD_INCOMPLETE = _ReasonInfo(
+        7156, "Gói tin lớn được gửi đi khi còn thiếu phần",
+        "The large package was submitted with chunks missing",
+    )
+    UPLOAD_HASH_MISMATCH = _ReasonInfo(
+        7157, "Gói tin lớn không khớp kích thước hoặc mã băm SHA-256 đã khai báo",
+        "The large package does not match its declared size or SHA-256",
+    )
+    UPLOAD_EXPIRED = _ReasonInfo(
+        7158, "Phiên tải lên gói tin lớn đã hết hạn trước khi gửi xong; đã xoá phần đã nhận",
+        "The large package upload expired before it was finished; its chunks were removed",
+    )
+    FETCH_REFUSED = _ReasonInfo(
+        7159, "Cổng kết nối không được nhận gói tin lớn này",
+        "This gateway may not fetch this large package",
+    )
+    FETCH_CORRUPT = _ReasonInfo(
+        7160, "Gói tin lớn nhận về không khớp mã băm SHA-256; không giữ lại gì",
+        "The fetched large package does not match its SHA-256; nothing was kept",
+    )
     # 5100-5109: receipt replay
     REPLAY_BAD_REQUEST = _ReasonInfo(
         5101,
@@ -706,6 +752,12 @@ class WarningCode(Enum):
     CERTIFICATE_EXPIRING_SOON = (
         "Chứng thư số dùng để ký gói tin sắp hết hạn: hãy đăng ký chứng thư mới",
         "The certificate that signed the package expires soon: register a new one",
+    )
+    LARGE_SIGNATURE_NOT_VERIFIED = (
+        "Gói tin lớn có chữ ký số nhưng trục chưa kiểm tra chữ ký của gói tin lớn; "
+        "bên nhận cần tự kiểm tra",
+        "The large package is signed, but the hub does not verify the signatures of large "
+        "packages yet; the recipient must verify it",
     )
 
     @property

@@ -12,10 +12,11 @@ lxml parsers must not be shared between threads: each thread gets its own.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from lxml import etree
 
-__all__ = ["hardened_parser"]
+__all__ = ["hardened_feed_parser", "hardened_parser"]
 
 _local = threading.local()
 
@@ -39,3 +40,21 @@ def hardened_parser(*, huge: bool = False, keep_comments: bool = False) -> etree
         )
         parsers[(huge, keep_comments)] = parser
     return parser
+
+
+def hardened_feed_parser(target: Any) -> etree.XMLParser:
+    """A new incremental parser (``feed()`` / ``close()``) with the same protections, that
+    hands events to ``target`` (lxml's parser-target interface) instead of building a tree:
+    text arrives in pieces, so a large attachment is never held whole. A new one per
+    document (feed parsers keep state); sizes are bounded by the caller."""
+    return etree.XMLParser(
+        target=target,
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=True,
+        remove_comments=True,
+        remove_pis=True,
+        collect_ids=False,
+    )

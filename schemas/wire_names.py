@@ -24,6 +24,8 @@ from typing import Final, Literal
 
 __all__ = [
     "ANCHOR_HEADERS",
+    "CHUNKS",
+    "CHUNK_KEY",
     "COPY_HEADERS",
     "DEAD",
     "DELETE_AGENCY_KEY",
@@ -47,6 +49,10 @@ __all__ = [
     "ROUTER_IN",
     "SUBMIT",
     "SUBMIT_HEADERS",
+    "TRANSFER",
+    "TRANSFER_CONTENT_TYPE",
+    "TRANSFER_KEY",
+    "TRANSFER_REF_TYPE",
     "UNROUTABLE",
     "AmqpType",
     "Header",
@@ -73,6 +79,14 @@ REQUESTS: Final = "lt.requests"
 REGISTER_AGENCY_KEY: Final = "directory.register_agency"  # a gateway registers an agency
 DELETE_AGENCY_KEY: Final = "directory.delete_agency"  # a gateway removes one of its agencies
 RECORD_GATEWAY_CHANGE_KEY: Final = "audit.record_gateway_change"  # gateway-side config change
+# large packages (router.transfer, adapters.transfer): requests and chunks on lt.replay
+TRANSFER: Final = "lt.transfer"  # queue: open, status and fetch requests (key ``transfer``)
+TRANSFER_KEY: Final = "transfer"
+CHUNKS: Final = "lt.transfer.chunks"  # queue: the chunks of uploads (key ``chunk``)
+CHUNK_KEY: Final = "chunk"
+#: the JSON body of a claim and of a large package's copy: {"type": TRANSFER_REF_TYPE, ...}
+TRANSFER_REF_TYPE: Final = "lienthong.transfer"
+TRANSFER_CONTENT_TYPE: Final = "application/vnd.lienthong.transfer+json"
 DIRECT_REPLY: Final = "amq.rabbitmq.reply-to"  # RabbitMQ's direct reply-to pseudo-queue
 GATEWAY_QUEUE_PREFIX: Final = "lt.gw."
 
@@ -126,6 +140,9 @@ STATUS_CODE: Final = "lt-status-code"
 RECEIPT_TYPE: Final = "lt-receipt-type"
 ANCHOR_NUMBER: Final = "lt-anchor-number"
 ANCHOR_SEQ: Final = "lt-anchor-seq"
+UPLOAD_ID: Final = "lt-upload-id"
+CHUNK_SEQ: Final = "lt-chunk-seq"
+CHUNK_SHA256: Final = "lt-chunk-sha256"
 # the hub's own, on parked messages (never on what a gateway receives)
 PARK_REASON: Final = "lt-reason"
 PARK_ERROR: Final = "lt-error"

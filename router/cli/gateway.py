@@ -6,15 +6,16 @@ import asyncio
 import contextlib
 import json
 import sys
+import uuid
 from pathlib import Path
-from typing import IO
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import click
 
 from adapters import DurableSeenCopies, GatewayClient, PublishRefused, ReceiptTimeout
+from adapters.errors import TransferRefused
 from router.cli._services import fail
-from router.cli.exit_codes import EXIT_REJECTED
+from router.cli.exit_codes import EXIT_MISSING_FILE, EXIT_REJECTED
 from router.settings import Settings
 from schemas import EdocPackage, PackageRejected
 
@@ -34,22 +35,33 @@ _password = click.option("--password", envvar="LIENTHONG_GATEWAY_PASSWORD", requ
 
 
 @click.command("send")
-@click.argument("file", type=click.File("rb"))
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @_gateway
 @_password
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the receipt.")
 @click.option("--message-id", default=None,
               help="The AMQP message_id (default: a new UUID). After a timeout, send again "
                    "with the id it printed: the hub never makes a second document of it.")
-def send(file: IO[bytes], gateway_id: str, password: str, timeout: float,
+def send(file: Path, gateway_id: str, password: str, timeout: float,
          message_id: str | None) -> None:
-    """Submit an edXML package and print the hub's receipt (exit 65 when rejected)."""
-    body = file.read()
+    """Submit an edXML package and print the hub's receipt (exit 65 when rejected).
+    A file over LIENTHONG_LARGE_THRESHOLD_BYTES goes as a large package (chunked,
+    resumable: after a failure, send again with the printed --message-id)."""
+    try:
+        file.stat()
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror} / không đọc được tệp", EXIT_MISSING_FILE)
+        return
+    message_id = message_id or str(uuid.uuid4())
 
     async def go() -> dict[str, object]:
-        url = gateway_url(Settings.from_env(), gateway_id, password)
-        async with GatewayClient(url, gateway_id=gateway_id, receipt_timeout=timeout) as gw:
-            receipt = await gw.send(body, message_id=message_id)
+        settings = Settings.from_env()
+        url = gateway_url(settings, gateway_id, password)
+        async with GatewayClient(url, gateway_id=gateway_id, receipt_timeout=timeout,
+                                 max_package_bytes=settings.max_package_bytes,
+                                 large_threshold=settings.large_threshold_bytes,
+                                 max_large_bytes=settings.max_large_package_bytes) as gw:
+            receipt = await gw.send_file(file, message_id=message_id)
             if receipt is None:  # only with wait=False, which send never uses
                 raise RuntimeError("no receipt")
             return receipt.as_dict()
@@ -68,6 +80,10 @@ def send(file: IO[bytes], gateway_id: str, password: str, timeout: float,
         fail(f"RabbitMQ refused the package: does gateway {gateway_id} serve the sender "
              f"agency code? / RabbitMQ từ chối gói tin ({exc})", 1)
         return
+    except TransferRefused as exc:
+        click.echo(json.dumps({"error": exc.as_dict(), "message_id": message_id},
+                              ensure_ascii=False, indent=2))
+        raise SystemExit(EXIT_REJECTED) from exc
     click.echo(json.dumps(receipt, ensure_ascii=False, indent=2))
     if receipt["type"] == "rejected":
         raise SystemExit(EXIT_REJECTED)
@@ -97,6 +113,14 @@ def inbox(gateway_id: str, password: str, save_dir: Path | None, timeout: float 
         async with GatewayClient(url, gateway_id=gateway_id, seen=seen) as gw:
             async for msg in gw.inbox(timeout=timeout):
                 async with msg.process():
+                    if msg.reference is not None:  # a large package: fetched, verified
+                        if save_dir:
+                            await gw.fetch_large(msg, save_dir / f"{msg.hub_id}.edxml")
+                        click.echo(json.dumps({"kind": msg.kind, "hub_id": msg.hub_id,
+                                               "from": msg.sender, "to": msg.recipients,
+                                               "document_id": msg.document_id,
+                                               "large": msg.reference}, ensure_ascii=False))
+                        continue
                     if save_dir:
                         save_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - tiny
                         (save_dir / f"{msg.hub_id}.edxml").write_bytes(msg.body)

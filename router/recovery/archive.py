@@ -31,6 +31,8 @@ _CANDIDATES = """
     SELECT hub_id, size_bytes, received_at FROM documents
     WHERE archive_ref IS NULL AND received_at < $1
       AND (received_at, hub_id) > ($2::timestamptz, $3::uuid)
+      -- a large package's body is its small reference; its bytes stay in the blob store
+      AND NOT EXISTS (SELECT 1 FROM transfer_uploads t WHERE t.hub_id = documents.hub_id)
     ORDER BY received_at, hub_id LIMIT $4"""
 
 

@@ -84,6 +84,8 @@ class BatchRouter:
     def _parse(self, msg: Incoming) -> ParsedPackage | PackageRejected:
         if msg.wire_error:  # decided on its envelope alone; the body is not read
             return PackageRejected(Reason.BAD_MESSAGE_PROPERTIES, msg.wire_error)
+        if msg.parsed is not None:  # a large package's claim, validated as it streamed
+            return msg.parsed
         try:
             return parse_package(msg.body, limits=self._limits)
         except PackageRejected as exc:

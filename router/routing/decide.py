@@ -103,6 +103,10 @@ class Incoming:
     reply_to: str | None = None
     # the envelope could not be read (undecodable routing key, properties or headers)
     wire_error: str | None = None
+    # a large package's claim (header lt-upload-id): router.transfer.claims puts the
+    # package it stands for in ``parsed`` (or why not) before routing
+    upload_id: str | None = None
+    parsed: ParsedPackage | PackageRejected | None = None
 
     def __post_init__(self) -> None:
         if not self.sha256:

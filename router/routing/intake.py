@@ -64,6 +64,9 @@ from router.routing.batch import BatchPlan, BatchRouter, Copy, Incoming, Outgoin
 from router.security import anchors, gateway_changes, posture
 from router.security.signature_gate import SignatureGate
 from router.settings import Settings
+from router.transfer.claims import Claims, upload_id_of
+from router.transfer.server import TransferServer, expiry_loop
+from router.transfer.store import PostgresBlobStore
 from schemas import ParseLimits, wire_names
 from schemas.reasons import Reason
 from schemas.receipt import Receipt
@@ -218,6 +221,11 @@ class RouterWorker:
             gate=SignatureGate(pool, warn_days=settings.certificate_warn_days),
         )
         self.stats = BatchStats()
+        self._blobs = PostgresBlobStore()  # large packages (router.transfer)
+        self._claims = Claims(pool, self._blobs, ParseLimits(
+            max_bytes=settings.max_large_package_bytes,
+            max_recipients=settings.max_recipients,
+            max_attachments=settings.max_attachments))
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractChannel | None = None
         self._deliver: AbstractExchange | None = None
@@ -232,15 +240,31 @@ class RouterWorker:
         self._carry: AbstractIncomingMessage | None = None
         self._consuming = False
         self._router_in: tuple[AbstractQueue, str] | None = None
+        self._transfers: asyncpg.Pool | None = None  # large packages' own connections
         self._batches = 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        connection = await self._start(stop)
+        # large packages: uploads opened, chunks stored, fetched; expired ones removed —
+        # on connections of their own, so routing never waits for a pool connection
+        self._transfers = await asyncpg.create_pool(self.settings.database_url, min_size=1,
+                                                    max_size=3)
+        transfers = self._transfers
+        self._claims.use(transfers)
+        try:
+            connection = await self._start(stop)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(transfers.close(), 10)
+            raise
         if connection is None:  # stopped while (re)starting
+            await transfers.close()
             return
         async with connection:
             assert self._router_in is not None and self._outbox is not None
             queue, tag = self._router_in
+            expiring = asyncio.create_task(expiry_loop(
+                transfers, self._blobs, self._outbox, every=self.settings.sweep_seconds,
+                stop=stop))
             log.info("router.started", batch_size=self.settings.batch_size, pid=os.getpid())
             async with self.pool.acquire() as conn:
                 await posture.record_start(conn, "router", self.settings,
@@ -267,6 +291,9 @@ class RouterWorker:
                 self._consuming = False
                 sweeper.cancel()
                 anchoring.cancel()
+                expiring.cancel()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(transfers.close(), 10)
                 with contextlib.suppress(Exception):
                     await queue.cancel(tag)
                 log.info("router.stopped", **self._stats_dict())
@@ -310,12 +337,17 @@ class RouterWorker:
         return None
 
     async def _open_publishing(self, connection: AbstractRobustConnection) -> None:
-        """The publisher-confirm channel, its exchanges and the outbox on it."""
+        """The publisher-confirm channel, its exchanges and the outbox on it (the one
+        outbox object, which the transfer server and the expiry loop hold too, moves to a
+        renewed channel)."""
         channel = await connection.channel(publisher_confirms=True)
         self._deliver = await channel.get_exchange(topology.DELIVER)
         self._receipts = await channel.get_exchange(topology.RECEIPTS)
         self._dead = await channel.get_exchange(topology.DEAD)
-        self._outbox = await Outbox.open(channel, self.settings)
+        if self._outbox is None:
+            self._outbox = await Outbox.open(channel, self.settings)
+        else:
+            await self._outbox.move_to(channel)
         self._publish_channel = channel
 
     async def _renew_publishing(self) -> None:
@@ -370,6 +402,11 @@ class RouterWorker:
             replay.route(self._outbox.sign), feed.route(), *agency_requests.routes(),
             gateway_changes.route(),
         ]).start(connection)
+        assert self._transfers is not None
+        transfer = TransferServer(self._transfers, self._blobs, self.settings, self._outbox)
+        await transfer.start(connection)
+        # fetches stream a chunk at a time on the transfers' own connections
+        await RequestServer(self._transfers, [transfer.route()], prefetch=2).start(connection)
         self._consuming = True
 
     def health(self) -> dict[str, object]:
@@ -418,6 +455,10 @@ class RouterWorker:
                 log.error("router.sweep_failed", error=repr(exc))
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        if not message.redelivered and upload_id_of(dict(message.headers or {})):
+            # a large package's claim: checked aside first (router.transfer.claims)
+            self._claims.prepare(message, self._incoming(message), self._inbox.put_nowait)
+            return
         self._inbox.put_nowait(message)
 
     async def _on_parked(self, message: AbstractIncomingMessage) -> None:
@@ -518,6 +559,7 @@ class RouterWorker:
         live = [m for m in messages if not _channel_gone(m)]
         if len(live) < len(messages):
             log.warning("router.stale_deliveries_dropped", count=len(messages) - len(live))
+        self._claims.forget([m for m in messages if _channel_gone(m)])
         messages = live
         fresh = [m for m in messages if not m.redelivered]
         suspects = [m for m in messages if m.redelivered]
@@ -611,7 +653,9 @@ class RouterWorker:
         incoming = [self._incoming(m) for m in messages]
         started = time.time()
         clock = time.perf_counter()
+        await self._claims.resolve(incoming, messages)  # large packages' claims
         plan = await self.router.route(incoming)
+        await self._claims.settle(incoming, plan)
         route_done = time.perf_counter()
         states = await self._publish_copies(plan.copies)
         queued_at = time.time()
@@ -675,6 +719,7 @@ class RouterWorker:
             declared_type=env.type,
             redelivered=bool(m.redelivered),
             wire_error=env.error,
+            upload_id=upload_id_of(env.headers),
         )
 
     # publishing ------------------------------------------------------------------------
