@@ -33,8 +33,9 @@ services:
 demo: setup ## migrate, load the demo directory, route documents between gateways
 	$(BIN)/python -m demo
 
-test: setup ## unit, integration and chaos tests against the real services
+test: setup ## unit, integration and chaos tests against the real services, then the cluster's
 	$(BIN)/pytest
+	@$(MAKE) --no-print-directory cluster-test
 
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit
@@ -61,8 +62,15 @@ cluster: ## a 3-node RabbitMQ cluster + PostgreSQL primary/sync standby (Patroni
 cluster-down: ## stop the local cluster and remove everything it made
 	@bash deploy/cluster/cluster.sh down
 
+# Starts the cluster when it is not up, and then removes it again; says how long it all took.
 cluster-test: $(STAMP) ## kill cluster nodes under load (starts the cluster when it is not up)
-	$(BIN)/pytest tests/cluster tests/integration/test_router_liveness.py -m cluster -p no:randomly -s
+	@start=$$(date +%s); \
+	if bash deploy/cluster/cluster.sh running; then was_up=yes; else was_up=no; fi; \
+	$(BIN)/pytest tests/cluster tests/integration/test_router_liveness.py \
+	  -m cluster -p no:randomly -s; rc=$$?; \
+	[ $$was_up = yes ] || bash deploy/cluster/cluster.sh down; \
+	echo "cluster tests: $$(( $$(date +%s) - start )) s (cluster started by them: $$([ $$was_up = yes ] && echo no || echo yes))"; \
+	exit $$rc
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks

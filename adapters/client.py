@@ -53,6 +53,7 @@ from adapters.endpoints import connect_failover
 from adapters.errors import (
     HubRefused,
     NotConnected,
+    PublishNacked,
     PublishRefused,
     ReceiptTimeout,
     ReplayFailed,
@@ -483,6 +484,11 @@ class GatewayClient:
         await self._channel.ready()
         try:
             await exchange.publish(message, routing_key=routing_key)
+        except aiormq.exceptions.DeliveryError as exc:
+            # a nack: the queue did not take it. After its node died, a channel can keep
+            # refusing a quorum queue long after the queue has a new leader: start afresh
+            await self._renew_channel()
+            raise PublishNacked(message.message_id or "", str(exc)) from exc
         except aiormq.exceptions.ChannelClosed as exc:
             if isinstance(exc, aiormq.exceptions.ChannelInvalidStateError):
                 raise
@@ -496,6 +502,17 @@ class GatewayClient:
                     f"{len(message.body)} bytes refused by the broker: {text}",
                 ) from exc
             raise PublishRefused(message.message_id or "", text) from exc
+
+    async def _renew_channel(self) -> None:
+        """Close this client's channel under the robust channel, which then opens a new
+        one with its consumers (as after a channel the broker closed); wait for it.
+        Unacked deliveries come again and are dropped as duplicates if handled."""
+        channel = self._channel
+        assert channel is not None
+        with contextlib.suppress(Exception):
+            underlay = await channel.get_underlay_channel()
+            await underlay.close(aiormq.exceptions.ChannelClosed(0, "renewed after a nack"))
+        await self._restore_channel()
 
     async def _restore_channel(self) -> None:
         """Wait until the robust channel has reopened with its consumers (it starts at

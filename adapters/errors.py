@@ -11,6 +11,7 @@ __all__ = [
     "GatewayError",
     "HubRefused",
     "NotConnected",
+    "PublishNacked",
     "PublishRefused",
     "ReceiptTimeout",
     "ReplayFailed",
@@ -58,6 +59,17 @@ class PublishRefused(SendFailed):
 
     def __init__(self, message_id: str, detail: str) -> None:
         super().__init__(Reason.PUBLISH_REFUSED, f"message_id={message_id}: {detail}")
+        self.message_id = message_id
+
+
+class PublishNacked(SendFailed):
+    """RabbitMQ did not take the message (a negative publisher confirm), as a quorum
+    queue does while it elects a new leader after its node went away. Nothing reached the
+    hub; the client has opened a new channel (the old one may keep refusing). Send again
+    with the same ``message_id``."""
+
+    def __init__(self, message_id: str, detail: str) -> None:
+        super().__init__(Reason.PUBLISH_NACKED, f"message_id={message_id}: {detail}")
         self.message_id = message_id
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
+from adapters.endpoints import connect_first
 from router import topology
 from router.settings import Settings
 
@@ -43,7 +44,7 @@ def _text(value: Any) -> str:
 async def relay(amqp_url: str, stop: asyncio.Event, *, batch_size: int = 200,
                 batch_wait_ms: int = 20) -> int:
     """Relay until ``stop`` is set; returns the number of messages relayed."""
-    connection = await aio_pika.connect(amqp_url, timeout=30)
+    connection = await connect_first(amqp_url, timeout=30)  # a cluster: its first node
     relayed = 0
     async with connection:
         consume = await connection.channel()

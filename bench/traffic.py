@@ -15,6 +15,7 @@ the load generator can.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
@@ -23,6 +24,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
 
+from adapters.endpoints import amqp_endpoints
 from bench.workload import BenchGateway
 from router import topology
 from router.directory.registry import GatewayCredentials
@@ -33,25 +35,37 @@ _OBSERVER_CHANNELS = 8
 
 
 def gateway_amqp_url(admin_url: str, creds: GatewayCredentials) -> str:
-    """The AMQP URL of the admin URL's host and vhost, logged in as the gateway."""
+    """The AMQP URL of the admin URL's host(s) and vhost, logged in as the gateway (a
+    cluster's URL keeps its host list)."""
     parts = urlsplit(admin_url)
-    host = parts.hostname or "127.0.0.1"
-    netloc = f"{quote(creds.user, safe='')}:{quote(creds.password, safe='')}@{host}"
-    if parts.port:
-        netloc += f":{parts.port}"
+    hosts = parts.netloc.rpartition("@")[2] or "127.0.0.1"
+    netloc = f"{quote(creds.user, safe='')}:{quote(creds.password, safe='')}@{hosts}"
     return urlunsplit((parts.scheme or "amqp", netloc, parts.path, parts.query, ""))
 
 
+_next_endpoint = itertools.count()
+
+
 async def _connect(url: str, wait_s: float = 30.0) -> AbstractConnection:
-    try:
-        return await asyncio.wait_for(aiormq.connect(url), wait_s)
-    except TimeoutError:
-        raise ConnectionError(
-            f"RabbitMQ accepted no AMQP connection in {wait_s:.0f} s. When the TCP connect "
-            "works but the handshake hangs, its file-handle budget is used up (every quorum "
-            "queue reserves handles): see `rabbitmqctl status` → File Descriptors, and "
-            "start RabbitMQ with a higher `ulimit -n`."
-        ) from None
+    """A connection to one node of ``url``; with several nodes listed, successive
+    connections take them in turn (so the simulated gateways spread over a cluster)."""
+    endpoints = amqp_endpoints(url)
+    first = next(_next_endpoint)
+    last: BaseException | None = None
+    for k in range(len(endpoints)):
+        try:
+            return await asyncio.wait_for(
+                aiormq.connect(endpoints[(first + k) % len(endpoints)]), wait_s)
+        except TimeoutError:
+            raise ConnectionError(
+                f"RabbitMQ accepted no AMQP connection in {wait_s:.0f} s. When the TCP "
+                "connect works but the handshake hangs, its file-handle budget is used up "
+                "(every quorum queue reserves handles): see `rabbitmqctl status` → File "
+                "Descriptors, and start RabbitMQ with a higher `ulimit -n`."
+            ) from None
+        except (OSError, aiormq.exceptions.AMQPConnectionError) as exc:
+            last = exc
+    raise last if last is not None else ConnectionError("no AMQP endpoint")
 
 
 class Traffic:

@@ -20,7 +20,7 @@ Numeric codes are grouped by the stage that rejects:
       the gateway SDK in the gateway's own process (7070-7089: sending, connecting, misuse),
       keeping the hub: backup, restore, archive (7130-7149), large packages: chunked
       upload, claim check and fetch (7150-7169), gateways' requests that change the hub
-      (7180-7199)
+      (7180-7199), running on a cluster (7200-7209)
 ====  =====================================================
 
 Numeric codes are never reused or renumbered: a removed reason's code stays in
@@ -644,6 +644,15 @@ class Reason(Enum):
         "đóng kênh; kênh đã được mở lại",
         "RabbitMQ refused the message (no permission for the routing key, or a wrong "
         "user_id) and closed the channel; the channel was opened again",
+    )
+    # 7200-7209 running on a cluster
+    PUBLISH_NACKED = _ReasonInfo(
+        7200,
+        "RabbitMQ không nhận gói tin (từ chối xác nhận: hàng đợi đang bầu lại nút dẫn sau khi "
+        "một nút dừng, hoặc đã đầy); kênh đã được mở mới: hãy gửi lại với cùng message_id",
+        "RabbitMQ did not take the message (a negative publisher confirm: its queue is "
+        "electing a new leader after a node went away, or is full); a new channel was "
+        "opened: send again with the same message_id",
     )
 
     # 7110-7129 gateway developers: the conformance check and the sandbox

@@ -9,6 +9,7 @@
 #   cluster.sh up                  start (or finish starting) everything; idempotent
 #   cluster.sh down                stop everything and remove the folder
 #   cluster.sh status              what runs, who leads
+#   cluster.sh running             exit 0 when the cluster is up (RabbitMQ node 1 answers)
 #   cluster.sh env                 the LIENTHONG_* variables that point at the cluster
 #   cluster.sh rabbit-kill N       kill -9 RabbitMQ node N (1..3)
 #   cluster.sh rabbit-stop N       stop RabbitMQ node N cleanly
@@ -395,6 +396,7 @@ case "$cmd" in
     ;;
   down) down ;;
   status) status ;;
+  running) [ -d "$DIR" ] && rmq_running 1 ;;
   env) env_out ;;
   rabbit-kill) rmq_kill "${2:?node 1..3}" ;;
   rabbit-stop) rmq_stop "${2:?node 1..3}" ;;

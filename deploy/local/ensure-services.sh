@@ -9,9 +9,10 @@ say() { printf 'lienthong setup: %s\n' "$*" >&2; }
 need_install=()
 # xmlsec1: the independent XML-DSig implementation the signature tests check against;
 # chromium + chromium-driver: the dashboard's browser test (npm: its axe-core); prometheus:
-# promtool for the rules.
+# promtool for the rules; patroni + etcd: the local cluster's PostgreSQL failover
+# (deploy/cluster/cluster.sh, which `make test` starts for the cluster tests).
 for tool in xmlsec1:xmlsec1 chromium:chromium chromedriver:chromium-driver promtool:prometheus npm:npm \
-    kubectl:kubectl systemd-analyze:systemd; do
+    kubectl:kubectl systemd-analyze:systemd patroni:patroni etcd:etcd-server; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need_install+=("${tool##*:}")
 done
 command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ] || need_install+=(rabbitmq-server)

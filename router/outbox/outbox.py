@@ -61,6 +61,13 @@ class Outbox:
             hub_signer(settings),
         )
 
+    async def move_to(self, channel: AbstractChannel) -> None:
+        """Publish on ``channel`` from now on (a fresh publisher-confirm channel in place
+        of one the broker kept refusing); everyone holding this outbox follows."""
+        deliver = await channel.get_exchange(topology.DELIVER)
+        receipts = await channel.get_exchange(topology.RECEIPTS)
+        self._channel, self._deliver, self._receipts = channel, deliver, receipts
+
     @property
     def signer(self) -> ReceiptSigner | None:
         """The hub's receipt key (None: receipts go unsigned, with a warning at start)."""

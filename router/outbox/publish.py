@@ -21,11 +21,23 @@ from router.routing.batch import Copy
 from schemas import wire_names as wire
 from schemas.receipt import RECEIPT_CONTENT_TYPE, Receipt
 
-__all__ = ["copy_message", "publish_all", "publish_copies", "receipt_message"]
+__all__ = ["QueueRefused", "copy_message", "publish_all", "publish_copies", "receipt_message"]
 
 log = structlog.get_logger("lienthong.publishing")
 
-PUBLISH_RETRIES = 7  # ~7 s of backoff in all
+PUBLISH_RETRIES = 7  # ~5 s of backoff in all
+
+
+class QueueRefused(Exception):
+    """The broker still refused (nacked) messages after every retry: their queue was not
+    able to take them, as a quorum queue is while its members elect a new leader after
+    its node died (seen for over 10 s on a loaded 3-node cluster). Nothing was enqueued;
+    publishing again later is the answer, so callers treat it as an outage, never as a
+    verdict on the messages."""
+
+    def __init__(self, refused: int, last: BaseException) -> None:
+        super().__init__(f"{refused} message(s) refused by the broker: {last!r}")
+        self.refused = refused
 
 
 async def publish_all(
@@ -38,9 +50,11 @@ async def publish_all(
     """Publish everything at once and await all confirms together; retry what failed for
     a transient reason (connection, channel) with exponential backoff, never forever.
 
-    Returns, per item, the broker's ack, the returned message (unroutable with
-    ``mandatory``) or the broker's refusal (``DeliveryError``, e.g. a full queue).
-    Raises the last transient error when retries run out.
+    Returns, per item, the broker's ack or the returned message (unroutable with
+    ``mandatory``). Raises the last transient error when retries run out, and
+    :class:`QueueRefused` when the broker still refuses (nacks) some: a refusal is never
+    an answer about the message (a queue without a leader, a full queue) and is never
+    returned as one.
     """
     results: list[Any] = [None] * len(items)
     todo = list(range(len(items)))
@@ -64,11 +78,11 @@ async def publish_all(
         if attempt + 1 < retries:
             await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
         todo = retry
-    for i in todo:  # refused every time: the caller's answer; anything else: raise
+    for i in todo:  # a connection or channel error: raise it
         err = results[i]
         if not isinstance(err, aiormq.exceptions.DeliveryError):
             raise err
-    return results
+    raise QueueRefused(len(todo), results[todo[0]])
 
 
 def copy_message(c: Copy) -> aio_pika.Message:
@@ -98,7 +112,10 @@ async def publish_copies(
     exchange: AbstractExchange, copies: Sequence[Copy]
 ) -> dict[uuid.UUID, str]:
     """Publish copies with ``mandatory``; returns each delivery's new state: ``queued``
-    when confirmed, ``undeliverable`` when returned (no inbox) or refused."""
+    when confirmed, ``undeliverable`` when returned (no inbox). Copies the broker keeps
+    refusing raise :class:`QueueRefused` (nothing is marked): a copy refused while its
+    inbox elects a new leader was once marked undeliverable, and so never delivered,
+    while its sender was told ``accepted``."""
     if not copies:
         return {}
     results = await publish_all(
@@ -106,7 +123,7 @@ async def publish_copies(
     )
     states: dict[uuid.UUID, str] = {}
     for c, res in zip(copies, results, strict=True):
-        failed = isinstance(res, DeliveredMessage | BaseException)
+        failed = isinstance(res, DeliveredMessage)
         for did in c.delivery_ids:
             states[did] = "undeliverable" if failed else "queued"
         if failed:

@@ -6,8 +6,9 @@ For each batch:
    documents, deliveries, status events, rejections and audit rows in one transaction;
 2. publish one copy per recipient gateway to ``lt.deliver`` (persistent, ``mandatory``),
    all at once, then await every publisher confirm together;
-3. mark deliveries ``queued`` (or ``undeliverable`` when the broker returned or refused
-   the copy) in one statement;
+3. mark deliveries ``queued`` (or ``undeliverable`` when the broker returned the copy: no
+   inbox) in one statement; copies the broker keeps refusing (a quorum queue electing a
+   new leader nacks them) are not marked: the batch waits and runs again, as in an outage;
 4. publish the receipts (pipelined confirms again);
 5. ack the whole batch with ``multiple=True``.
 
@@ -45,6 +46,7 @@ from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
     AbstractIncomingMessage,
+    AbstractQueue,
     AbstractRobustConnection,
 )
 
@@ -77,6 +79,7 @@ DIRECT_REPLY_PREFIX = f"{wire_names.DIRECT_REPLY}."
 OUTAGE_PATIENCE = 300.0  # seconds a batch waits for PostgreSQL/RabbitMQ to come back
 SUSPECT_GROUP = 16  # first retry after a crash: in groups this small
 PARK_AFTER = 3  # a message that took its router down alone this many times is parked
+START_RETRY_SECONDS = 1.0  # a start cut short by a lost node begins again after this
 
 
 class _Abandon(Exception):
@@ -97,8 +100,19 @@ def _transient(exc: BaseException) -> bool:
         | asyncpg.exceptions.ReadOnlySQLTransactionError
         | aiormq.exceptions.AMQPConnectionError
         | aiormq.exceptions.ChannelInvalidStateError
-        | aiormq.exceptions.ChannelClosed,
+        | aiormq.exceptions.ChannelClosed
+        # a queue without a leader (its node died) refuses until its members elect one
+        | publishing.QueueRefused,
     ) and not isinstance(exc, aiormq.exceptions.ChannelAccessRefused)
+
+
+def _channel_gone(m: AbstractIncomingMessage) -> bool:
+    """Is the channel that delivered ``m`` closed (its deliveries void)? aio-pika raises
+    on ``m.channel`` once it is, rather than return a closed channel."""
+    try:
+        return m.channel.is_closed
+    except aiormq.exceptions.ChannelInvalidStateError:
+        return True
 
 
 def _endpoint(conn: AbstractRobustConnection | None) -> str | None:
@@ -225,43 +239,29 @@ class RouterWorker:
         # a message taken from the inbox that did not fit in the batch's bytes
         self._carry: AbstractIncomingMessage | None = None
         self._consuming = False
+        self._router_in: tuple[AbstractQueue, str] | None = None
+        self._transfers: asyncpg.Pool | None = None  # large packages' own connections
         self._batches = 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._connection = await amqp.connect(self.settings, "router")
-        async with self._connection:
-            consume = await self._connection.channel()
-            # in-flight bytes bounded: prefetch x the broker's maximum message size
-            await consume.set_qos(prefetch_count=self.settings.prefetch_count)
-            self._publish_channel = await self._connection.channel(publisher_confirms=True)
-            self._deliver = await self._publish_channel.get_exchange(topology.DELIVER)
-            self._receipts = await self._publish_channel.get_exchange(topology.RECEIPTS)
-            self._dead = await self._publish_channel.get_exchange(topology.DEAD)
-            self._outbox = await Outbox.open(self._publish_channel, self.settings)
-            queue = await consume.get_queue(topology.ROUTER_IN)
-            tag = await queue.consume(self._on_message)
-            self._consuming = True
-            parking_channel = await self._connection.channel()
-            await parking_channel.set_qos(prefetch_count=20)
-            parking = await parking_channel.get_queue(topology.PARKING)
-            await parking.consume(self._on_parked)
-            # gateways ask here: the receipts they missed, the directory feed, changes
-            async with self.pool.acquire() as conn:  # agencies of a ledger older than the feed
-                await feed.publish(conn)
-            await RequestServer(self.pool, [
-                replay.route(self._outbox.sign), feed.route(), *agency_requests.routes(),
-                gateway_changes.route(),
-            ]).start(self._connection)
-            # large packages: uploads opened, chunks stored, fetched; expired ones removed —
-            # on connections of their own, so routing never waits for a pool connection
-            transfers = await asyncpg.create_pool(self.settings.database_url, min_size=1,
-                                                  max_size=3)
-            self._claims.use(transfers)
-            transfer = TransferServer(transfers, self._blobs, self.settings, self._outbox)
-            await transfer.start(self._connection)
-            # fetches stream a chunk at a time on the transfers' own connections
-            await RequestServer(transfers, [transfer.route()], prefetch=2).start(
-                self._connection)
+        # large packages: uploads opened, chunks stored, fetched; expired ones removed —
+        # on connections of their own, so routing never waits for a pool connection
+        self._transfers = await asyncpg.create_pool(self.settings.database_url, min_size=1,
+                                                    max_size=3)
+        transfers = self._transfers
+        self._claims.use(transfers)
+        try:
+            connection = await self._start(stop)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(transfers.close(), 10)
+            raise
+        if connection is None:  # stopped while (re)starting
+            await transfers.close()
+            return
+        async with connection:
+            assert self._router_in is not None and self._outbox is not None
+            queue, tag = self._router_in
             expiring = asyncio.create_task(expiry_loop(
                 transfers, self._blobs, self._outbox, every=self.settings.sweep_seconds,
                 stop=stop))
@@ -271,7 +271,7 @@ class RouterWorker:
                                            receipts_signed=self._outbox.signed)
             sweeper = asyncio.create_task(self._sweep_deadlines(stop))
             anchoring = asyncio.create_task(anchors.anchor_loop(
-                self.pool, self._receipts, self._outbox.signer,
+                self.pool, self._receipts_exchange, self._outbox.signer,
                 interval=self.settings.audit_anchor_seconds, stop=stop))
             try:
                 while not stop.is_set():
@@ -297,6 +297,117 @@ class RouterWorker:
                 with contextlib.suppress(Exception):
                     await queue.cancel(tag)
                 log.info("router.stopped", **self._stats_dict())
+
+    async def _start(self, stop: asyncio.Event) -> AbstractRobustConnection | None:
+        """Connect and set everything up (:meth:`_set_up`). A node lost midway (the
+        connection drops between two steps, as when the only node it knew dies) does not
+        end the worker: that attempt's connection is closed and the start begins again on
+        a fresh one, as often as it takes, while the worker stays alive and not ready.
+        Only the very first connect raises (a wrong URL or password fails the start).
+        None when ``stop`` is set first."""
+        attempt = 0
+        while not stop.is_set():
+            attempt += 1
+            try:
+                connection = await amqp.connect(self.settings, "router")
+            except Exception as exc:
+                if attempt == 1 or not _transient(exc):
+                    raise
+                log.warning("router.start_waiting", error=repr(exc), attempt=attempt)
+                await self._pause(stop, START_RETRY_SECONDS)
+                continue
+            self._connection = connection
+            transport = connection.transport
+            try:
+                await self._set_up(connection)
+            except Exception as exc:
+                # the node went away under the start: aiormq then says so in many ways
+                # (a RuntimeError "... closed" from a channel opened on the lost connection)
+                lost = (transport is None or connection.transport is not transport
+                        or transport.connection.is_closed)
+                with contextlib.suppress(Exception):
+                    await connection.close()
+                if not (lost or _transient(exc)):
+                    raise
+                log.warning("router.start_interrupted", error=repr(exc), attempt=attempt,
+                            endpoint=_endpoint(connection))
+                await self._pause(stop, START_RETRY_SECONDS)
+                continue
+            return connection
+        return None
+
+    async def _open_publishing(self, connection: AbstractRobustConnection) -> None:
+        """The publisher-confirm channel, its exchanges and the outbox on it (the one
+        outbox object, which the transfer server and the expiry loop hold too, moves to a
+        renewed channel)."""
+        channel = await connection.channel(publisher_confirms=True)
+        self._deliver = await channel.get_exchange(topology.DELIVER)
+        self._receipts = await channel.get_exchange(topology.RECEIPTS)
+        self._dead = await channel.get_exchange(topology.DEAD)
+        if self._outbox is None:
+            self._outbox = await Outbox.open(channel, self.settings)
+        else:
+            await self._outbox.move_to(channel)
+        self._publish_channel = channel
+
+    async def _renew_publishing(self) -> None:
+        """A fresh publishing channel in place of one the broker keeps refusing.
+
+        Seen on the 3-node cluster after kill -9 of a node: the router's channel, restored
+        on a surviving node while the dead node's quorum queues were still electing, had
+        every publish to one of those queues nacked for minutes, long after a new leader
+        was elected (a new channel on the same node published at once). RabbitMQ keeps
+        its per-channel queue client state; a new channel starts from the queue's current
+        leader."""
+        old, conn = self._publish_channel, self._connection
+        if conn is None or conn.is_closed or not conn.connected.is_set():
+            return  # the robust connection restores every channel when it is back
+        try:
+            await self._open_publishing(conn)
+        except Exception as exc:
+            log.warning("router.publish_channel_renew_failed", error=repr(exc))
+            return
+        log.warning("router.publish_channel_renewed", endpoint=_endpoint(conn))
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.close()
+
+    def _receipts_exchange(self) -> AbstractExchange:
+        assert self._receipts is not None
+        return self._receipts
+
+    @staticmethod
+    async def _pause(stop: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+
+    async def _set_up(self, connection: AbstractRobustConnection) -> None:
+        """Channels, exchanges, the consumers of ``lt.router.in`` and ``lt.parking``, the
+        replay and directory servers. Ready (``/readyz``) only once all of it is done."""
+        consume = await connection.channel()
+        # in-flight bytes bounded: prefetch x the broker's maximum message size
+        await consume.set_qos(prefetch_count=self.settings.prefetch_count)
+        await self._open_publishing(connection)
+        queue = await consume.get_queue(topology.ROUTER_IN)
+        self._router_in = (queue, await queue.consume(self._on_message))
+        parking_channel = await connection.channel()
+        await parking_channel.set_qos(prefetch_count=20)
+        parking = await parking_channel.get_queue(topology.PARKING)
+        await parking.consume(self._on_parked)
+        # gateways ask here: the receipts they missed, the directory feed, changes
+        async with self.pool.acquire() as conn:  # agencies of a ledger older than the feed
+            await feed.publish(conn)
+        assert self._outbox is not None
+        await RequestServer(self.pool, [
+            replay.route(self._outbox.sign), feed.route(), *agency_requests.routes(),
+            gateway_changes.route(),
+        ]).start(connection)
+        assert self._transfers is not None
+        transfer = TransferServer(self._transfers, self._blobs, self.settings, self._outbox)
+        await transfer.start(connection)
+        # fetches stream a chunk at a time on the transfers' own connections
+        await RequestServer(self._transfers, [transfer.route()], prefetch=2).start(connection)
+        self._consuming = True
 
     def health(self) -> dict[str, object]:
         """What the liveness endpoint shows (``router.routing.liveness``)."""
@@ -445,10 +556,10 @@ class RouterWorker:
         # over) are void: the broker has put them back and delivers them again on the new
         # channel. Routing them now would count a second attempt for each (parking healthy
         # packages after a few node failures) and their acks would fail.
-        live = [m for m in messages if not m.channel.is_closed]
+        live = [m for m in messages if not _channel_gone(m)]
         if len(live) < len(messages):
             log.warning("router.stale_deliveries_dropped", count=len(messages) - len(live))
-        self._claims.forget([m for m in messages if m.channel.is_closed])
+        self._claims.forget([m for m in messages if _channel_gone(m)])
         messages = live
         fresh = [m for m in messages if not m.redelivered]
         suspects = [m for m in messages if m.redelivered]
@@ -485,8 +596,9 @@ class RouterWorker:
             except Exception as exc:
                 if not _transient(exc):
                     raise
-                channel = messages[0].channel
-                if channel.is_closed or waited > OUTAGE_PATIENCE:
+                if isinstance(exc, publishing.QueueRefused):
+                    await self._renew_publishing()
+                if _channel_gone(messages[0]) or waited > OUTAGE_PATIENCE:
                     log.warning("router.batch_abandoned_outage", error=repr(exc),
                                 size=len(messages))
                     raise _Abandon from exc

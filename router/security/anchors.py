@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -106,14 +107,15 @@ async def publish_anchor(
 
 async def anchor_loop(
     pool: asyncpg.Pool,
-    receipts: AbstractExchange,
+    receipts: Callable[[], AbstractExchange],
     signer: ReceiptSigner | None,
     *,
     interval: float,
     stop: asyncio.Event,
 ) -> None:
     """Publish an anchor every ``interval`` seconds until ``stop``; off when the interval is
-    0 or there is no hub key (an unsigned anchor proves nothing)."""
+    0 or there is no hub key (an unsigned anchor proves nothing). ``receipts`` gives the
+    exchange to publish to at each tick (a router renews its publishing channel)."""
     if interval <= 0:
         return
     if signer is None:
@@ -122,7 +124,7 @@ async def anchor_loop(
         return
     while not stop.is_set():
         try:
-            await publish_anchor(pool, receipts, signer, interval=interval * 0.9)
+            await publish_anchor(pool, receipts(), signer, interval=interval * 0.9)
         except Exception as exc:  # a service away: try again at the next tick
             log.warning("audit.anchor_failed", error=repr(exc)[:300])
         with contextlib.suppress(TimeoutError):

@@ -13,8 +13,6 @@ import pytest
 
 from tests.hub import Hub, create_template, drop_database, throwaway_hub
 
-pytestmark = pytest.mark.cluster
-
 SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "cluster" / "cluster.sh"
 
 

@@ -35,7 +35,7 @@ from tests.polling import eventually
 LOAD = int(os.environ.get("LIENTHONG_CLUSTER_LOAD", "1200"))
 ROUTING_STOP_LIMIT = 30.0
 
-pytestmark = pytest.mark.timeout(420)
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(420)]
 
 
 class Stopwatch:

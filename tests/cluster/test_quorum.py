@@ -4,11 +4,15 @@ with the command that fixes it."""
 
 from __future__ import annotations
 
-from router import quorum
+import pytest
+
+from router import quorum, topology
 from tests.chaos import harness
 from tests.cluster.conftest import Cluster
 from tests.hub import Hub
 from tests.polling import eventually
+
+pytestmark = pytest.mark.cluster
 
 
 async def test_hub_queues_are_replicated_on_every_node(cluster_hub: Hub) -> None:
@@ -16,7 +20,13 @@ async def test_hub_queues_are_replicated_on_every_node(cluster_hub: Hub) -> None
     report = await quorum.check(cluster_hub.admin, cluster_hub.settings.vhost,
                                 rebalance=False)
     assert len(report.nodes) == 3
-    assert report.queues == 3 + 2 * 6  # the core + inbox and receipts of 6 gateways
+    # every queue of the vhost (the core's and each gateway's inbox and receipts)
+    listed = {q["name"] for q in await cluster_hub.admin.list_queues(cluster_hub.settings.vhost)}
+    assert report.queues == len(listed)
+    gateways = {**harness.SENDERS, **harness.RECIPIENTS}
+    assert {topology.inbox_queue(g) for g in gateways} <= listed
+    assert {topology.receipts_queue(g) for g in gateways} <= listed
+    assert topology.ROUTER_IN in listed
     assert report.missing == {}
 
 

@@ -59,3 +59,12 @@ def test_router_counts_option() -> None:
     assert _routers("1,2") == (1, 2)
     with pytest.raises(click.BadParameter):
         _routers("0,x")
+
+
+def test_a_gateway_url_on_a_cluster_keeps_every_node() -> None:
+    from bench.traffic import gateway_amqp_url
+    from router.directory.registry import GatewayCredentials
+
+    creds = GatewayCredentials(gateway_id="a", user="gw.a", password="p@ss")
+    url = gateway_amqp_url("amqp://guest:guest@127.0.0.1:5681,127.0.0.1:5682/lt_bench_x", creds)
+    assert url == "amqp://gw.a:p%40ss@127.0.0.1:5681,127.0.0.1:5682/lt_bench_x"
