@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS vxp.mailbox (
     document_id text,
     status_code text,
     body bytea NOT NULL,
-    size integer NOT NULL,
+    size bigint NOT NULL,
     state text NOT NULL DEFAULT 'new',
     received_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
