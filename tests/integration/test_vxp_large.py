@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import aiohttp
 import asyncpg
 import pytest
@@ -23,7 +24,7 @@ from adapters.vxp import open_store
 from adapters.vxp.sealing import new_key
 from adapters.vxp.store import SCHEMA, NewCopy
 from router.directory.registry import AgencyRow
-from schemas import build_package, new_attachment
+from schemas import build_package, new_attachment, wire_names
 from tests.factory import edoc
 from tests.hub import PG_URL, RUN_ID, Hub, drop_database, throwaway_hub
 from tests.integration.test_vxp import NGHEAN, VPCP, Facade, facade_for, poll, sdk
@@ -278,3 +279,33 @@ async def test_a_large_send_edoc_holds_a_bounded_buffer_not_the_body(
         assert answer["status"] == "OK", answer
         assert await uploads(f.hub, "vpcp") == [("stored", len(body))]
         assert peak - before < len(body) // 3, (peak - before, len(body))
+
+
+async def test_a_send_edoc_cut_off_mid_upload_resumes_it(
+        two: tuple[Facade, aiohttp.ClientSession], tmp_path: Path) -> None:
+    """A first try that got part of the file to the hub (the façade killed, the client's
+    connection lost): the retry carries the same message id, finds the upload open with
+    those chunks, and completes that upload — not a second one."""
+    f, session = two
+    vpcp = sdk(f, session, "vxp.saas.03")
+    body = large_edoc()
+    message_id = "vxp-" + hashlib.sha256(b"vxp.saas.03\0" + body).hexdigest()
+    async with GatewayClient(f.hub.gateway_url("vpcp"), gateway_id="vpcp") as gw:
+        kind, opened = await gw.ask_hub(wire_names.TRANSFER_KEY, {
+            "op": "open", "message_id": message_id, "size": len(body),
+            "sha256": hashlib.sha256(body).hexdigest()})
+        assert kind == "transfer.open", opened
+        step = int(opened["chunk_bytes"])
+        exchange = await gw.hub_exchange(wire_names.REPLAY)
+        for seq in (0, 1):
+            data = body[seq * step:(seq + 1) * step]
+            await gw.publish_to(exchange, aio_pika.Message(
+                data, user_id=gw.user, headers={
+                    wire_names.UPLOAD_ID: opened["upload_id"], wire_names.CHUNK_SEQ: seq,
+                    wire_names.CHUNK_SHA256: hashlib.sha256(data).hexdigest()}),
+                wire_names.CHUNK_KEY)
+    answer = await vpcp.send_edoc(body, to=[NGHEAN])
+    assert answer["status"] == "OK", answer
+    rows = await f.hub.pool.fetch(
+        "SELECT id::text, state FROM transfer_uploads WHERE gateway_id = 'vpcp'")
+    assert [(r["id"], r["state"]) for r in rows] == [(opened["upload_id"], "stored")]
