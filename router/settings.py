@@ -142,8 +142,9 @@ class Settings:
         kind="int", low=1024, high=512 * 1024 * 1024)
     large_threshold_bytes: int = _var(
         "LIENTHONG_LARGE_THRESHOLD_BYTES", 16 * 1024 * 1024,
-        "`lienthong send` sends a larger file as a large package (chunked upload, claim "
-        "check); at most `LIENTHONG_MAX_PACKAGE_BYTES`",
+        "`lienthong send`, `lienthong watch` and `lienthong vxp serve` send a larger file "
+        "as a large package (chunked upload, claim check); at most "
+        "`LIENTHONG_MAX_PACKAGE_BYTES`",
         kind="int", low=1024, high=512 * 1024 * 1024)
     max_large_package_bytes: int = _var(
         "LIENTHONG_MAX_LARGE_PACKAGE_BYTES", 2 * 1024**3,
@@ -284,8 +285,10 @@ class Settings:
         kind="int", low=1, high=86_400)
     vxp_state_dir: str | None = _var(
         "LIENTHONG_VXP_STATE_DIR", None,
-        "folder of the façade's directory mirror (`directory.sqlite`); unset: kept in memory, "
-        "fetched whole again after a restart", kind="path")
+        "folder of the façade's directory mirror (`directory.sqlite`) and of its spool "
+        "(`spool/`: large `sendEdoc` bodies and downloads on their way, emptied at start); "
+        "unset: the mirror is kept in memory, fetched whole again after a restart, and the "
+        "spool is the system's temporary folder", kind="path")
     # tools
     samples: str | None = _var(
         "LIENTHONG_SAMPLES", None,

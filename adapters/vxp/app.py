@@ -12,26 +12,30 @@ import base64
 import contextlib
 import hashlib
 import json
+import os
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import aiormq
 import structlog
 from aiohttp import web
 
-from adapters.errors import HubRefused
+from adapters.errors import FetchCorrupt, HubRefused
 from adapters.refusals import refused_sender
+from adapters.transfer import LARGE_THRESHOLD, MAX_LARGE_BYTES, scan_file
 from adapters.vxp import auth
-from adapters.vxp.body import read_file, read_json
+from adapters.vxp.body import Spooled, read_file, read_json
 from adapters.vxp.budget import ByteBudget
 from adapters.vxp.directory import VxpDirectory
 from adapters.vxp.envelope import CONTENT_TYPE, VxpFailure, fail_body, ok_body
-from adapters.vxp.mailbox import GatewayLinks
+from adapters.vxp.mailbox import GatewayLink, GatewayLinks
 from adapters.vxp.openapi import openapi_document
 from adapters.vxp.store import MailboxRow, Store, System
-from schemas import EdocPackage, parse_package, wire_names
+from schemas import EdocPackage, ParsedPackage, parse_package, wire_names
 from schemas.reasons import PackageRejected, Reason
 from schemas.receipt import Receipt
 
@@ -40,7 +44,8 @@ __all__ = ["VxpConfig", "build_app"]
 log = structlog.get_logger("lienthong.vxp")
 
 VIETNAM = timezone(timedelta(hours=7))
-DOWNLOAD_CHUNK = 256 * 1024
+DOWNLOAD_CHUNK = 3 * 64 * 1024  # a multiple of 3: base64 pieces join without padding
+CHUNK = 64 * 1024  # the read buffer of a spooled body
 BODY_SLACK = 64 * 1024  # multipart headers, the SDK's trailing CRLF
 MAX_PAGE = 1000
 AGENCY_BODY_MAX = 64 * 1024  # registerAgency's JSON: a few fields
@@ -56,6 +61,11 @@ STATE_DESC = {
 @dataclass(frozen=True, slots=True)
 class VxpConfig:
     max_package_bytes: int = 30 * 1024 * 1024
+    # bodies over min(large_threshold, max_package_bytes) are spooled to a temporary file
+    # (in spool_dir; None: the system's) and sent as large packages, up to max_large_bytes
+    large_threshold: int = LARGE_THRESHOLD
+    max_large_bytes: int = MAX_LARGE_BYTES
+    spool_dir: str | None = None
     timestamp_window_seconds: float = 300.0
     # request bodies held at once (sendEdoc); a request waits up to body_wait_seconds for room
     max_inflight_bytes: int = 4 * 30 * 1024 * 1024
@@ -149,9 +159,19 @@ class VxpApi:
         return _answer(fail_body(failure))
 
     # documents --------------------------------------------------------------------------
+    @property
+    def small_limit(self) -> int:
+        """Bodies up to this go as one message, held in memory; larger ones are spooled
+        to disk and go as large packages (as ``lienthong send`` and the watch folder)."""
+        return min(self.config.large_threshold, self.config.max_package_bytes)
+
     async def send_edoc(self, request: web.Request, caller: Caller) -> web.StreamResponse:
-        limit = self.config.max_package_bytes
-        size = min(request.content_length or limit, limit) + BODY_SLACK
+        small = self.small_limit
+        length = request.content_length
+        # a body announced larger than the small limit is spooled from its first byte:
+        # only a read buffer is held for it
+        held = CHUNK if length is not None and length > small + CHUNK else small
+        size = min(length or held, held) + BODY_SLACK
         try:
             async with self.budget.reserve(size, wait=self.config.body_wait_seconds):
                 return await self._send_edoc(request, caller)
@@ -160,37 +180,57 @@ class VxpApi:
 
     async def _send_edoc(self, request: web.Request, caller: Caller) -> web.StreamResponse:
         link = await self.links.get(caller.system.gateway_id)
-        data = await read_file(request, caller.param("hash-file"),
-                               self.config.max_package_bytes)
-        parsed = await asyncio.to_thread(parse_package, data)
+        # the same file from the same system is the same message: a retry after a lost
+        # answer resumes it at the hub (same receipt, same DocId), never a second package;
+        # a large one resumes its upload
+        salt = caller.system.system_id.encode() + b"\0"
+        got = await read_file(request, caller.param("hash-file"), small=self.small_limit,
+                              limit=self.config.max_large_bytes, salt=salt,
+                              spool_dir=self.config.spool_dir)
+        if isinstance(got, Spooled):
+            try:
+                return await self._send_large(link, caller, got)
+            finally:
+                await asyncio.to_thread(got.remove)
+        parsed = await asyncio.to_thread(parse_package, got)
+        message_id = "vxp-" + hashlib.sha256(salt + got).hexdigest()
+        kind = self._declared_kind(caller, parsed)
+        receipt = await _submitted(parsed, link.client.send(
+            got, message_id=message_id, validate=False,
+            sender_code=parsed.package.sender.organ_id, kind=kind))
+        return await self._sent(caller, receipt, message_id, parsed)
+
+    async def _send_large(self, link: GatewayLink, caller: Caller,
+                          spooled: Spooled) -> web.StreamResponse:
+        """A spooled file: validated as it streams (the hub's own checks, off the event
+        loop), then sent in chunks from the file (``GatewayClient.send_file``)."""
+        _size, _sha, parsed = await asyncio.to_thread(
+            scan_file, spooled.path, max_bytes=self.config.max_large_bytes)
+        assert parsed is not None
+        message_id = "vxp-" + spooled.salted_sha256
+        kind = self._declared_kind(caller, parsed)
+        receipt = await _submitted(parsed, link.client.send_file(
+            spooled.path, message_id=message_id, validate=False,
+            sender_code=parsed.package.sender.organ_id, kind=kind))
+        return await self._sent(caller, receipt, message_id, parsed)
+
+    @staticmethod
+    def _declared_kind(caller: Caller, parsed: ParsedPackage) -> str:
         kind = parsed.package.kind
         declared = (caller.param("messagetype") or kind).lower()
         if declared != kind:
             raise VxpFailure(Reason.VXP_MESSAGE_TYPE_MISMATCH,
                              f"messagetype {declared}, package {kind}")
-        # the same file from the same system is the same message: a retry after a lost
-        # answer resumes it at the hub (same receipt, same DocId), never a second package
-        message_id = "vxp-" + hashlib.sha256(
-            caller.system.system_id.encode() + b"\0" + data).hexdigest()
-        try:
-            receipt = await link.client.send(
-                data, message_id=message_id, validate=False,
-                sender_code=parsed.package.sender.organ_id, kind=kind,
-            )
-        except TimeoutError:
-            raise VxpFailure(Reason.VXP_HUB_TIMEOUT) from None
-        except (aiormq.exceptions.AMQPError, ConnectionError) as exc:
-            sender = parsed.package.sender.organ_id
-            if refused_sender(exc, sender):  # the gateway does not serve the sender's code
-                raise VxpFailure(Reason.SENDER_NOT_SERVED, sender) from None
-            raise VxpFailure(Reason.VXP_GATEWAY_UNAVAILABLE, str(exc)) from None
-        assert receipt is not None
+        return kind
+
+    async def _sent(self, caller: Caller, receipt: Receipt, message_id: str,
+                    parsed: ParsedPackage) -> web.StreamResponse:
         if receipt.type == "rejected":
             raise _hub_failure(receipt)
         pkg = parsed.package
         title = pkg.subject if isinstance(pkg, EdocPackage) else pkg.description
         notation = str(pkg.code) if isinstance(pkg, EdocPackage) else pkg.status_code.value
-        await self.store.record_sent(caller.system.system_id, receipt, message_id, kind,
+        await self.store.record_sent(caller.system.system_id, receipt, message_id, pkg.kind,
                                      title=title, notation=notation or None)
         return _answer(ok_body(DocId=receipt.hub_id or message_id, receipt=receipt.type,
                                warnings=list(receipt.warnings)))
@@ -230,6 +270,8 @@ class VxpApi:
 
     async def get_edoc(self, request: web.Request, caller: Caller) -> web.StreamResponse:
         row = await self._entry(caller)
+        if row.large:
+            return await self._stream_large(request, caller, row, base64_json=True)
         body = await self.store.body(caller.system.gateway_id, row.doc_id)
         if body is None:
             raise VxpFailure(Reason.VXP_DOCUMENT_UNKNOWN, row.doc_id)
@@ -237,6 +279,8 @@ class VxpApi:
 
     async def download_edoc(self, request: web.Request, caller: Caller) -> web.StreamResponse:
         row = await self._entry(caller)
+        if row.large:
+            return await self._stream_large(request, caller, row, base64_json=False)
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         response.content_length = row.size
         await response.prepare(request)
@@ -246,6 +290,55 @@ class VxpApi:
             await response.write(chunk)
         await response.write_eof()
         return response
+
+    async def _stream_large(self, request: web.Request, caller: Caller, row: MailboxRow,
+                            *, base64_json: bool) -> web.StreamResponse:
+        """A large package's copy: fetched from the hub into a temporary file (every chunk
+        and the whole file checked), then streamed from it a buffer at a time — the bytes
+        (downloadEdoc) or getEdoc's JSON with the base64 written as it is read — and the
+        file removed."""
+        stored = await self.store.body(caller.system.gateway_id, row.doc_id)
+        if stored is None:
+            raise VxpFailure(Reason.VXP_DOCUMENT_UNKNOWN, row.doc_id)
+        link = await self.links.get(caller.system.gateway_id)
+        fd, name = tempfile.mkstemp(prefix="lienthong-vxp-", suffix=".edxml",
+                                    dir=self.config.spool_dir)
+        os.close(fd)
+        path = Path(name)
+        try:
+            reference = json.loads(stored)
+            try:
+                await link.client.fetch_large(reference, path)
+            except (FetchCorrupt, HubRefused) as exc:
+                raise VxpFailure(exc.reason, exc.detail) from None
+            except TimeoutError:
+                raise VxpFailure(Reason.VXP_HUB_TIMEOUT) from None
+            except (aiormq.exceptions.AMQPError, ConnectionError) as exc:
+                raise VxpFailure(Reason.VXP_GATEWAY_UNAVAILABLE, str(exc)) from None
+            size = int(reference["size"])  # what the fetch checked
+            if base64_json:
+                head, tail = _json_around_data(row.doc_id)
+                response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
+                response.content_length = len(head) + 4 * ((size + 2) // 3) + len(tail)
+            else:
+                response = web.StreamResponse(
+                    headers={"Content-Type": "application/octet-stream"})
+                response.content_length = size
+            await response.prepare(request)
+            fh = await asyncio.to_thread(path.open, "rb")
+            try:
+                if base64_json:
+                    await response.write(head)
+                while block := await asyncio.to_thread(fh.read, DOWNLOAD_CHUNK):
+                    await response.write(base64.b64encode(block) if base64_json else block)
+                if base64_json:
+                    await response.write(tail)
+            finally:
+                fh.close()
+            await response.write_eof()
+            return response
+        finally:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
 
     async def update_status(self, request: web.Request, caller: Caller) -> web.StreamResponse:
         status = (caller.param("status") or "").lower()
@@ -335,6 +428,30 @@ class VxpApi:
         return _answer(ok_body(data=directory.synchronize_unit()))
 
 
+def _json_around_data(doc_id: str) -> tuple[bytes, bytes]:
+    """getEdoc's answer with its ``data`` left out: what comes before and after it."""
+    whole = ok_body(docId=doc_id, data="")
+    cut = whole.rindex(b'""')
+    return whole[:cut + 1], whole[cut + 1:]
+
+
+async def _submitted(parsed: ParsedPackage, sending: Awaitable[Receipt | None]) -> Receipt:
+    """The hub's receipt for a package being sent; a FAIL when it could not be sent."""
+    try:
+        receipt = await sending
+    except HubRefused as exc:  # a large package's upload refused by the hub
+        raise VxpFailure(exc.reason, exc.detail) from None
+    except TimeoutError:
+        raise VxpFailure(Reason.VXP_HUB_TIMEOUT) from None
+    except (aiormq.exceptions.AMQPError, ConnectionError) as exc:
+        sender = parsed.package.sender.organ_id
+        if refused_sender(exc, sender):  # the gateway does not serve the sender's code
+            raise VxpFailure(Reason.SENDER_NOT_SERVED, sender) from None
+        raise VxpFailure(Reason.VXP_GATEWAY_UNAVAILABLE, str(exc)) from None
+    assert receipt is not None
+    return receipt
+
+
 def _listed(r: MailboxRow) -> dict[str, object]:
     return {
         "docId": r.doc_id,
@@ -414,6 +531,13 @@ OPERATIONS: dict[str, Handler] = {
 }
 
 
+def _empty_spool(spool: Path) -> None:
+    """Create the spool folder, or remove what a killed façade left in it."""
+    spool.mkdir(parents=True, exist_ok=True)
+    for leftover in spool.glob("*lienthong-vxp-*"):
+        leftover.unlink(missing_ok=True)
+
+
 def build_app(store: Store, links: GatewayLinks, config: VxpConfig) -> web.Application:
     """The aiohttp application; ``links`` are started with it and closed with it."""
     api = VxpApi(store, links, config)
@@ -421,6 +545,8 @@ def build_app(store: Store, links: GatewayLinks, config: VxpConfig) -> web.Appli
     app.router.add_route("*", "/{tail:.*}", api.dispatch)
 
     async def lifecycle(app: web.Application) -> object:
+        if config.spool_dir is not None:
+            await asyncio.to_thread(_empty_spool, Path(config.spool_dir))
         refresher = asyncio.create_task(links.keep_linked())
         yield
         refresher.cancel()

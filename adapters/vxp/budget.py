@@ -1,9 +1,10 @@
 """A bound on the bytes of request bodies the façade holds at once.
 
-Each ``sendEdoc`` holds its file in memory (up to the package size limit) until the hub
-answers; without a bound, many large uploads at once could exhaust memory. A request
-reserves its size before reading (its Content-Length, or the limit when unknown) and waits
-its turn, up to a deadline, while the budget is spent.
+Each small ``sendEdoc`` holds its file in memory (up to the small limit) until the hub
+answers; without a bound, many uploads at once could exhaust memory. A request reserves its
+size before reading (its Content-Length, or the small limit when unknown; a read buffer
+when its Content-Length says it is a large package, spooled to disk) and waits its turn,
+up to a deadline, while the budget is spent.
 """
 
 from __future__ import annotations

@@ -11,25 +11,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+from dataclasses import dataclass
 
 import structlog
 
-from adapters.client import GatewayClient, InboxMessage
+from adapters.client import MAX_PACKAGE_BYTES, GatewayClient, InboxMessage
+from adapters.transfer import LARGE_THRESHOLD, MAX_LARGE_BYTES
 from adapters.vxp.envelope import VxpFailure
 from adapters.vxp.store import NewCopy, Store
 from schemas.reasons import LienthongError, Reason
 from schemas.receipt import Receipt
 
-__all__ = ["GatewayLink", "GatewayLinks"]
+__all__ = ["GatewayLink", "GatewayLinks", "Limits"]
 
 log = structlog.get_logger("lienthong.vxp")
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The hub's size limits, as each gateway's client takes them
+    (``LIENTHONG_MAX_PACKAGE_BYTES``, ``LIENTHONG_LARGE_THRESHOLD_BYTES``,
+    ``LIENTHONG_MAX_LARGE_PACKAGE_BYTES``): a file over ``large_threshold`` is sent as a
+    large package, in chunks."""
+
+    max_package_bytes: int = MAX_PACKAGE_BYTES
+    large_threshold: int = LARGE_THRESHOLD
+    max_large_bytes: int = MAX_LARGE_BYTES
+
 
 BATCH = 200
 BUFFER = 500  # copies held in memory per gateway at most (the client prefetches 100)
 
 
 def _copy(msg: InboxMessage) -> NewCopy:
+    """What the mailbox keeps of a copy: the package, or for a large package its reference
+    (small JSON: the bytes stay in the hub's blob store until a download fetches them)."""
     body = msg.body
+    reference = msg.reference
+    if reference is not None and msg.kind not in ("edoc", "status"):
+        raise LienthongError(Reason.TYPE_MISSING, f"large copy of kind {msg.kind!r}")
     kind = msg.kind if msg.kind in ("edoc", "status") else msg.package.kind
     return NewCopy(
         doc_id=msg.copy_id or hashlib.sha256(body).hexdigest(),
@@ -40,6 +59,8 @@ def _copy(msg: InboxMessage) -> NewCopy:
         document_id=msg.document_id,
         status_code=msg.status_code,
         body=body,
+        large=reference is not None,
+        size=int(reference["size"]) if reference is not None else len(body),
     )
 
 
@@ -47,11 +68,15 @@ class GatewayLink:
     """One gateway: its SDK client (sending) and its inbox intake (receiving)."""
 
     def __init__(self, gateway_id: str, amqp_url: str, store: Store,
-                 *, receipt_timeout: float) -> None:
+                 *, receipt_timeout: float, limits: Limits | None = None) -> None:
         self.gateway_id = gateway_id
         self.store = store
+        limits = limits or Limits()
         self.client = GatewayClient(amqp_url, gateway_id=gateway_id,
-                                    receipt_timeout=receipt_timeout)
+                                    receipt_timeout=receipt_timeout,
+                                    max_package_bytes=limits.max_package_bytes,
+                                    large_threshold=limits.large_threshold,
+                                    max_large_bytes=limits.max_large_bytes)
         self._buffer: asyncio.Queue[InboxMessage] = asyncio.Queue(BUFFER)
         self._events: asyncio.Queue[Receipt] = asyncio.Queue(BUFFER)
         self._tasks: list[asyncio.Task[None]] = []
@@ -131,9 +156,11 @@ class GatewayLink:
 class GatewayLinks:
     """The gateways the façade speaks for, connected on first use."""
 
-    def __init__(self, store: Store, *, receipt_timeout: float = 30.0) -> None:
+    def __init__(self, store: Store, *, receipt_timeout: float = 30.0,
+                 limits: Limits | None = None) -> None:
         self.store = store
         self.receipt_timeout = receipt_timeout
+        self.limits = limits or Limits()
         self._links: dict[str, GatewayLink] = {}
         self._lock = asyncio.Lock()
         self._starting: dict[str, asyncio.Task[None]] = {}
@@ -151,7 +178,7 @@ class GatewayLinks:
                 raise VxpFailure(Reason.VXP_GATEWAY_UNAVAILABLE,
                                  f"no AMQP URL for gateway {gateway_id}")
             link = GatewayLink(gateway_id, url, self.store,
-                               receipt_timeout=self.receipt_timeout)
+                               receipt_timeout=self.receipt_timeout, limits=self.limits)
             try:
                 await asyncio.wait_for(link.start(), 15.0)
             except Exception as exc:

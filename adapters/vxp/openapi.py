@@ -87,7 +87,10 @@ def _operation(name: str) -> dict[str, Any]:
         op["requestBody"] = {"required": True, "content": {
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"},
                                          "description": "the edXML file (a trailing CRLF, "
-                                                        "as the Java SDK writes, is allowed)"},
+                                                        "as the Java SDK writes, is allowed); "
+                                                        "over the large-package threshold it "
+                                                        "is spooled to disk and sent in "
+                                                        "chunks, up to the large limit"},
             "multipart/form-data": {"schema": {"type": "object", "properties": {
                 "file_doc": {"type": "string", "format": "binary"}}}},
         }}

@@ -11,7 +11,7 @@ import asyncpg
 from aiohttp import web
 
 from adapters.vxp.app import VxpConfig, build_app
-from adapters.vxp.mailbox import GatewayLinks
+from adapters.vxp.mailbox import GatewayLinks, Limits
 from adapters.vxp.sealing import Sealer
 from adapters.vxp.store import Store, ensure_schema
 
@@ -54,7 +54,9 @@ async def serve(database_url: str, secret_key: str, host: str, port: int,
                 receipt_timeout: float = 30.0) -> None:
     """Serve until ``stop`` is set."""
     async with open_store(database_url, secret_key) as store:
-        links = GatewayLinks(store, receipt_timeout=receipt_timeout)
+        links = GatewayLinks(store, receipt_timeout=receipt_timeout, limits=Limits(
+            max_package_bytes=config.max_package_bytes,
+            large_threshold=config.large_threshold, max_large_bytes=config.max_large_bytes))
         runner = web.AppRunner(build_app(store, links, config), access_log=None)
         await runner.setup()
         try:

@@ -3,7 +3,9 @@
 * ``vxp.gateways``: the AMQP URL of each gateway the façade speaks for (sealed);
 * ``vxp.systems``: the SDK systems (system id, gateway, sealed secret, strict mode);
 * ``vxp.mailbox``: copies taken from the gateways' inboxes, stored before the AMQP ack,
-  keyed by the hub's copy id, so a copy delivered twice is stored once;
+  keyed by the hub's copy id, so a copy delivered twice is stored once; a large package's
+  copy (``large``) keeps the hub's reference (small JSON) as its body and the package's
+  size, the bytes being fetched from the hub when the copy is downloaded;
 * ``vxp.sent``, ``vxp.sent_recipients``: what systems sent, the hub's answer and each
   recipient's state from the delivery events;
 * ``vxp.replay``: strict mode's replay cache.
@@ -50,7 +52,7 @@ CREATE TABLE IF NOT EXISTS vxp.mailbox (
     document_id text,
     status_code text,
     body bytea NOT NULL,
-    size integer NOT NULL,
+    size bigint NOT NULL,
     state text NOT NULL DEFAULT 'new',
     received_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
@@ -83,6 +85,15 @@ CREATE TABLE IF NOT EXISTS vxp.replay (
     mac text NOT NULL,
     seen_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (system_id, mac));
+-- large packages (issue #14): the copy keeps the hub's reference, not the bytes; sizes
+-- up to the large limit (2 GiB and more) need bigint
+ALTER TABLE vxp.mailbox ADD COLUMN IF NOT EXISTS large boolean NOT NULL DEFAULT false;
+DO $$ BEGIN
+    IF (SELECT data_type FROM information_schema.columns WHERE table_schema = 'vxp'
+        AND table_name = 'mailbox' AND column_name = 'size') = 'integer' THEN
+        ALTER TABLE vxp.mailbox ALTER COLUMN size TYPE bigint;
+    END IF;
+END $$;
 """
 
 
@@ -112,7 +123,9 @@ class NewCopy:
     recipients: Sequence[str]
     document_id: str | None
     status_code: str | None
-    body: bytes
+    body: bytes  # the package, or a large package's reference (``large``)
+    large: bool = False
+    size: int = 0  # the package's size (a large one's, not its reference's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,10 +141,11 @@ class MailboxRow:
     state: str
     received_at: datetime
     updated_at: datetime
+    large: bool = False
 
 
 _ROW_COLUMNS = ("doc_id, kind, hub_id, sender, recipients, document_id, status_code, size, "
-                "state, received_at, updated_at")
+                "state, received_at, updated_at, large")
 
 
 _SYSTEM = ("SELECT system_id, gateway_id, secret_sealed, strict FROM vxp.systems "
@@ -244,12 +258,13 @@ class Store:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.executemany(
                 """INSERT INTO vxp.mailbox (gateway_id, doc_id, kind, hub_id, sender,
-                       recipients, document_id, status_code, body, size)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                       recipients, document_id, status_code, body, size, large)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                    ON CONFLICT (gateway_id, doc_id) DO NOTHING""",
                 [
                     (gateway_id, c.doc_id, c.kind, c.hub_id, c.sender, list(c.recipients),
-                     c.document_id, c.status_code, c.body, len(c.body))
+                     c.document_id, c.status_code, c.body,
+                     c.size if c.large else len(c.body), c.large)
                     for c in copies
                 ],
             )

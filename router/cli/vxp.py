@@ -67,11 +67,16 @@ def serve_cmd(host: str | None, port: int | None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        state = Path(settings.vxp_state_dir) if settings.vxp_state_dir else None
         config = VxpConfig(max_package_bytes=settings.max_package_bytes,
+                           large_threshold=settings.large_threshold_bytes,
+                           max_large_bytes=settings.max_large_package_bytes,
                            timestamp_window_seconds=settings.vxp_timestamp_window_seconds,
                            max_inflight_bytes=4 * settings.max_package_bytes,
-                           directory_path=(str(Path(settings.vxp_state_dir) / "directory.sqlite")
-                                           if settings.vxp_state_dir else ":memory:"))
+                           directory_path=(str(state / "directory.sqlite")
+                                           if state else ":memory:"),
+                           # large bodies and downloads pass through here, on disk
+                           spool_dir=str(state / "spool") if state else None)
         h, p = host or settings.vxp_host, port or settings.vxp_port
         click.echo(f"VXP API on http://{h}:{p}/ (endpoint for the SDK)", err=True)
         await serve(settings.vxp_database_url, settings.vxp_secret_key, h, p, config, stop)

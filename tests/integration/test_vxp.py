@@ -25,7 +25,7 @@ from aiohttp import web
 from aiohttp.test_utils import unused_port
 
 from adapters.vxp import VxpConfig, build_app, open_store
-from adapters.vxp.mailbox import GatewayLinks
+from adapters.vxp.mailbox import GatewayLinks, Limits
 from adapters.vxp.sealing import new_key, new_secret
 from adapters.vxp.store import Store
 from router.directory.registry import AgencyRow, remove_agency
@@ -69,7 +69,9 @@ class Facade:
         self._stack = contextlib.AsyncExitStack()
         self.store = await self._stack.enter_async_context(
             open_store(self.database_url, self.key))
-        links = GatewayLinks(self.store, receipt_timeout=15.0)
+        links = GatewayLinks(self.store, receipt_timeout=15.0, limits=Limits(
+            self.config.max_package_bytes, self.config.large_threshold,
+            self.config.max_large_bytes))
         self._runner = web.AppRunner(build_app(self.store, links, self.config))
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
