@@ -2,11 +2,21 @@
 
 Used by the routing worker and by batch re-delivery, so a re-delivered copy is the same
 message (same ``message_id``, same headers) as the first one.
+
+A batch goes to the broker in a few large writes (:func:`_publish_together`), not one
+``Exchange.publish`` per message: with aio-pika each publish is its own task, lock, frame
+marshalling, socket ``send`` and drain, and a router's profile showed that overhead (the
+socket writes alone were a fifth of its CPU) costing more than parsing, validating and
+recording the packages. The frames and the publisher-confirm bookkeeping are aiormq's own
+(the channel's lock, delivery tags, confirmation futures and returned-message matching by
+``message_id``), so confirms, ``mandatory`` returns and refusals behave as with
+``Exchange.publish``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -15,7 +25,9 @@ import aio_pika
 import aiormq
 import structlog
 from aio_pika.abc import AbstractExchange
-from aiormq.abc import DeliveredMessage
+from aiormq.abc import ChannelFrame, DeliveredMessage
+from pamqp import commands as spec
+from pamqp.header import ContentHeader
 
 from router.routing.batch import Copy
 from schemas import wire_names as wire
@@ -26,6 +38,7 @@ __all__ = ["copy_message", "publish_all", "publish_copies", "receipt_message"]
 log = structlog.get_logger("lienthong.publishing")
 
 PUBLISH_RETRIES = 7  # ~7 s of backoff in all
+WRITE_CHUNK_BYTES = 256 * 1024  # bodies per socket write when publishing together
 
 
 async def publish_all(
@@ -45,10 +58,7 @@ async def publish_all(
     results: list[Any] = [None] * len(items)
     todo = list(range(len(items)))
     for attempt in range(retries):
-        outs = await asyncio.gather(
-            *(exchange.publish(items[i][0], items[i][1], mandatory=mandatory) for i in todo),
-            return_exceptions=True,
-        )
+        outs = await _publish_together(exchange, [items[i] for i in todo], mandatory=mandatory)
         retry: list[int] = []
         for i, out in zip(todo, outs, strict=True):
             results[i] = out
@@ -69,6 +79,93 @@ async def publish_all(
         if not isinstance(err, aiormq.exceptions.DeliveryError):
             raise err
     return results
+
+
+async def _publish_together(
+    exchange: AbstractExchange,
+    items: Sequence[tuple[aio_pika.Message, str]],
+    *,
+    mandatory: bool,
+) -> list[Any]:
+    """Publish ``items`` in as few socket writes as their size allows; per item the
+    broker's ack, the returned message (``mandatory``) or the exception."""
+    if not items:
+        return []
+    channel: Any = None
+    if len(items) > 1 and isinstance(exchange, aio_pika.Exchange):
+        try:
+            channel = await exchange.channel.get_underlay_channel()
+        except Exception as exc:
+            return [exc] * len(items)
+    if not isinstance(channel, aiormq.Channel) or not channel.publisher_confirms:
+        return await asyncio.gather(
+            *(exchange.publish(m, key, mandatory=mandatory) for m, key in items),
+            return_exceptions=True,
+        )
+    confirmations: list[Any] = []
+    try:
+        async with channel.lock:
+            for start, end in _chunks(items):
+                await _write_chunk(channel, exchange.name, items[start:end], mandatory,
+                                   confirmations)
+    except Exception as exc:
+        # what was written is confirmed (or refused) as usual; the rest failed here
+        confirmations += [exc] * (len(items) - len(confirmations))
+    return list(await asyncio.gather(*confirmations, return_exceptions=True))
+
+
+def _chunks(items: Sequence[tuple[aio_pika.Message, str]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    start = size = 0
+    for i, (m, _key) in enumerate(items):
+        size += len(m.body)
+        if size >= WRITE_CHUNK_BYTES:
+            out.append((start, i + 1))
+            start, size = i + 1, 0
+    if start < len(items):
+        out.append((start, len(items)))
+    return out
+
+
+async def _write_chunk(
+    channel: aiormq.Channel,
+    exchange: str,
+    items: Sequence[tuple[aio_pika.Message, str]],
+    mandatory: bool,
+    confirmations: list[Any],
+) -> None:
+    """One write of several messages, then their confirmations registered as
+    ``Channel.basic_publish`` registers one (the channel lock is held by the caller)."""
+    frames: list[Any] = []
+    ids: list[str] = []
+    for message, routing_key in items:
+        if len(routing_key) > 255:
+            raise ValueError("Routing key too long (max 255 bytes)")
+        props = message.properties
+        if not props.message_id:
+            props.message_id = uuid.uuid4().hex
+        ids.append(props.message_id)
+        frames.append(spec.Basic.Publish(exchange=exchange, routing_key=routing_key,
+                                         mandatory=mandatory))
+        frames.append(ContentHeader(properties=props, body_size=len(message.body)))
+        frames += channel._split_body(message.body)
+    drain = channel.create_future()
+    await channel.write_queue.put(ChannelFrame.marshall(channel.number, frames, drain))
+    # no await between the put and here: the broker cannot confirm before the write
+    for message_id in ids:
+        channel.delivery_tag += 1
+        tag = channel.delivery_tag
+        confirmation = channel.create_future()
+        channel.confirmations[tag] = confirmation
+        channel.message_id_delivery_tag[message_id] = tag
+        confirmation.add_done_callback(functools.partial(_forget, channel, message_id, tag))
+        confirmations.append(confirmation)
+    await drain
+
+
+def _forget(channel: aiormq.Channel, message_id: str, tag: int, _f: asyncio.Future[Any]) -> None:
+    if channel.message_id_delivery_tag.get(message_id) == tag:
+        channel.message_id_delivery_tag.pop(message_id)
 
 
 def copy_message(c: Copy) -> aio_pika.Message:
