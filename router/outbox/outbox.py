@@ -18,14 +18,13 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 
-import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractExchange
 
 from router import topology
 from router.ledger import Conn
 from router.outbox.events import delivery_events
-from router.outbox.publish import publish_all, publish_copies, receipt_message
+from router.outbox.publish import Outgoing, publish_all, publish_copies, receipt_message
 from router.outbox.signing import ReceiptSigner, hub_signer
 from router.routing.batch import Copy, OutgoingReceipt
 from router.settings import Settings
@@ -102,7 +101,7 @@ class Outbox:
         await self.receipts(events)
         return len(events)
 
-    async def _reply(self, replies: list[tuple[aio_pika.Message, str]]) -> None:
+    async def _reply(self, replies: list[tuple[Outgoing, str]]) -> None:
         """Best effort: the receipt is in the gateway's queue whatever happens here."""
         if not replies:
             return

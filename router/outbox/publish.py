@@ -19,7 +19,7 @@ import asyncio
 import functools
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import aio_pika
 import aiormq
@@ -33,17 +33,29 @@ from router.routing.batch import Copy
 from schemas import wire_names as wire
 from schemas.receipt import RECEIPT_CONTENT_TYPE, Receipt
 
-__all__ = ["copy_message", "publish_all", "publish_copies", "receipt_message"]
+__all__ = ["Outgoing", "copy_message", "publish_all", "publish_copies", "receipt_message"]
 
 log = structlog.get_logger("lienthong.publishing")
 
 PUBLISH_RETRIES = 7  # ~7 s of backoff in all
 WRITE_CHUNK_BYTES = 256 * 1024  # bodies per socket write when publishing together
+_PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
+
+
+class Outgoing(NamedTuple):
+    """A message as it goes on the wire: its body and AMQP properties (what
+    ``aio_pika.Message`` turns into at publish time, built once and directly)."""
+
+    body: bytes
+    properties: spec.Basic.Properties
+
+
+Publishable = Outgoing | aio_pika.Message
 
 
 async def publish_all(
     exchange: AbstractExchange,
-    items: Sequence[tuple[aio_pika.Message, str]],
+    items: Sequence[tuple[Publishable, str]],
     *,
     mandatory: bool,
     retries: int = PUBLISH_RETRIES,
@@ -83,7 +95,7 @@ async def publish_all(
 
 async def _publish_together(
     exchange: AbstractExchange,
-    items: Sequence[tuple[aio_pika.Message, str]],
+    items: Sequence[tuple[Publishable, str]],
     *,
     mandatory: bool,
 ) -> list[Any]:
@@ -91,15 +103,15 @@ async def _publish_together(
     broker's ack, the returned message (``mandatory``) or the exception."""
     if not items:
         return []
-    channel: Any = None
-    if len(items) > 1 and isinstance(exchange, aio_pika.Exchange):
-        try:
-            channel = await exchange.channel.get_underlay_channel()
-        except Exception as exc:
-            return [exc] * len(items)
+    try:
+        channel = await exchange.channel.get_underlay_channel()  # type: ignore[attr-defined]
+    except Exception as exc:
+        return [exc] * len(items)
     if not isinstance(channel, aiormq.Channel) or not channel.publisher_confirms:
         return await asyncio.gather(
-            *(exchange.publish(m, key, mandatory=mandatory) for m, key in items),
+            *(channel.basic_publish(m.body, exchange=exchange.name, routing_key=key,
+                                    properties=m.properties, mandatory=mandatory)
+              for m, key in items),
             return_exceptions=True,
         )
     confirmations: list[Any] = []
@@ -114,7 +126,7 @@ async def _publish_together(
     return list(await asyncio.gather(*confirmations, return_exceptions=True))
 
 
-def _chunks(items: Sequence[tuple[aio_pika.Message, str]]) -> list[tuple[int, int]]:
+def _chunks(items: Sequence[tuple[Publishable, str]]) -> list[tuple[int, int]]:
     out: list[tuple[int, int]] = []
     start = size = 0
     for i, (m, _key) in enumerate(items):
@@ -130,7 +142,7 @@ def _chunks(items: Sequence[tuple[aio_pika.Message, str]]) -> list[tuple[int, in
 async def _write_chunk(
     channel: aiormq.Channel,
     exchange: str,
-    items: Sequence[tuple[aio_pika.Message, str]],
+    items: Sequence[tuple[Publishable, str]],
     mandatory: bool,
     confirmations: list[Any],
 ) -> None:
@@ -168,7 +180,7 @@ def _forget(channel: aiormq.Channel, message_id: str, tag: int, _f: asyncio.Futu
         channel.message_id_delivery_tag.pop(message_id)
 
 
-def copy_message(c: Copy) -> aio_pika.Message:
+def copy_message(c: Copy) -> Outgoing:
     headers: dict[str, Any] = {
         wire.HUB_ID: str(c.hub_id),
         wire.KIND: c.kind,
@@ -180,15 +192,14 @@ def copy_message(c: Copy) -> aio_pika.Message:
         headers[wire.DOCUMENT_ID] = c.document_id
     if c.status_code:
         headers[wire.STATUS_CODE] = c.status_code
-    return aio_pika.Message(
-        c.body,
+    return Outgoing(c.body, spec.Basic.Properties(
         message_id=str(c.copy_id),
-        type=c.kind,
+        message_type=c.kind,
         content_type=wire.PACKAGE_CONTENT_TYPE,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        delivery_mode=_PERSISTENT,
         app_id=wire.HUB_APP_ID,
         headers=headers,
-    )
+    ))
 
 
 async def publish_copies(
@@ -211,16 +222,15 @@ async def publish_copies(
     return states
 
 
-def receipt_message(r: Receipt) -> aio_pika.Message:
-    return aio_pika.Message(
-        r.to_json(),
+def receipt_message(r: Receipt) -> Outgoing:
+    return Outgoing(r.to_json(), spec.Basic.Properties(
         message_id=r.receipt_id,
-        type=wire.receipt_message_type(r.type),
+        message_type=wire.receipt_message_type(r.type),
         content_type=RECEIPT_CONTENT_TYPE,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        delivery_mode=_PERSISTENT,
         app_id=wire.HUB_APP_ID,
         headers={wire.HUB_ID: r.hub_id or "", wire.RECEIPT_TYPE: r.type},
-    )
+    ))
 
 
 MARK_SQL = """
