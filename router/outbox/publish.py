@@ -29,6 +29,7 @@ from aiormq.abc import ChannelFrame, DeliveredMessage
 from pamqp import commands as spec
 from pamqp.header import ContentHeader
 
+from router.outbox.frames import publish_frames
 from router.routing.batch import Copy
 from schemas import wire_names as wire
 from schemas.receipt import RECEIPT_CONTENT_TYPE, Receipt
@@ -148,7 +149,7 @@ async def _write_chunk(
 ) -> None:
     """One write of several messages, then their confirmations registered as
     ``Channel.basic_publish`` registers one (the channel lock is held by the caller)."""
-    frames: list[Any] = []
+    payload: list[bytes] = []
     ids: list[str] = []
     for message, routing_key in items:
         if len(routing_key) > 255:
@@ -157,12 +158,19 @@ async def _write_chunk(
         if not props.message_id:
             props.message_id = uuid.uuid4().hex
         ids.append(props.message_id)
-        frames.append(spec.Basic.Publish(exchange=exchange, routing_key=routing_key,
-                                         mandatory=mandatory))
-        frames.append(ContentHeader(properties=props, body_size=len(message.body)))
-        frames += channel._split_body(message.body)
+        data = publish_frames(channel.number, exchange, routing_key, mandatory, props,
+                              message.body, channel.max_content_size)
+        if data is None:  # a property this hub does not send itself: pamqp writes it
+            data = ChannelFrame.marshall(channel.number, [
+                spec.Basic.Publish(exchange=exchange, routing_key=routing_key,
+                                   mandatory=mandatory),
+                ContentHeader(properties=props, body_size=len(message.body)),
+                *channel._split_body(message.body),
+            ]).payload
+        payload.append(data)
     drain = channel.create_future()
-    await channel.write_queue.put(ChannelFrame.marshall(channel.number, frames, drain))
+    await channel.write_queue.put(
+        ChannelFrame(payload=b"".join(payload), should_close=False, drain_future=drain))
     # no await between the put and here: the broker cannot confirm before the write
     for message_id in ids:
         channel.delivery_tag += 1
