@@ -34,7 +34,8 @@ from router.routing.batch import Copy
 from schemas import wire_names as wire
 from schemas.receipt import RECEIPT_CONTENT_TYPE, Receipt
 
-__all__ = ["Outgoing", "copy_message", "publish_all", "publish_copies", "receipt_message"]
+__all__ = ["Outgoing", "copy_message", "publish_all", "publish_copies", "receipt_message",
+           "receipt_outgoing"]
 
 log = structlog.get_logger("lienthong.publishing")
 
@@ -230,7 +231,23 @@ async def publish_copies(
     return states
 
 
-def receipt_message(r: Receipt) -> Outgoing:
+def receipt_message(r: Receipt) -> aio_pika.Message:
+    """A receipt as an ``aio_pika.Message`` (for answers whose properties the caller sets
+    further, e.g. a request's ``correlation_id``)."""
+    return aio_pika.Message(
+        r.to_json(),
+        message_id=r.receipt_id,
+        type=wire.receipt_message_type(r.type),
+        content_type=RECEIPT_CONTENT_TYPE,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        app_id=wire.HUB_APP_ID,
+        headers={wire.HUB_ID: r.hub_id or "", wire.RECEIPT_TYPE: r.type},
+    )
+
+
+def receipt_outgoing(r: Receipt) -> Outgoing:
+    """The same receipt as :func:`receipt_message`, built directly as wire properties (the
+    outbox's hot path)."""
     return Outgoing(r.to_json(), spec.Basic.Properties(
         message_id=r.receipt_id,
         message_type=wire.receipt_message_type(r.type),

@@ -12,7 +12,7 @@ from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 
 from router.outbox.frames import publish_frames
-from router.outbox.publish import copy_message, receipt_message
+from router.outbox.publish import copy_message, receipt_message, receipt_outgoing
 from router.routing.plan import Copy
 from schemas.receipt import Receipt
 
@@ -43,10 +43,12 @@ CASES = [
     ("copy", copy_message(_copy())),
     ("status copy", copy_message(_copy(kind="status", status_code="03", document_id=None))),
     ("no recipients", copy_message(_copy(recipients=[], delivery_ids=[]))),
-    ("receipt", receipt_message(Receipt(receipt_id=str(uuid.uuid4()), type="accepted",
+    ("receipt", receipt_outgoing(Receipt(receipt_id=str(uuid.uuid4()), type="accepted",
                                         hub_id=str(uuid.uuid4()), message_id="m-1",
                                         kind="edoc", sender="000.00.00.G22"))),
-    ("receipt without hub id", receipt_message(Receipt(receipt_id="r", type="rejected"))),
+    ("receipt without hub id", receipt_outgoing(Receipt(receipt_id="r", type="rejected"))),
+    ("receipt as aio_pika.Message", receipt_message(Receipt(receipt_id="r", type="accepted",
+                                                            hub_id="h"))),
 ]
 
 
