@@ -33,7 +33,7 @@ __all__ = [
     "summarize_collapsed",
 ]
 
-Kind = Literal["router", "relay"]
+Kind = Literal["router", "relay", "minimal"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +95,8 @@ class ProcessGroup:
     def argv(self) -> list[str]:
         if self.kind == "router":
             return [sys.executable, "-m", "router.cli", "router", "-n", "1"]
+        if self.kind == "minimal":
+            return [sys.executable, "-m", "bench.minimal_relay"]
         return [sys.executable, "-m", "bench.relay"]
 
     def start(self, n: int) -> None:

@@ -44,23 +44,31 @@ def _results_table(result: dict[str, Any]) -> Table:
         [_num(r["raw_relay"]["status"]["packages_per_s"]) for r in runs])
     row("raw relay: packages/s (all)",
         [_num(r["raw_relay"]["total"]["packages_per_s"]) for r in runs])
+    minimal = [r.get("minimal_relay") or {} for r in runs]
+    row("minimal relay (bench/minimal_relay.py): packages/s (all)",
+        [_num(m.get("total", {}).get("packages_per_s")) for m in minimal])
     row("router: documents/s", [_num(r["router"]["edoc"]["packages_per_s"]) for r in runs])
     row("router: copies/s", [_num(r["router"]["edoc"]["copies_per_s"]) for r in runs])
     row("router: status packages/s", [_num(r["router"]["status"]["packages_per_s"]) for r in runs])
     row("router: packages/s (all)", [_num(r["router"]["total"]["packages_per_s"]) for r in runs])
     row("router CPU ms per document / status",
-        [f"{_num(r['router']['edoc']['cpu_ms_per_package'], '{:.1f}')} / "
-         f"{_num(r['router']['status']['cpu_ms_per_package'], '{:.1f}')}" for r in runs])
+        [f"{_num(r['router']['edoc']['cpu_ms_per_package'], '{:.2f}')} / "
+         f"{_num(r['router']['status']['cpu_ms_per_package'], '{:.2f}')}" for r in runs])
     row("router CPU busy (1 = one core each)",
         [f"{_num(r['router']['edoc']['cpu_busy'], '{:.2f}')} / "
          f"{_num(r['router']['status']['cpu_busy'], '{:.2f}')}" for r in runs])
     row("raw relay CPU ms per document / status",
-        [f"{_num(r['raw_relay']['edoc']['cpu_ms_per_package'], '{:.1f}')} / "
-         f"{_num(r['raw_relay']['status']['cpu_ms_per_package'], '{:.1f}')}" for r in runs])
+        [f"{_num(r['raw_relay']['edoc']['cpu_ms_per_package'], '{:.2f}')} / "
+         f"{_num(r['raw_relay']['status']['cpu_ms_per_package'], '{:.2f}')}" for r in runs])
+    row("minimal relay CPU ms per document / status",
+        [f"{_num(m.get('edoc', {}).get('cpu_ms_per_package'), '{:.2f}')} / "
+         f"{_num(m.get('status', {}).get('cpu_ms_per_package'), '{:.2f}')}" for m in minimal])
     row("ratio router ÷ raw (documents)", [_num(r["ratio_edoc"], "{:.2f}") for r in runs])
     row("ratio router ÷ raw (all)",
         [f"{_num(r['ratio'], '{:.2f}')} {_met(targets, r, 'ratio')}" for r in runs],
         f"≥ {targets.get('ratio_min', 0.6)}")
+    row("ratio router ÷ minimal relay (all)",
+        [_num(r.get("ratio_minimal"), "{:.2f}") for r in runs])
     row("latency: offered → achieved /s",
         [f"{_num(r['latency']['offered_rate'])} → {_num(r['latency']['achieved_rate'])}"
          for r in runs])

@@ -11,6 +11,9 @@ One run, on whatever machine it is given:
      (``bench.relay``: consume, publish K copies + a receipt with pipelined
      confirms, ack in batches; no validation, no database) and time the drain until every
      copy and receipt is in its queue; then the same with the recipients' status packages;
+   * **minimal relay** — the same drains with the plainest relay a short aio-pika script
+     makes (``bench.minimal_relay``): the yardstick that shows whether the raw relay is as
+     lean as a relay can be (both figures are reported);
    * **router** — the same pre-filled queues, the same bytes, drained by real router
      processes (``python -m router.cli router -n 1`` each): validation, ledger, fan-out,
      receipts. The ratio router ÷ raw relay is the share of this machine's AMQP ceiling the
@@ -438,7 +441,7 @@ class _Bench:
     async def throughput(self, kind: Kind, n: int, docs: Sequence[BenchDocument],
                          statuses: Sequence[_Submission],
                          profile: Path | None = None) -> dict[str, Any]:
-        label = "raw relay" if kind == "relay" else "router"
+        label = {"relay": "raw relay", "minimal": "minimal relay"}.get(kind, "router")
         self.say(f"{label} ×{n}: draining {len(docs)} documents")
         edoc = await self.drain(kind, n, self.edoc_submissions(docs),
                                 profile.with_suffix(".edoc.txt") if profile else None)
@@ -675,6 +678,8 @@ async def run_in_environment(
             sizes += [len(d.body) for d in docs]
             fanouts += [len(d.recipients) for d in docs]
             raw = await bench.throughput("relay", n, docs, statuses)
+            # the yardstick of the raw relay: the plainest relay, same packages, same minute
+            minimal = await bench.throughput("minimal", n, docs, statuses)
             routed = await bench.throughput("router", n, docs, statuses)
             latency = await bench.latency(n)
             ratio = (routed["total"]["packages_per_s"] / raw["total"]["packages_per_s"]
@@ -684,13 +689,18 @@ async def run_in_environment(
             runs.append({
                 "routers": n,
                 "raw_relay": {k: v for k, v in raw.items() if k != "memory"},
+                "minimal_relay": {k: v for k, v in minimal.items() if k != "memory"},
+                "ratio_minimal": (round(routed["total"]["packages_per_s"]
+                                        / minimal["total"]["packages_per_s"], 3)
+                                  if minimal["total"]["packages_per_s"] else None),
                 "router": {k: v for k, v in routed.items() if k != "memory"},
                 "ratio": round(ratio, 3) if ratio is not None else None,
                 "ratio_edoc": round(ratio_edoc, 3) if ratio_edoc is not None else None,
                 "latency": {k: v for k, v in latency.items() if k != "memory"},
                 "memory": _memory_summary(routed["memory"], latency["memory"]),
                 "relay_memory": _memory_summary(raw["memory"]),
-                "delivered_ok": bool(raw["delivered_ok"] and routed["delivered_ok"]
+                "delivered_ok": bool(raw["delivered_ok"] and minimal["delivered_ok"]
+                                     and routed["delivered_ok"]
                                      and latency["delivered_ok"]),
             })
             if on_run is not None:

@@ -15,6 +15,7 @@ import asyncio
 import os
 import signal
 from collections.abc import Sequence
+from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 
@@ -29,15 +30,16 @@ CRASH_AFTER = b"TEST-CRASH-AFTER-RECEIPTS"
 _route_and_publish = RouterWorker._route_and_publish
 
 
-async def _crashing(self: RouterWorker, messages: Sequence[AbstractIncomingMessage]) -> None:
+async def _crashing(self: RouterWorker, messages: Sequence[AbstractIncomingMessage],
+                    **kw: Any) -> None:
     if any(CRASH_BEFORE in m.body for m in messages):
         os.kill(os.getpid(), signal.SIGKILL)
-    await _route_and_publish(self, messages)
+    await _route_and_publish(self, messages, **kw)
     if any(CRASH_AFTER in m.body for m in messages):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-RouterWorker._route_and_publish = _crashing  # type: ignore[method-assign]
+RouterWorker._route_and_publish = _crashing  # type: ignore[method-assign,assignment]
 
 if __name__ == "__main__":
     settings = Settings.from_env()

@@ -18,14 +18,13 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 
-import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractExchange
 
 from router import topology
 from router.ledger import Conn
 from router.outbox.events import delivery_events
-from router.outbox.publish import publish_all, publish_copies, receipt_message
+from router.outbox.publish import Outgoing, publish_all, publish_copies, receipt_outgoing
 from router.outbox.signing import ReceiptSigner, hub_signer
 from router.routing.batch import Copy, OutgoingReceipt
 from router.settings import Settings
@@ -89,7 +88,7 @@ class Outbox:
         sent the package (RabbitMQ direct reply-to) gets its receipt at once as well."""
         if not receipts:
             return
-        messages = [receipt_message(self.sign(r.receipt)) for r in receipts]
+        messages = [receipt_outgoing(self.sign(r.receipt)) for r in receipts]
         # a receipt for no gateway (a message without user_id whose sender cannot be
         # known) goes only to the client's direct reply-to address
         items = [(m, r.gateway_id) for m, r in zip(messages, receipts, strict=True)
@@ -109,7 +108,7 @@ class Outbox:
         await self.receipts(events)
         return len(events)
 
-    async def _reply(self, replies: list[tuple[aio_pika.Message, str]]) -> None:
+    async def _reply(self, replies: list[tuple[Outgoing, str]]) -> None:
         """Best effort: the receipt is in the gateway's queue whatever happens here."""
         if not replies:
             return

@@ -2,30 +2,46 @@
 
 Used by the routing worker and by batch re-delivery, so a re-delivered copy is the same
 message (same ``message_id``, same headers) as the first one.
+
+A batch goes to the broker in a few large writes (:func:`_publish_together`), not one
+``Exchange.publish`` per message: with aio-pika each publish is its own task, lock, frame
+marshalling, socket ``send`` and drain, and a router's profile showed that overhead (the
+socket writes alone were a fifth of its CPU) costing more than parsing, validating and
+recording the packages. The frames and the publisher-confirm bookkeeping are aiormq's own
+(the channel's lock, delivery tags, confirmation futures and returned-message matching by
+``message_id``), so confirms, ``mandatory`` returns and refusals behave as with
+``Exchange.publish``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import aio_pika
 import aiormq
 import structlog
 from aio_pika.abc import AbstractExchange
-from aiormq.abc import DeliveredMessage
+from aiormq.abc import ChannelFrame, DeliveredMessage
+from pamqp import commands as spec
+from pamqp.header import ContentHeader
 
+from router.outbox.frames import publish_frames
 from router.routing.batch import Copy
 from schemas import wire_names as wire
 from schemas.receipt import RECEIPT_CONTENT_TYPE, Receipt
 
-__all__ = ["QueueRefused", "copy_message", "publish_all", "publish_copies", "receipt_message"]
+__all__ = ["Outgoing", "QueueRefused", "copy_message", "publish_all", "publish_copies",
+           "receipt_message", "receipt_outgoing"]
 
 log = structlog.get_logger("lienthong.publishing")
 
 PUBLISH_RETRIES = 7  # ~5 s of backoff in all
+WRITE_CHUNK_BYTES = 256 * 1024  # bodies per socket write when publishing together
+_PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 
 
 class QueueRefused(Exception):
@@ -40,9 +56,20 @@ class QueueRefused(Exception):
         self.refused = refused
 
 
+class Outgoing(NamedTuple):
+    """A message as it goes on the wire: its body and AMQP properties (what
+    ``aio_pika.Message`` turns into at publish time, built once and directly)."""
+
+    body: bytes
+    properties: spec.Basic.Properties
+
+
+Publishable = Outgoing | aio_pika.Message
+
+
 async def publish_all(
     exchange: AbstractExchange,
-    items: Sequence[tuple[aio_pika.Message, str]],
+    items: Sequence[tuple[Publishable, str]],
     *,
     mandatory: bool,
     retries: int = PUBLISH_RETRIES,
@@ -59,10 +86,7 @@ async def publish_all(
     results: list[Any] = [None] * len(items)
     todo = list(range(len(items)))
     for attempt in range(retries):
-        outs = await asyncio.gather(
-            *(exchange.publish(items[i][0], items[i][1], mandatory=mandatory) for i in todo),
-            return_exceptions=True,
-        )
+        outs = await _publish_together(exchange, [items[i] for i in todo], mandatory=mandatory)
         retry: list[int] = []
         for i, out in zip(todo, outs, strict=True):
             results[i] = out
@@ -85,7 +109,101 @@ async def publish_all(
     raise QueueRefused(len(todo), results[todo[0]])
 
 
-def copy_message(c: Copy) -> aio_pika.Message:
+async def _publish_together(
+    exchange: AbstractExchange,
+    items: Sequence[tuple[Publishable, str]],
+    *,
+    mandatory: bool,
+) -> list[Any]:
+    """Publish ``items`` in as few socket writes as their size allows; per item the
+    broker's ack, the returned message (``mandatory``) or the exception."""
+    if not items:
+        return []
+    try:
+        channel = await exchange.channel.get_underlay_channel()  # type: ignore[attr-defined]
+    except Exception as exc:
+        return [exc] * len(items)
+    if not isinstance(channel, aiormq.Channel) or not channel.publisher_confirms:
+        return await asyncio.gather(
+            *(channel.basic_publish(m.body, exchange=exchange.name, routing_key=key,
+                                    properties=m.properties, mandatory=mandatory)
+              for m, key in items),
+            return_exceptions=True,
+        )
+    confirmations: list[Any] = []
+    try:
+        async with channel.lock:
+            for start, end in _chunks(items):
+                await _write_chunk(channel, exchange.name, items[start:end], mandatory,
+                                   confirmations)
+    except Exception as exc:
+        # what was written is confirmed (or refused) as usual; the rest failed here
+        confirmations += [exc] * (len(items) - len(confirmations))
+    return list(await asyncio.gather(*confirmations, return_exceptions=True))
+
+
+def _chunks(items: Sequence[tuple[Publishable, str]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    start = size = 0
+    for i, (m, _key) in enumerate(items):
+        size += len(m.body)
+        if size >= WRITE_CHUNK_BYTES:
+            out.append((start, i + 1))
+            start, size = i + 1, 0
+    if start < len(items):
+        out.append((start, len(items)))
+    return out
+
+
+async def _write_chunk(
+    channel: aiormq.Channel,
+    exchange: str,
+    items: Sequence[tuple[Publishable, str]],
+    mandatory: bool,
+    confirmations: list[Any],
+) -> None:
+    """One write of several messages, then their confirmations registered as
+    ``Channel.basic_publish`` registers one (the channel lock is held by the caller)."""
+    payload: list[bytes] = []
+    ids: list[str] = []
+    for message, routing_key in items:
+        if len(routing_key) > 255:
+            raise ValueError("Routing key too long (max 255 bytes)")
+        props = message.properties
+        if not props.message_id:
+            props.message_id = uuid.uuid4().hex
+        ids.append(props.message_id)
+        data = publish_frames(channel.number, exchange, routing_key, mandatory, props,
+                              message.body, channel.max_content_size)
+        if data is None:  # a property this hub does not send itself: pamqp writes it
+            data = ChannelFrame.marshall(channel.number, [
+                spec.Basic.Publish(exchange=exchange, routing_key=routing_key,
+                                   mandatory=mandatory),
+                ContentHeader(properties=props, body_size=len(message.body)),
+                *channel._split_body(message.body),
+            ]).payload
+        payload.append(data)
+    drain = channel.create_future()
+    await channel.write_queue.put(
+        ChannelFrame(payload=b"".join(payload), should_close=False, drain_future=drain))
+    # no await between the put and here: the broker cannot confirm before the write
+    for message_id in ids:
+        channel.delivery_tag += 1
+        tag = channel.delivery_tag
+        confirmation = channel.create_future()
+        channel.confirmations[tag] = confirmation
+        channel.message_id_delivery_tag[message_id] = tag
+        confirmation.add_done_callback(functools.partial(_forget, channel, message_id, tag))
+        confirmations.append(confirmation)
+    await drain
+
+
+def _forget(channel: aiormq.Channel, message_id: str, tag: int, _f: asyncio.Future[Any]) -> None:
+    if channel.message_id_delivery_tag.get(message_id) == tag:
+        channel.message_id_delivery_tag.pop(message_id)
+
+
+def copy_message(c: Copy) -> Outgoing:
     headers: dict[str, Any] = {
         wire.HUB_ID: str(c.hub_id),
         wire.KIND: c.kind,
@@ -97,15 +215,14 @@ def copy_message(c: Copy) -> aio_pika.Message:
         headers[wire.DOCUMENT_ID] = c.document_id
     if c.status_code:
         headers[wire.STATUS_CODE] = c.status_code
-    return aio_pika.Message(
-        c.body,
+    return Outgoing(c.body, spec.Basic.Properties(
         message_id=str(c.copy_id),
-        type=c.kind,
+        message_type=c.kind,
         content_type=wire.PACKAGE_CONTENT_TYPE,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        delivery_mode=_PERSISTENT,
         app_id=wire.HUB_APP_ID,
         headers=headers,
-    )
+    ))
 
 
 async def publish_copies(
@@ -132,6 +249,8 @@ async def publish_copies(
 
 
 def receipt_message(r: Receipt) -> aio_pika.Message:
+    """A receipt as an ``aio_pika.Message`` (for answers whose properties the caller sets
+    further, e.g. a request's ``correlation_id``)."""
     return aio_pika.Message(
         r.to_json(),
         message_id=r.receipt_id,
@@ -141,6 +260,19 @@ def receipt_message(r: Receipt) -> aio_pika.Message:
         app_id=wire.HUB_APP_ID,
         headers={wire.HUB_ID: r.hub_id or "", wire.RECEIPT_TYPE: r.type},
     )
+
+
+def receipt_outgoing(r: Receipt) -> Outgoing:
+    """The same receipt as :func:`receipt_message`, built directly as wire properties (the
+    outbox's hot path)."""
+    return Outgoing(r.to_json(), spec.Basic.Properties(
+        message_id=r.receipt_id,
+        message_type=wire.receipt_message_type(r.type),
+        content_type=RECEIPT_CONTENT_TYPE,
+        delivery_mode=_PERSISTENT,
+        app_id=wire.HUB_APP_ID,
+        headers={wire.HUB_ID: r.hub_id or "", wire.RECEIPT_TYPE: r.type},
+    ))
 
 
 MARK_SQL = """

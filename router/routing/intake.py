@@ -12,6 +12,13 @@ For each batch:
 4. publish the receipts (pipelined confirms again);
 5. ack the whole batch with ``multiple=True``.
 
+Two batches are in flight at once (``PIPELINE_DEPTH``): while one waits for the broker's
+confirms and marks its deliveries, the next is parsed, decided and recorded. Packages are
+still decided in queue order (a batch routes once the one before it has recorded: a status
+or a revoke sent right behind its document sees it), and acks stay in order: a batch acks
+only once the batch before it has acked (or returned its messages), as ``multiple=True``
+covers every earlier delivery of the channel.
+
 A crash anywhere before 5 leaves the messages unacked: RabbitMQ redelivers them, the
 ledger's unique keys turn the second pass into a resume (same ids, same copies), and
 gateways drop copies they already have by ``message_id``.
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import os
 import signal
@@ -80,6 +88,17 @@ OUTAGE_PATIENCE = 300.0  # seconds a batch waits for PostgreSQL/RabbitMQ to come
 SUSPECT_GROUP = 16  # first retry after a crash: in groups this small
 PARK_AFTER = 3  # a message that took its router down alone this many times is parked
 START_RETRY_SECONDS = 1.0  # a start cut short by a lost node begins again after this
+PIPELINE_DEPTH = 2  # batches in flight at once (suspects: one, alone)
+
+
+@dataclass(frozen=True, slots=True)
+class _Turn:
+    """A pipelined batch's place: it routes (decides and records) once the batch before it
+    has (``before``), and says so (``done``), so packages are still decided in queue
+    order; only the waits for confirms overlap."""
+
+    before: asyncio.Future[None] | None
+    done: asyncio.Future[None]
 
 
 class _Abandon(Exception):
@@ -273,21 +292,33 @@ class RouterWorker:
             anchoring = asyncio.create_task(anchors.anchor_loop(
                 self.pool, self._receipts_exchange, self._outbox.signer,
                 interval=self.settings.audit_anchor_seconds, stop=stop))
+            # batches in flight: while one waits for the broker's confirms, the next one is
+            # routed (in queue order: see _Turn; each acks after the one before)
+            inflight: list[asyncio.Task[None]] = []
+            routed: asyncio.Future[None] | None = None  # the previous batch's route step
             try:
                 while not stop.is_set():
+                    while len(inflight) >= PIPELINE_DEPTH:
+                        await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                        inflight = [t for t in inflight if not t.done()]
                     batch = await self._next_batch(stop)
                     if not batch:
                         continue
                     self._batches += 1
-                    try:
-                        await self._handle(batch)
-                    except Exception as exc:
-                        log.error("router.batch_abandoned", error=repr(exc), size=len(batch))
-                        for m in batch:  # whatever is still ours goes back to the queue
-                            with contextlib.suppress(Exception):
-                                await m.nack(requeue=True)
-                        await asyncio.sleep(0.5)
+                    if any(m.redelivered for m in batch):
+                        # suspects are blamed only for what they do alone: nothing else
+                        # is in flight while they are routed
+                        await asyncio.gather(*inflight, return_exceptions=True)
+                        inflight = []
+                        await self._handle_or_return(batch, None)
+                        continue
+                    previous = inflight[-1] if inflight else None
+                    turn = _Turn(routed, asyncio.get_running_loop().create_future())
+                    routed = turn.done
+                    inflight.append(asyncio.create_task(
+                        self._handle_or_return(batch, previous, turn)))
             finally:
+                await asyncio.gather(*inflight, return_exceptions=True)
                 self._consuming = False
                 sweeper.cancel()
                 anchoring.cancel()
@@ -551,7 +582,31 @@ class RouterWorker:
         return batch
 
     # batches ---------------------------------------------------------------------------
-    async def _handle(self, messages: list[AbstractIncomingMessage]) -> None:
+    async def _handle_or_return(
+        self, batch: list[AbstractIncomingMessage], previous: asyncio.Task[None] | None,
+        turn: _Turn | None = None,
+    ) -> None:
+        """Route a batch; on an error nothing of it is lost: it goes back to the queue."""
+        try:
+            await self._handle(batch, previous, turn)
+        except Exception as exc:
+            log.error("router.batch_abandoned", error=repr(exc), size=len(batch))
+            for m in batch:  # whatever is still ours goes back to the queue
+                with contextlib.suppress(Exception):
+                    await m.nack(requeue=True)
+            await asyncio.sleep(0.5)
+        finally:
+            if turn is not None and not turn.done.done():
+                turn.done.set_result(None)
+
+    async def _handle(
+        self, messages: list[AbstractIncomingMessage],
+        previous: asyncio.Task[None] | None = None,
+        turn: _Turn | None = None,
+    ) -> None:
+        """Route a batch and ack it. ``previous``: the batch taken before this one, still in
+        flight: it is settled first, as an ack with ``multiple=True`` covers every earlier
+        delivery of the channel."""
         # deliveries of a channel closed since (its node went away, the connection failed
         # over) are void: the broker has put them back and delivers them again on the new
         # channel. Routing them now would count a second attempt for each (parking healthy
@@ -567,7 +622,8 @@ class RouterWorker:
             await self._outlasting_outages(self._handle_suspects, suspects)
         if fresh:
             try:
-                await self._outlasting_outages(self._route_and_publish, fresh)
+                await self._outlasting_outages(
+                    functools.partial(self._route_and_publish, turn=turn), fresh)
             except _Abandon:
                 raise
             except Exception as exc:
@@ -576,6 +632,8 @@ class RouterWorker:
                 for m in fresh:
                     await m.nack(requeue=True)
                 return
+            if previous is not None:
+                await asyncio.wait([previous])
             await fresh[-1].ack(multiple=True)
 
     async def _outlasting_outages(
@@ -649,12 +707,20 @@ class RouterWorker:
             await m.ack()
         await self._clear_attempts([incoming[i] for i in group])
 
-    async def _route_and_publish(self, messages: Sequence[AbstractIncomingMessage]) -> None:
+    async def _route_and_publish(self, messages: Sequence[AbstractIncomingMessage],
+                                 turn: _Turn | None = None) -> None:
         incoming = [self._incoming(m) for m in messages]
         started = time.time()
         clock = time.perf_counter()
         await self._claims.resolve(incoming, messages)  # large packages' claims
-        plan = await self.router.route(incoming)
+        if turn is not None and turn.before is not None:
+            # decided in queue order: a package sees what the one before it committed
+            await asyncio.wait([turn.before])
+        try:
+            plan = await self.router.route(incoming)
+        finally:
+            if turn is not None and not turn.done.done():
+                turn.done.set_result(None)
         await self._claims.settle(incoming, plan)
         route_done = time.perf_counter()
         states = await self._publish_copies(plan.copies)
@@ -872,7 +938,8 @@ async def run_router(settings: Settings, *, stop: asyncio.Event | None = None) -
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
+    # two batches in flight: each holds a connection to route and takes one to mark
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=6)
     # Everything alive now (modules, schemas, the pool) lives as long as the process: keep
     # it out of the collector's full passes, which otherwise walk it all and stall the
     # batch in flight (up to 40 ms measured, a large part of the p99 latency).

@@ -1,0 +1,51 @@
+"""Publishing a batch in a few socket writes (``router.outbox.publish``) keeps what one
+``Exchange.publish`` per message gave: each message's own confirm, the message back when
+``mandatory`` finds no queue, the broker's refusal when a queue is full, bodies larger than
+a frame, and the order of the messages in their queue."""
+
+from __future__ import annotations
+
+import uuid
+
+import aio_pika
+import aiormq
+from aiormq.abc import DeliveredMessage
+
+from router import amqp
+from router.outbox.publish import WRITE_CHUNK_BYTES, publish_all
+from tests.hub import Hub
+
+
+async def test_confirms_returns_refusals_and_order(hub: Hub) -> None:
+    connection = await amqp.connect(hub.settings, "test-publish")
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.declare_exchange(
+            f"t.{uuid.uuid4().hex[:6]}", aio_pika.ExchangeType.DIRECT, auto_delete=True)
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(exchange, "in")
+        full = await channel.declare_queue(
+            exclusive=True, arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+        await full.bind(exchange, "full")
+        big = b"x" * (300 * 1024)  # several frames, and a write of its own
+        bodies = [f"m{i}".encode() for i in range(40)] + [big] + [b"last"]
+        items = [(aio_pika.Message(b, message_id=f"id-{i}"), "in") for i, b in enumerate(bodies)]
+        items.insert(5, (aio_pika.Message(b"nowhere", message_id="lost"), "no-such-key"))
+        items.insert(7, (aio_pika.Message(b"first"), "full"))
+        items.insert(8, (aio_pika.Message(b"second"), "full"))
+        assert sum(len(m.body) for m, _ in items) > WRITE_CHUNK_BYTES
+
+        results = await publish_all(exchange, items, mandatory=True, retries=1)
+
+        by_body = {m.body: r for (m, _), r in zip(items, results, strict=True)}
+        assert isinstance(by_body[b"nowhere"], DeliveredMessage)  # returned, not lost
+        assert isinstance(by_body[b"second"], aiormq.exceptions.DeliveryError)  # refused
+        for b in (*bodies, b"first"):
+            assert isinstance(by_body[b], aiormq.spec.Basic.Ack), b[:10]
+        got = []
+        async with queue.iterator(no_ack=True) as it:
+            async for m in it:
+                got.append(m.body)
+                if len(got) == len(bodies):
+                    break
+        assert got == bodies
