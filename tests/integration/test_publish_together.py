@@ -9,10 +9,16 @@ import uuid
 
 import aio_pika
 import aiormq
+import pytest
 from aiormq.abc import DeliveredMessage
 
 from router import amqp
-from router.outbox.publish import WRITE_CHUNK_BYTES, publish_all
+from router.outbox.publish import (
+    WRITE_CHUNK_BYTES,
+    QueueRefused,
+    _publish_together,
+    publish_all,
+)
 from tests.hub import Hub
 
 
@@ -35,7 +41,9 @@ async def test_confirms_returns_refusals_and_order(hub: Hub) -> None:
         items.insert(8, (aio_pika.Message(b"second"), "full"))
         assert sum(len(m.body) for m, _ in items) > WRITE_CHUNK_BYTES
 
-        results = await publish_all(exchange, items, mandatory=True, retries=1)
+        # one write path, each message's own answer (publish_all retries the refused one,
+        # then raises QueueRefused: a refusal is never an answer about a message)
+        results = await _publish_together(exchange, items, mandatory=True)
 
         by_body = {m.body: r for (m, _), r in zip(items, results, strict=True)}
         assert isinstance(by_body[b"nowhere"], DeliveredMessage)  # returned, not lost
@@ -49,3 +57,7 @@ async def test_confirms_returns_refusals_and_order(hub: Hub) -> None:
                 if len(got) == len(bodies):
                     break
         assert got == bodies
+        with pytest.raises(QueueRefused) as refused:
+            await publish_all(exchange, [(aio_pika.Message(b"third"), "full")],
+                              mandatory=True, retries=2)
+        assert refused.value.refused == 1
