@@ -631,10 +631,16 @@ class RouterWorker:
                 # back to the queue: they return as suspects, handled a few at a time
                 for m in fresh:
                     await m.nack(requeue=True)
+                self._claims.forget(fresh)
                 return
             if previous is not None:
                 await asyncio.wait([previous])
-            await fresh[-1].ack(multiple=True)
+            self._claims.forget(fresh)  # this batch's own claims are settled by this ack
+            if self._claims.acked_together(fresh):
+                await fresh[-1].ack(multiple=True)
+            else:  # a claim delivered earlier is still being checked aside
+                for m in fresh:
+                    await m.ack()
 
     async def _outlasting_outages(
         self,
