@@ -27,6 +27,11 @@ lienthong_not_arrived                       gauge      deliveries flagged "not a
 lienthong_overdue                           gauge      deliveries flagged "overdue"
 lienthong_parked                            gauge      messages waiting in parking
 lienthong_redeliveries_total                counter    outcome (queued|undeliverable|failed)
+lienthong_router_outage_waits_total         counter    cause (refused|other): a batch held
+                                                       and tried again while the broker
+                                                       refused or PostgreSQL/RabbitMQ was away
+lienthong_router_channel_renewals_total     counter    publishing channels replaced after
+                                                       the broker kept refusing on one
 lienthong_certificate_expiry_timestamp_seconds  gauge  gateway: when its nearest certificate
                                                        expires (unix time)
 lienthong_gauges_refreshed_timestamp_seconds  gauge    when the ops process last refreshed
@@ -51,10 +56,12 @@ __all__ = [
     "GATEWAY_QUEUE_DEPTH",
     "GAUGES_REFRESHED",
     "NOT_ARRIVED",
+    "OUTAGE_WAITS",
     "OVERDUE",
     "PACKAGES",
     "PACKAGE_OUTCOMES",
     "PARKED",
+    "PUBLISH_CHANNEL_RENEWALS",
     "REDELIVERIES",
     "REJECTIONS",
     "ROUTING_SECONDS",
@@ -135,6 +142,15 @@ REDELIVERIES = Counter(
     "lienthong_redeliveries_total",
     "Deliveries re-sent by operators, by outcome",
     ["outcome"],
+)
+OUTAGE_WAITS = Counter(
+    "lienthong_router_outage_waits_total",
+    "Batches held and tried again while the broker refused or a service was away",
+    ["cause"],
+)
+PUBLISH_CHANNEL_RENEWALS = Counter(
+    "lienthong_router_channel_renewals_total",
+    "Publishing channels replaced after the broker kept refusing on one",
 )
 CERT_EXPIRY = Gauge(
     "lienthong_certificate_expiry_timestamp_seconds",

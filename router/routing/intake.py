@@ -399,6 +399,7 @@ class RouterWorker:
             log.warning("router.publish_channel_renew_failed", error=repr(exc))
             return
         log.warning("router.publish_channel_renewed", endpoint=_endpoint(conn))
+        metrics.PUBLISH_CHANNEL_RENEWALS.inc()
         if old is not None:
             with contextlib.suppress(Exception):
                 await old.close()
@@ -667,6 +668,8 @@ class RouterWorker:
                                 size=len(messages))
                     raise _Abandon from exc
                 log.warning("router.outage_wait", error=repr(exc), retry_in=delay)
+                metrics.OUTAGE_WAITS.labels(
+                    "refused" if isinstance(exc, publishing.QueueRefused) else "other").inc()
                 await asyncio.sleep(delay)
                 waited += delay
                 delay = min(delay * 2, 5.0)
