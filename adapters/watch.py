@@ -94,12 +94,9 @@ def _message_id(gateway_id: str, sha256_hex: str) -> str:
 
 
 def _file_sha256(path: Path) -> str:
-    """A large file's SHA-256, read a MiB at a time."""
-    digest = hashlib.sha256()
+    """A large file's SHA-256, read in blocks."""
     with path.open("rb") as fh:
-        while block := fh.read(1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def seen_path(root: Path) -> Path:

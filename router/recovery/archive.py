@@ -26,7 +26,6 @@ from schemas.reasons import LienthongError, Reason
 
 __all__ = ["ArchiveRun", "ArchiveVerify", "archive", "file_for", "read_body", "verify"]
 
-_CHUNK = 1024 * 1024
 _CANDIDATES = """
     SELECT hub_id, size_bytes, received_at FROM documents
     WHERE archive_ref IS NULL AND received_at < $1
@@ -55,11 +54,8 @@ def file_for(root: Path, hub_id: object, received_at: datetime) -> Path:
 
 
 def _sha256_file(path: Path) -> bytes:
-    digest = hashlib.sha256()
     with path.open("rb") as f:
-        while block := f.read(_CHUNK):
-            digest.update(block)
-    return digest.digest()
+        return hashlib.file_digest(f, "sha256").digest()
 
 
 def _write(path: Path, body: bytes, sha256: bytes) -> None:

@@ -43,7 +43,6 @@ FORMAT = "lienthong-backup/1"
 LEDGER = "ledger.dump"
 BROKER = "broker.json"
 MANIFEST = "manifest.json"
-_CHUNK = 1024 * 1024
 # what of the broker's definitions belongs to one vhost
 _PER_VHOST = ("permissions", "topic_permissions", "parameters", "policies", "queues",
               "exchanges", "bindings")
@@ -103,11 +102,8 @@ async def _run(reason: Reason, *argv: str, env: dict[str, str]) -> None:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as f:
-        while block := f.read(_CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def broker_part(definitions: dict[str, Any], vhost: str, *,
