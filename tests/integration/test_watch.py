@@ -42,13 +42,15 @@ def _drop(folder: Path, name: str, body: bytes) -> None:
     os.replace(tmp, folder / "outbox" / name)
 
 
-async def _until(check: Any, what: str, seconds: float = 60.0) -> Any:
+async def _until(check: Any, what: str, seconds: float = 60.0,
+                 report: Any = None) -> Any:
     deadline = time.monotonic() + seconds
     while True:
         value = check()
         if value:
             return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, \
+            f"timed out waiting for {what}" + (f"\n{report()}" if report else "")
         await asyncio.sleep(0.1)
 
 
@@ -134,13 +136,23 @@ async def test_outbox_sent_failed_and_inbox(hub: Hub, tmp_path: Path) -> None:
     assert leftovers == []
 
 
+def _log(root: Path) -> Path:
+    return root.parent / "watchers.log"
+
+
+def _said(root: Path) -> str:
+    """The end of what the watcher processes wrote on stderr."""
+    log = _log(root)
+    return log.read_text("utf-8", "replace")[-4000:] if log.exists() else "(nothing)"
+
+
 @contextmanager
 def _watcher(url: str, root: Path) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, "LIENTHONG_GATEWAY_URL": url}
     proc = subprocess.Popen(
         [sys.executable, "-m", "router.cli", "watch", "--gateway", "lgsp-nghean", "--dir",
          str(root), "--poll", "0.05"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
+        stderr=_log(root).open("ab"))  # what the watchers said, for a failure's message
     try:
         yield proc
     finally:
@@ -177,7 +189,7 @@ async def test_kill_9_mid_flow_loses_and_doubles_nothing(hub: Hub, tmp_path: Pat
             await _until(lambda s=sent, r=received:
                          len(_names(root / "sent", ".edxml")) >= s + 3
                          and len(_names(root / "inbox", ".edxml")) >= r + 3,
-                         "the flow to go on")
+                         "the flow to go on", report=lambda: _said(root))
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
         kills.append((len(_names(root / "sent", ".edxml")),
