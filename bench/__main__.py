@@ -36,6 +36,9 @@ def _routers(value: str) -> tuple[int, ...]:
               help="Offered packages/s in the latency phase (documents and answers).")
 @click.option("--duration", type=click.FloatRange(1, 3600), default=None,
               help="Seconds of offered load in the latency phase. [default: 10; 3 with --quick]")
+@click.option("--latency-runs", type=click.IntRange(1, 100), default=1, show_default=True,
+              help="Consecutive latency runs per router count (each reported; a target is "
+                   "met only if every run meets it).")
 @click.option("--routers", "routers", default=None,
               help="Router process counts to measure, comma-separated. "
                    "[default: 1,2; 1 with --quick]")
@@ -57,6 +60,7 @@ def bench(
     packages: int | None,
     rate: float,
     duration: float | None,
+    latency_runs: int,
     routers: str | None,
     gateways: int,
     quick: bool,
@@ -84,7 +88,7 @@ def bench(
         click.echo("removed: " + (", ".join(removed) if removed else "nothing"))
         return
     changes: dict[str, object] = {"rate": rate, "gateways": gateways, "profile": profile,
-                                  "log_dir": log_dir}
+                                  "log_dir": log_dir, "latency_runs": latency_runs}
     if packages is not None:
         changes["packages"] = packages
     if duration is not None:

@@ -14,6 +14,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -74,6 +75,14 @@ def read_memory(pid: int) -> ProcessMemory | None:
     return ProcessMemory(pid, values["VmRSS"], values.get("VmHWM", values["VmRSS"]))
 
 
+def _free_port() -> int:
+    """A TCP port nothing listens on now (the router binds it a moment later)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 _log_numbers = iter(range(1, 1_000_000))
 
 
@@ -91,6 +100,7 @@ class ProcessGroup:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _logs: list[IO[bytes]] = field(default_factory=list)
     last_memory: list[ProcessMemory] = field(default_factory=list)
+    metrics_ports: list[int] = field(default_factory=list)
 
     def argv(self) -> list[str]:
         if self.kind == "router":
@@ -104,7 +114,12 @@ class ProcessGroup:
         for _ in range(n):
             log = (self.log_dir / f"{self.kind}-{_next_log_number()}.log").open("ab")
             self._logs.append(log)
-            self.procs.append(subprocess.Popen(self.argv(), env=self.env, stdout=log, cwd=_REPO,
+            env = self.env
+            if self.kind == "router":  # each router serves its metrics on a port of its own
+                port = _free_port()
+                self.metrics_ports.append(port)
+                env = {**env, "LIENTHONG_METRICS_PORT": str(port)}
+            self.procs.append(subprocess.Popen(self.argv(), env=env, stdout=log, cwd=_REPO,
                                                stderr=subprocess.STDOUT))
 
     @property
@@ -141,6 +156,7 @@ class ProcessGroup:
             log.close()
         self.procs.clear()
         self._logs.clear()
+        self.metrics_ports.clear()
         return memory
 
     def kill(self) -> None:

@@ -52,6 +52,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import asyncpg
 from aiormq.abc import DeliveredMessage
 
+from bench.phases import scrape as scrape_phases
 from bench.processes import Kind, ProcessGroup, ProcessMemory, Profiler, summarize_collapsed
 from bench.traffic import Traffic
 from bench.workload import BenchDocument, BenchGateway, Workload, bench_directory
@@ -76,6 +77,7 @@ __all__ = [
 _PREFIX = "lt_bench_"
 RESULT_KEYS = ("version", "started_at", "machine", "config", "workload", "runs", "targets")
 TARGET_RATIO = 0.6
+TARGET_P50_MS = 15.0
 TARGET_P99_MS = 50.0
 TARGET_RSS_MB = 150.0
 
@@ -96,6 +98,7 @@ class BenchConfig:
     profile: bool = False
     seed: int = 102
     warmup: float = 1.0
+    latency_runs: int = 1
     stall_timeout: float = 60.0
     log_dir: Path = field(default_factory=lambda: Path(".bench"))
 
@@ -116,6 +119,7 @@ class BenchConfig:
             "profile": self.profile,
             "seed": self.seed,
             "warmup_s": self.warmup,
+            "latency_runs": self.latency_runs,
         }
 
 
@@ -556,6 +560,7 @@ class _Bench:
                     break
                 await asyncio.sleep(0.05)
             group.memory()
+            phases = await scrape_phases(group.metrics_ports)
         finally:
             gc.unfreeze()
             await self.traffic.stop_consuming()
@@ -588,6 +593,7 @@ class _Bench:
             },
             "delivered_ok": not problems,
             "problems": problems,
+            "where_time_goes": phases,
             "memory": [m.as_dict() for m in memory],
         }
 
@@ -638,15 +644,20 @@ async def _machine(env: BenchEnvironment) -> dict[str, Any]:
 
 def _targets(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "ratio_min": TARGET_RATIO, "p99_ms_max": TARGET_P99_MS, "rss_mb_max": TARGET_RSS_MB,
+        "ratio_min": TARGET_RATIO, "p50_ms_max": TARGET_P50_MS, "p99_ms_max": TARGET_P99_MS,
+        "rss_mb_max": TARGET_RSS_MB,
     }
     for run in runs:
         n = run["routers"]
-        p99 = run["latency"]["p99_ms"]
+        every = run.get("latency_runs") or [run["latency"]]
+        p50s = [one["p50_ms"] for one in every]
+        p99s = [one["p99_ms"] for one in every]
         rss = run["memory"]["max_peak_mb"]
         out[f"routers_{n}"] = {
             "ratio": run["ratio"] is not None and run["ratio"] >= TARGET_RATIO,
-            "p99": p99 is not None and p99 <= TARGET_P99_MS,
+            # every latency run, not the best one
+            "p50": all(p is not None and p <= TARGET_P50_MS for p in p50s),
+            "p99": all(p is not None and p <= TARGET_P99_MS for p in p99s),
             "rss": rss is not None and rss <= TARGET_RSS_MB,
         }
     return out
@@ -681,7 +692,9 @@ async def run_in_environment(
             # the yardstick of the raw relay: the plainest relay, same packages, same minute
             minimal = await bench.throughput("minimal", n, docs, statuses)
             routed = await bench.throughput("router", n, docs, statuses)
-            latency = await bench.latency(n)
+            # consecutive runs: a latency target is met only if every one of them meets it
+            latencies = [await bench.latency(n) for _ in range(config.latency_runs)]
+            latency = latencies[0]
             ratio = (routed["total"]["packages_per_s"] / raw["total"]["packages_per_s"]
                      if raw["total"]["packages_per_s"] else None)
             ratio_edoc = (routed["edoc"]["packages_per_s"] / raw["edoc"]["packages_per_s"]
@@ -697,11 +710,14 @@ async def run_in_environment(
                 "ratio": round(ratio, 3) if ratio is not None else None,
                 "ratio_edoc": round(ratio_edoc, 3) if ratio_edoc is not None else None,
                 "latency": {k: v for k, v in latency.items() if k != "memory"},
-                "memory": _memory_summary(routed["memory"], latency["memory"]),
+                "latency_runs": [{k: v for k, v in one.items() if k != "memory"}
+                                 for one in latencies],
+                "memory": _memory_summary(routed["memory"],
+                                          *(one["memory"] for one in latencies)),
                 "relay_memory": _memory_summary(raw["memory"]),
                 "delivered_ok": bool(raw["delivered_ok"] and minimal["delivered_ok"]
                                      and routed["delivered_ok"]
-                                     and latency["delivered_ok"]),
+                                     and all(one["delivered_ok"] for one in latencies)),
             })
             if on_run is not None:
                 on_run(runs[-1])

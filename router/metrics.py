@@ -64,6 +64,7 @@ __all__ = [
     "PUBLISH_CHANNEL_RENEWALS",
     "REDELIVERIES",
     "REJECTIONS",
+    "ROUTE_STEP_SECONDS",
     "ROUTING_SECONDS",
     "record_batch",
     "serve_metrics",
@@ -93,13 +94,22 @@ BATCH_SIZE = Histogram(
     "Packages per router batch",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
 )
+_PHASE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_PHASE_SECONDS = Histogram(
     "lienthong_batch_phase_seconds",
-    "Time a router batch spends in each phase: route (parse, validate, one ledger "
-    "transaction), publish (copies out, every confirm back), finish (the copies' fate "
-    "recorded, receipts to senders)",
+    "Time a router batch spends in each phase: wait (its first package, from delivery to "
+    "the batch's start), turn (waiting for the batch before it to be recorded), route "
+    "(parse, validate, one ledger transaction), publish (copies out, every confirm back), "
+    "finish (the copies' fate recorded, receipts to senders)",
     ["phase"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    buckets=_PHASE_BUCKETS,
+)
+ROUTE_STEP_SECONDS = Histogram(
+    "lienthong_route_step_seconds",
+    "The route phase of a batch, by step: parse (bytes to packages), lookup (the facts the "
+    "decisions need, one round trip), record (the batch's ledger transaction)",
+    ["step"],
+    buckets=_PHASE_BUCKETS,
 )
 COPIES = Counter(
     "lienthong_copies_total",

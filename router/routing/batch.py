@@ -20,12 +20,14 @@ the second one.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import asyncpg
 
+from router import metrics
 from router.routing import decide
 from router.routing import plan as plans
 from router.routing.decide import Incoming, derive_id
@@ -55,21 +57,29 @@ class BatchRouter:
         self._gate = gate or SignatureGate(pool, refresh_seconds=signature_refresh_seconds)
 
     async def route(self, batch: Sequence[Incoming]) -> BatchPlan:
+        step = metrics.ROUTE_STEP_SECONDS
+        t0 = time.perf_counter()
         plan = BatchPlan(outcomes=[""] * len(batch))
         parsed = [self._parse(m) for m in batch]
         plan.kinds = [
             "unknown" if isinstance(p, PackageRejected) else p.package.kind for p in parsed
         ]
+        t1 = time.perf_counter()
+        step.labels("parse").observe(t1 - t0)
         async with self._pool.acquire() as conn:
             wanted = decide.wanted(batch, parsed)
             facts = await look_up(conn, wanted, datetime.now(UTC))
+            t2 = time.perf_counter()
+            step.labels("lookup").observe(t2 - t1)
             await self._gate.refresh_if_stale(
                 [g.id for g in facts.gateways.values()], conn=conn
             )
             facts.now = datetime.now(UTC)
             decisions = decide.decide(batch, parsed, facts, self._gate.check)
+            t3 = time.perf_counter()
             done = await record(conn, batch, decisions, plan,
                                 max_body_bytes=self._limits.max_bytes)
+            step.labels("record").observe(time.perf_counter() - t3)
         for p in done.accepted:
             plan.outcomes[p.index] = "accepted"
             plans.plan_copies(p, plan)

@@ -59,7 +59,7 @@ from aio_pika.abc import (
 )
 
 from adapters import wire
-from router import amqp, metrics, topology
+from router import amqp, ledger, metrics, topology
 from router.directory import agency_requests, feed
 from router.outbox import events as notifications
 from router.outbox import publish as publishing
@@ -265,8 +265,8 @@ class RouterWorker:
     async def run(self, stop: asyncio.Event) -> None:
         # large packages: uploads opened, chunks stored, fetched; expired ones removed —
         # on connections of their own, so routing never waits for a pool connection
-        self._transfers = await asyncpg.create_pool(self.settings.database_url, min_size=1,
-                                                    max_size=3)
+        self._transfers = await ledger.router_pool(self.settings.database_url, min_size=1,
+                                                   max_size=3)
         transfers = self._transfers
         self._claims.use(transfers)
         try:
@@ -725,6 +725,7 @@ class RouterWorker:
         if turn is not None and turn.before is not None:
             # decided in queue order: a package sees what the one before it committed
             await asyncio.wait([turn.before])
+        turned = time.perf_counter()
         try:
             plan = await self.router.route(incoming)
         finally:
@@ -740,7 +741,8 @@ class RouterWorker:
             self._mark(states), self._publish_receipts(BatchRouter.receipts_for(plan, states))
         )
         phase = metrics.BATCH_PHASE_SECONDS
-        phase.labels("route").observe(route_done - clock)
+        phase.labels("turn").observe(turned - clock)
+        phase.labels("route").observe(route_done - turned)
         phase.labels("publish").observe(published - route_done)
         phase.labels("finish").observe(time.perf_counter() - published)
         self._count(plan)
@@ -948,7 +950,7 @@ async def run_router(settings: Settings, *, stop: asyncio.Event | None = None) -
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     # two batches in flight: each holds a connection to route and takes one to mark
-    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=6)
+    pool = await ledger.router_pool(settings.database_url, min_size=1, max_size=6)
     # Everything alive now (modules, schemas, the pool) lives as long as the process: keep
     # it out of the collector's full passes, which otherwise walk it all and stall the
     # batch in flight (up to 40 ms measured, a large part of the p99 latency).

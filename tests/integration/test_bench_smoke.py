@@ -4,8 +4,12 @@ Correctness only: no timing is asserted (the benchmark is a tool, timings are no
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+from rich.console import Console
+
+from bench.report import render
 from bench.run import RESULT_KEYS, BenchConfig, BenchEnvironment, run_in_environment
 from bench.workload import bench_directory
 from router.directory.registry import AgencyRow
@@ -21,7 +25,8 @@ async def test_bench_runs_every_phase_and_delivers_every_package(
     await hub.add_agencies([AgencyRow(g.agency, g.name, gateway=g.id) for g in gateways])
     env = BenchEnvironment(hub.settings, gateways, dict(hub.credentials))
     config = BenchConfig.quick(packages=50, rate=40.0, duration=1.5, warmup=0.0,
-                               routers=(1,), gateways=len(gateways), log_dir=tmp_path)
+                               routers=(1,), gateways=len(gateways), log_dir=tmp_path,
+                               latency_runs=2)
 
     result = await run_in_environment(env, config)
 
@@ -48,9 +53,26 @@ async def test_bench_runs_every_phase_and_delivers_every_package(
     assert {"p50_ms", "p95_ms", "p99_ms"} <= set(latency)
     assert run["memory"]["max_peak_mb"] > 0
     assert run["delivered_ok"] is True
+    # both latency runs are kept, each with where its batches' time went, read from the
+    # router's own metrics: every batch went through each phase once
+    assert len(run["latency_runs"]) == 2
+    for one in run["latency_runs"]:
+        where = one["where_time_goes"]
+        assert where["routers_read"] == 1
+        phases = where["phases"]
+        batches = phases["route"]["batches"]
+        assert batches > 0
+        for phase in ("turn", "parse", "lookup", "record", "publish", "finish"):
+            assert phases[phase]["batches"] == batches, phase
+            assert phases[phase]["mean_ms"] >= 0
+        assert phases["record"]["mean_ms"] <= phases["route"]["mean_ms"]
+    out = io.StringIO()
+    render(result, Console(file=out, width=200))
+    assert "where a batch's time goes" in out.getvalue()
+    assert "worst of 2 runs" in out.getvalue()
     # the router's ledger agrees: one delivery per copy, every one of them answered
     docs = await hub.pool.fetchval("SELECT count(*) FROM documents WHERE kind = 'edoc'")
-    assert docs == 50 + latency["submitted"]["edoc"]
+    assert docs == 50 + sum(one["submitted"]["edoc"] for one in run["latency_runs"])
     queued = await hub.pool.fetchval(
         "SELECT count(*) FROM deliveries WHERE state IN ('queued', 'submitted')"
         " AND hub_id IN (SELECT hub_id FROM documents WHERE kind = 'edoc')"

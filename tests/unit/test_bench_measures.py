@@ -9,6 +9,7 @@ import click
 import pytest
 
 from bench.__main__ import _routers
+from bench.phases import summarize
 from bench.processes import read_cpu_seconds, read_memory, summarize_collapsed
 from bench.run import _percentiles
 
@@ -68,3 +69,33 @@ def test_a_gateway_url_on_a_cluster_keeps_every_node() -> None:
     creds = GatewayCredentials(gateway_id="a", user="gw.a", password="p@ss")
     url = gateway_amqp_url("amqp://guest:guest@127.0.0.1:5681,127.0.0.1:5682/lt_bench_x", creds)
     assert url == "amqp://gw.a:p%40ss@127.0.0.1:5681,127.0.0.1:5682/lt_bench_x"
+
+
+def test_where_time_goes_adds_up_the_routers_histograms() -> None:
+    def router(route_sum: float, route_count: int, slow: int) -> str:
+        fast = route_count - slow
+        return (
+            "# TYPE lienthong_batch_phase_seconds histogram\n"
+            f'lienthong_batch_phase_seconds_bucket{{le="0.005",phase="route"}} {fast}\n'
+            f'lienthong_batch_phase_seconds_bucket{{le="0.01",phase="route"}} {route_count}\n'
+            f'lienthong_batch_phase_seconds_bucket{{le="+Inf",phase="route"}} {route_count}\n'
+            f'lienthong_batch_phase_seconds_count{{phase="route"}} {route_count}\n'
+            f'lienthong_batch_phase_seconds_sum{{phase="route"}} {route_sum}\n'
+            "# TYPE lienthong_route_step_seconds histogram\n"
+            f'lienthong_route_step_seconds_bucket{{le="+Inf",step="record"}} {route_count}\n'
+            f'lienthong_route_step_seconds_count{{step="record"}} {route_count}\n'
+            f'lienthong_route_step_seconds_sum{{step="record"}} {route_sum / 2}\n'
+            "# TYPE lienthong_batch_size histogram\n"
+            f"lienthong_batch_size_count {route_count}\n"
+            f"lienthong_batch_size_sum {route_count * 3}\n"
+        )
+
+    # two routers: 100 batches in 0.4 s (2 slower than 5 ms), 100 in 0.6 s (none slower)
+    got = summarize([router(0.4, 100, 2), router(0.6, 100, 0)])
+    assert list(got["phases"]) == ["route", "record"]  # in the order a batch goes
+    assert got["phases"]["route"] == {"batches": 200, "mean_ms": 5.0, "p99_ms_at_most": 5.0}
+    assert got["phases"]["record"]["mean_ms"] == 2.5
+    assert got["phases"]["record"]["p99_ms_at_most"] is None  # only +Inf: no bound known
+    assert got["mean_batch_size"] == 3.0
+    # 3 of 100 slower than 5 ms: the 99th percentile is in the next bucket
+    assert summarize([router(0.5, 100, 3)])["phases"]["route"]["p99_ms_at_most"] == 10.0
