@@ -514,10 +514,13 @@ class RouterWorker:
         """Stop consuming above the in-flight bytes budget; consume again well below."""
         held = self._sources.held_bytes
         self.peak_held_bytes = max(self.peak_held_bytes, held)
+        metrics.INTAKE_HELD_BYTES.set(held)
         budget = self.settings.inflight_max_bytes
         pause = held > budget if not self._paused else held > budget * RESUME_AT
         if pause != self._paused:
             self._paused = pause
+            if pause:
+                metrics.INTAKE_PAUSES.inc()
             log.info("router.intake_paused" if pause else "router.intake_resumed",
                      held_bytes=held, budget=budget)
             task = asyncio.get_running_loop().create_task(self._converge())
