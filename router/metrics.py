@@ -115,7 +115,8 @@ DELIVERIES = Gauge(
 )
 GATEWAY_QUEUE_DEPTH = Gauge(
     "lienthong_gateway_queue_depth",
-    "Messages in a gateway's queue (ready + unacknowledged)",
+    "Messages in a gateway's queue (ready + unacknowledged): inbox, receipts, or intake "
+    "(what it submitted, waiting for the routers)",
     ["gateway", "queue"],
 )
 GATEWAY_CONSUMERS = Gauge(

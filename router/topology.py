@@ -126,6 +126,7 @@ from schemas.wire_names import (  # the names are the contract's, shared with th
     UNROUTABLE,
     inbox_queue,
     intake_queue,
+    is_intake_queue,
     receipts_queue,
 )
 
@@ -160,6 +161,7 @@ __all__ = [
     "delete_gateway_queues",
     "inbox_queue",
     "intake_queue",
+    "is_intake_queue",
     "policies",
     "receipts_queue",
 ]

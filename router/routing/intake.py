@@ -276,6 +276,9 @@ class RouterWorker:
         self._intake_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self.peak_held_bytes = 0
+        # the route step of the batch handed on last: the next batch is taken once it is
+        # done (when it can route at once), so it is made of what waits then, fairly
+        self._routing: asyncio.Future[None] | None = None
         self._transfers: asyncpg.Pool | None = None  # large packages' own connections
         self._batches = 0
 
@@ -505,7 +508,9 @@ class RouterWorker:
                 queue, tag = self._intake.pop(name)
                 with contextlib.suppress(Exception):
                     await queue.cancel(tag)
-            for name in sorted(target - set(self._intake)):
+            # lt.router.in last: a consumer there says this router takes from them all
+            for name in sorted(target - set(self._intake),
+                               key=lambda n: (n == topology.ROUTER_IN, n)):
                 queue = await channel.get_queue(name, ensure=False)
                 self._intake[name] = (queue, await queue.consume(
                     functools.partial(self._on_message, source=name)))
@@ -591,7 +596,7 @@ class RouterWorker:
         self._wait_in(source, message)
 
     def _wait_in(self, source: str, message: AbstractIncomingMessage) -> None:
-        self._sources.put(source, message)
+        self._sources.put(source, message, time.monotonic())
         self._arrived.set()
 
     async def _on_parked(self, message: AbstractIncomingMessage) -> None:
@@ -650,7 +655,14 @@ class RouterWorker:
     async def _next_batch(self, stop: asyncio.Event) -> list[AbstractIncomingMessage]:
         """The next batch: up to ``batch_size`` messages and ``batch_max_bytes`` of bodies
         (a single larger message goes alone), taken fairly across the intake queues
-        (``router.routing.sources``); what does not fit waits, first in its queue."""
+        (``router.routing.sources``); what does not fit waits, first in its queue.
+
+        Taken only once the batch before it has routed (it could not route earlier: see
+        ``_Turn``): a document that arrives meanwhile from a quiet gateway goes into it
+        rather than wait behind one more batch of another gateway's burst."""
+        await asyncio.sleep(0)  # the batch handed on last starts (and says where it is)
+        if self._routing is not None and not self._routing.done():
+            await asyncio.wait([self._routing])
         if not self._sources.waiting():
             self._arrived.clear()
             try:
@@ -669,7 +681,7 @@ class RouterWorker:
                 self._arrived.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._arrived.wait(), timeout=remaining)
-        batch = self._sources.take(size, max_bytes)
+        batch = self._sources.take(size, max_bytes, time.monotonic())
         self._last_full = len(batch) >= size or self._sources.waiting() > 0
         return batch
 
@@ -679,6 +691,8 @@ class RouterWorker:
         turn: _Turn | None = None,
     ) -> None:
         """Route a batch; on an error nothing of it is lost: it goes back to the queue."""
+        if turn is not None:
+            self._routing = turn.done
         try:
             await self._handle(batch, previous, turn)
         except Exception as exc:

@@ -11,6 +11,10 @@ before another gateway's document:
 * a source with only a few messages waiting (``few``) while another has many gets a
   small batch of its own, routed next (small: quickly decided); after such a batch the
   next one is round-robin again, so a trickle of quiet gateways cannot starve a busy one;
+* while a busy source (more than ``few`` waiting) shares the router with a quiet one that
+  sent in the last ``recent`` seconds, batches hold at most ``shared`` messages: a batch
+  being routed is what a quiet gateway's next document waits for, so it must be short.
+  Busy sources alone (one burst, or several) get full batches;
 * within one source, messages leave in delivery order, and batches are decided in the
   order they are taken (``router.routing.intake._Turn``): one gateway's packages are
   decided in the order it published them.
@@ -42,12 +46,17 @@ class Sources(Generic[M]):
     batch that is not settled yet (acked, returned, or void with its channel)."""
 
     def __init__(self, *, size: Callable[[M], int], tag: Callable[[M], tuple[object, int]],
-                 few: int = 16) -> None:
+                 few: int = 16, shared: int = 50, recent: float = 1.0) -> None:
         """``size``: a message's bytes; ``tag``: its (channel, delivery tag), asked once,
-        when it is delivered; ``few``: at most this many waiting make a source quiet."""
+        when it is delivered; ``few``: at most this many waiting make a source quiet;
+        ``shared``: the batch size while a busy source shares the router with a quiet one
+        active in the last ``recent`` seconds."""
         self._size = size
         self._tag = tag  # (channel, delivery tag)
         self.few = few
+        self.shared = shared
+        self.recent = recent
+        self._last_put: dict[str, float] = {}  # source -> when it last had a message
         self._fifos: dict[str, deque[M]] = {}
         self._turns: deque[str] = deque()  # sources with messages waiting, in turn order
         self._held: dict[object, set[int]] = {}  # channel -> delivery tags held
@@ -64,9 +73,11 @@ class Sources(Generic[M]):
         self._held.setdefault(channel, set()).add(tag)
         self.held_bytes += self._size(m)
 
-    def put(self, source: str, m: M) -> None:
-        """``m`` (held) waits for a batch, behind the earlier messages of ``source``."""
+    def put(self, source: str, m: M, now: float = 0.0) -> None:
+        """``m`` (held) waits for a batch, behind the earlier messages of ``source``
+        (``now``: a monotonic clock's time)."""
         self.hold(m)
+        self._last_put[source] = now
         fifo = self._fifos.setdefault(source, deque())
         if not fifo:
             self._turns.append(source)
@@ -96,18 +107,29 @@ class Sources(Generic[M]):
         """Sources with messages waiting, in turn order."""
         return list(self._turns)
 
-    def take(self, count: int, max_bytes: int) -> list[M]:
+    def take(self, count: int, max_bytes: int, now: float = 0.0) -> list[M]:
         """The next batch: at most ``count`` messages and ``max_bytes`` of them (a single
         larger message goes alone); what does not fit stays first in its source."""
         if not self._turns:
             return []
         quiet = [s for s in self._turns if len(self._fifos[s]) <= self.few]
-        busy = len(quiet) < len(self._turns)
+        busy = {s for s in self._turns if len(self._fifos[s]) > self.few}
         if quiet and busy and not self._small_last:
             self._small_last = True
             return self._round_robin(quiet, count, max_bytes)
         self._small_last = False
+        if busy and self._quiet_recently(busy, now):
+            count = min(count, self.shared)
         return self._round_robin(list(self._turns), count, max_bytes)
+
+    def _quiet_recently(self, busy: set[str], now: float) -> bool:
+        """Has a source other than the busy ones had a message in the last ``recent`` s?"""
+        for source, at in list(self._last_put.items()):
+            if now - at > self.recent:
+                del self._last_put[source]
+            elif source not in busy:
+                return True
+        return False
 
     def _round_robin(self, sources: Sequence[str], count: int, max_bytes: int) -> list[M]:
         batch: list[M] = []

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from router.routing.intake import RouterWorker
-from router.topology import ROUTER_IN
 from router.settings import Settings
+from router.topology import ROUTER_IN
 
 MiB = 1024 * 1024
 

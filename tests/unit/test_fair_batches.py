@@ -66,7 +66,18 @@ def test_quiet_gateways_cannot_starve_a_busy_one() -> None:
         feed.deliver(f"Q{i}", 1)  # a new quiet message before every batch
         batch = feed.sources.take(100, 10**9)
         served_a += sum(m.source == "A" for m in batch)
-    assert served_a >= 4 * 99  # every other batch is round-robin over all
+    assert served_a >= 4 * (feed.sources.shared - 1)  # every other batch takes from all
+
+
+def test_a_burst_gets_short_batches_only_while_a_quiet_gateway_is_sending() -> None:
+    feed = _Feed()
+    feed.deliver("A", 1000)
+    assert len(feed.sources.take(200, 10**9, now=0.0)) == 200  # alone: full batches
+    feed.sources.put("B", _Msg("B", 0, 10_000), now=1.0)
+    assert [m.source for m in feed.sources.take(200, 10**9, now=1.0)] == ["B"]
+    # B sent a moment ago: what B sends next waits for short batches only
+    assert len(feed.sources.take(200, 10**9, now=1.5)) == feed.sources.shared
+    assert len(feed.sources.take(200, 10**9, now=3.0)) == 200  # B quiet for long: full
 
 
 def test_bytes_bound_a_batch_and_a_large_message_goes_alone() -> None:
