@@ -150,12 +150,15 @@ async def queue_counts(channel: AbstractChannel, name: str) -> tuple[int, int] |
     return int(r.message_count or 0), int(r.consumer_count or 0)
 
 
-async def reconcile(conn: Conn, channel: AbstractChannel, *,
+async def reconcile(conn: Conn, channel: AbstractChannel, *, wait: bool = False,
                     grace_seconds: float = DRAIN_GRACE_SECONDS) -> Reconciled | None:
     """Bring the intake queues and their bindings in line with the directory. Idempotent;
-    one process at a time (None when another one holds the lock)."""
+    one process at a time: None when another one holds the lock, unless ``wait`` (then it
+    runs after it, on the directory as it is then: what provisioning needs)."""
     async with conn.transaction():
-        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", INTAKE_LOCK):
+        if wait:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", INTAKE_LOCK)
+        elif not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", INTAKE_LOCK):
             return None
         rows = await conn.fetch(_GATEWAYS_SQL)
         wanted = wanted_bindings({r["id"]: (list(r["serves"]), list(r["codes"]))

@@ -62,7 +62,8 @@ async def provision_gateway(
             user_prefix=settings.amqp_user_prefix,
             actor=actor,
         )
-        await intake_queues.reconcile(conn, channel)  # its intake queue, if it gets one
+        # its intake queue, if it gets one
+        await intake_queues.reconcile(conn, channel, wait=True)
     return creds
 
 
@@ -118,4 +119,4 @@ async def reconcile_intake(settings: Settings, conn: Conn) -> None:
     """The gateways' intake queues and bindings, in line with the directory now."""
     connection = await amqp.connect(settings, "intake-queues", robust=False)
     async with connection:
-        await intake_queues.reconcile(conn, await connection.channel())
+        await intake_queues.reconcile(conn, await connection.channel(), wait=True)

@@ -97,6 +97,10 @@ PARK_AFTER = 3  # a message that took its router down alone this many times is p
 START_RETRY_SECONDS = 1.0  # a start cut short by a lost node begins again after this
 PIPELINE_DEPTH = 2  # batches in flight at once (suspects: one, alone)
 RESUME_AT = 0.75  # deliveries stopped at the in-flight bytes budget resume below this share
+# while a burst shares the router with a quiet gateway, a batch routes in about this long
+# (what the quiet gateway's next document may wait for): its size follows the time
+# routing has taken per package lately
+SHARED_ROUTE_SECONDS = 0.03
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +283,7 @@ class RouterWorker:
         # the route step of the batch handed on last: the next batch is taken once it is
         # done (when it can route at once), so it is made of what waits then, fairly
         self._routing: asyncio.Future[None] | None = None
+        self._route_each: float | None = None  # seconds per package routed, lately
         self._transfers: asyncpg.Pool | None = None  # large packages' own connections
         self._batches = 0
 
@@ -835,11 +840,13 @@ class RouterWorker:
         if turn is not None and turn.before is not None:
             # decided in queue order: a package sees what the one before it committed
             await asyncio.wait([turn.before])
+        routing = time.perf_counter()
         try:
             plan = await self.router.route(incoming)
         finally:
             if turn is not None and not turn.done.done():
                 turn.done.set_result(None)
+        self._routed_in(time.perf_counter() - routing, len(incoming))
         await self._claims.settle(incoming, plan)
         route_done = time.perf_counter()
         states = await self._publish_copies(plan.copies)
@@ -864,6 +871,17 @@ class RouterWorker:
             plan.outcomes, plan.kinds, routed, queued, len(states) - queued,
             plan.rejection_reasons,
         )
+
+    def _routed_in(self, seconds: float, packages: int) -> None:
+        """A batch of ``packages`` routed in ``seconds``: the size of shared batches
+        follows (``SHARED_ROUTE_SECONDS``), between 8 and the batch size."""
+        if packages < 8:
+            return  # too few to say much about the time per package
+        each = seconds / packages
+        self._route_each = each if self._route_each is None else (
+            0.8 * self._route_each + 0.2 * each)
+        self._sources.shared = max(8, min(self.settings.batch_size,
+                                          int(SHARED_ROUTE_SECONDS / self._route_each)))
 
     def _count(self, plan: BatchPlan) -> None:
         s = self.stats

@@ -46,7 +46,7 @@ class Sources(Generic[M]):
     batch that is not settled yet (acked, returned, or void with its channel)."""
 
     def __init__(self, *, size: Callable[[M], int], tag: Callable[[M], tuple[object, int]],
-                 few: int = 16, shared: int = 50, recent: float = 1.0) -> None:
+                 few: int = 16, shared: int = 32, recent: float = 1.0) -> None:
         """``size``: a message's bytes; ``tag``: its (channel, delivery tag), asked once,
         when it is delivered; ``few``: at most this many waiting make a source quiet;
         ``shared``: the batch size while a busy source shares the router with a quiet one

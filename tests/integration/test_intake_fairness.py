@@ -14,8 +14,9 @@ import aio_pika
 import pytest
 
 from router import metrics, topology
+from router.directory import intake_queues
 from router.directory.provision import ensure_core, reconcile_intake
-from router.directory.registry import AgencyRow
+from router.directory.registry import AgencyRow, remove_gateway
 from schemas import wire_names
 from tests.factory import edoc
 from tests.hub import Hub, queue_depth, throwaway_hub
@@ -241,3 +242,46 @@ async def test_a_router_holds_no_more_bytes_than_its_budget_and_routes_everythin
     assert metrics.INTAKE_PAUSES._value.get() > pauses
     print(f"peak held {worker.peak_held_bytes} bytes, budget {budget}")
     assert worker.peak_held_bytes <= budget + 3 * prefetch * size
+
+
+@pytest.fixture
+async def quick_hub(template_db: str) -> object:
+    async with throwaway_hub(template_db, intake_refresh_seconds=0.2) as h:
+        yield h
+
+
+async def test_a_removed_gateways_intake_queue_is_deleted_only_once_drained(
+        quick_hub: Hub) -> None:
+    hub = quick_hub
+    await _directory(hub)
+    queue = topology.intake_queue("vpcp")
+    async with hub.client("vpcp") as vpcp:
+        await vpcp.send(edoc(G22, [G12], number="1")[1], wait=False)
+    await eventually(lambda: queue_depth(hub, queue), timeout=10, what="the package waiting")
+    async with hub.pool.acquire() as conn:
+        await remove_gateway(conn, hub.admin, hub.settings.vhost, "vpcp")
+
+    async def reconciled() -> bool:
+        connection = await aio_pika.connect(hub.settings.amqp_url)
+        async with connection, hub.pool.acquire() as conn:
+            done = await intake_queues.reconcile(conn, await connection.channel(),
+                                                 grace_seconds=0)
+            return done is not None
+
+    await eventually(reconciled, timeout=10, what="a reconciliation")
+    # unbound (draining), not deleted: a package still waits in it
+    assert await hub.pool.fetchval(
+        "SELECT state FROM intake_queues WHERE gateway_id = 'vpcp'") == "draining"
+    assert await queue_depth(hub, queue) == 1
+    await hub.start_router()  # routes what waits, then leaves the empty queue
+
+    async def deleted() -> bool:
+        await reconciled()
+        return not await hub.pool.fetchval(
+            "SELECT count(*) FROM intake_queues WHERE gateway_id = 'vpcp'")
+
+    await eventually(deleted, timeout=30, interval=0.3, what="the drained queue deleted")
+    assert await hub.pool.fetchval("SELECT count(*) FROM rejections") == 1  # it was routed
+    connection = await aio_pika.connect(hub.settings.amqp_url)
+    async with connection:
+        assert await intake_queues.queue_counts(await connection.channel(), queue) is None

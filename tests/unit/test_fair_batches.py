@@ -4,9 +4,12 @@ intake queue of their own (router.directory.intake_queues), without services."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 from router.directory.intake_queues import topics_overlap, wanted_bindings
+from router.routing.intake import RouterWorker
 from router.routing.sources import Sources
+from router.settings import Settings
 
 CHANNEL = "channel-1"
 
@@ -143,3 +146,14 @@ def test_only_gateways_whose_keys_nobody_shares_get_an_intake_queue() -> None:
         "btc": frozenset({"000.00.00.G12", "000.00.00.B12"}),
         "lgsp-nghean": frozenset({"#.H40"}),
     }
+
+
+def test_shared_batches_route_in_about_the_time_a_quiet_gateway_may_wait() -> None:
+    worker = RouterWorker(Settings(batch_size=200), cast(Any, None))
+    worker._routed_in(0.3, 200)  # 1.5 ms a package: 30 ms is 20 packages
+    assert worker._sources.shared == 20
+    worker._routed_in(0.001, 200)  # much faster lately: larger, up to the batch size
+    worker._routed_in(0.001, 200)
+    assert 20 < worker._sources.shared <= 200
+    worker._routed_in(100.0, 200)  # very slow: never below 8
+    assert worker._sources.shared == 8
