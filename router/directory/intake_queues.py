@@ -120,6 +120,32 @@ GROUP BY g.id, g.serves
 """
 
 
+# the directory's fingerprint: gateways (id, status, serves) and the feed's version, which
+# every change of agencies, aliases or their gateway moves (router.directory.feed)
+_FINGERPRINT_SQL = """
+SELECT current_database(),
+       (SELECT coalesce(max(version), 0) FROM directory_feed),
+       (SELECT md5(coalesce(string_agg(id || ':' || status || ':' || array_to_string(serves, ','),
+                                       ';' ORDER BY id), '')) FROM gateways)
+"""
+_last_wanted: list[tuple[tuple[object, ...], dict[str, frozenset[str]]]] = []
+
+
+async def _wanted(conn: Conn) -> dict[str, frozenset[str]]:
+    """:func:`wanted_bindings` of the directory now; computed again only when it changed
+    (with 100,000 agencies the overlaps take seconds, the fingerprint milliseconds)."""
+    row = await conn.fetchrow(_FINGERPRINT_SQL)
+    assert row is not None
+    fingerprint = tuple(row)
+    for seen, wanted in _last_wanted:
+        if seen == fingerprint:
+            return wanted
+    rows = await conn.fetch(_GATEWAYS_SQL)
+    wanted = wanted_bindings({r["id"]: (list(r["serves"]), list(r["codes"])) for r in rows})
+    _last_wanted[:] = [(fingerprint, wanted)]
+    return wanted
+
+
 @dataclass(slots=True)
 class Reconciled:
     """What one pass did (None: another process was reconciling)."""
@@ -160,9 +186,7 @@ async def reconcile(conn: Conn, channel: AbstractChannel, *, wait: bool = False,
             await conn.execute("SELECT pg_advisory_xact_lock($1)", INTAKE_LOCK)
         elif not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", INTAKE_LOCK):
             return None
-        rows = await conn.fetch(_GATEWAYS_SQL)
-        wanted = wanted_bindings({r["id"]: (list(r["serves"]), list(r["codes"]))
-                                  for r in rows})
+        wanted = await _wanted(conn)
         states = {r["gateway_id"]: r["state"]
                   for r in await conn.fetch("SELECT gateway_id, state FROM intake_queues")}
         bound: dict[str, set[str]] = {}
@@ -173,6 +197,9 @@ async def reconcile(conn: Conn, channel: AbstractChannel, *, wait: bool = False,
         router_in = await queue_counts(channel, topology.ROUTER_IN)
         routers_away = router_in is None or router_in[1] == 0
         for gid, keys in sorted(wanted.items()):
+            have = bound.get(gid, set())
+            if states.get(gid) == "active" and keys == have:
+                continue  # in line already: nothing asked of the broker
             name = topology.intake_queue(gid)
             queue = await topology.declare_intake_queue(channel, gid)
             if gid not in states:
@@ -180,7 +207,6 @@ async def reconcile(conn: Conn, channel: AbstractChannel, *, wait: bool = False,
             elif states[gid] != "active":
                 await conn.execute("UPDATE intake_queues SET state = 'active', "
                                    "empty_since = NULL WHERE gateway_id = $1", gid)
-            have = bound.get(gid, set())
             missing, stale = keys - have, have - keys
             if missing and not have and not routers_away:
                 counts = await queue_counts(channel, name)
