@@ -273,7 +273,6 @@ class RouterWorker:
         self._consuming = False
         self._intake_channel: AbstractChannel | None = None
         self._intake: dict[str, tuple[AbstractQueue, str]] = {}  # queue -> consumer tag
-        self._draining: set[str] = set()  # intake queues of gateways gone: left once empty
         self._paused = False  # holding more bytes than the budget: not consuming
         self._refreshing: asyncio.Task[None] | None = None
         self._wanted: set[str] = set()  # intake queues to consume (unless paused)
@@ -442,15 +441,15 @@ class RouterWorker:
         consume = await connection.channel()
         # in-flight bytes bounded: prefetch x the broker's maximum message size on each
         # intake queue (quorum queues have no per-channel prefetch), and no consumer at
-        # all while more than the budget is held (_hold)
+        # all while more than the budget is held (_hold_changed)
         await consume.set_qos(prefetch_count=self.settings.prefetch_count)
         await self._open_publishing(connection)
         self._intake_channel = consume
         self._intake.clear()
-        self._draining.clear()
         await self._refresh_intake(connection)
-        if self._refreshing is None or self._refreshing.done():
-            self._refreshing = asyncio.create_task(self._refresh_loop(connection))
+        if self._refreshing is not None:  # a start begun again: on this connection now
+            self._refreshing.cancel()
+        self._refreshing = asyncio.create_task(self._refresh_loop(connection))
         parking_channel = await connection.channel()
         await parking_channel.set_qos(prefetch_count=20)
         parking = await parking_channel.get_queue(topology.PARKING)
