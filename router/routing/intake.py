@@ -532,9 +532,17 @@ class RouterWorker:
                 metrics.INTAKE_PAUSES.inc()
             log.info("router.intake_paused" if pause else "router.intake_resumed",
                      held_bytes=held, budget=budget)
-            task = asyncio.get_running_loop().create_task(self._converge())
+            task = asyncio.get_running_loop().create_task(self._converge_now())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def _converge_now(self) -> None:
+        """:meth:`_converge` for a pause or a resume; a failure (the connection going away
+        meanwhile) is logged: the next refresh converges again."""
+        try:
+            await self._converge()
+        except Exception as exc:
+            log.warning("router.intake_converge_failed", error=repr(exc))
 
     async def _stop_intake(self) -> None:
         if self._refreshing is not None:
