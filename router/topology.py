@@ -54,6 +54,9 @@ step  what
 3     unbind lt.router.in from lt.submit: once again one copy. A package published
       between 2 and 3 is routed twice; the ledger's dedup makes the second a
       ``duplicate`` (the same as a gateway sending it again), never a loss
+4     gateways' intake queues are declared, and bound only once a router consumes
+      them (router.directory.intake_queues): routers of the earlier version, which
+      consume lt.router.in alone, go on routing everything until new ones start
 ====  ==========================================================================
 
 ``lt.submit`` keeps its arguments (its alternate exchange ``lt.unroutable`` cannot be
