@@ -285,3 +285,27 @@ async def test_a_removed_gateways_intake_queue_is_deleted_only_once_drained(
     connection = await aio_pika.connect(hub.settings.amqp_url)
     async with connection:
         assert await intake_queues.queue_counts(await connection.channel(), queue) is None
+
+
+async def test_during_a_rolling_upgrade_routers_of_the_earlier_version_get_everything(
+        hub: Hub) -> None:
+    """A router of the earlier version consumes lt.router.in alone: a gateway's intake queue
+    is not bound while no router consumes it, so that router still gets every package."""
+    await _directory(hub)
+    connection = await aio_pika.connect(hub.settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        for gid in ("vpcp", "bo-tai-chinh", "lgsp-nghean"):
+            await channel.queue_delete(topology.intake_queue(gid))
+        await hub.pool.execute("DELETE FROM intake_queues")
+        got: asyncio.Queue[aio_pika.abc.AbstractIncomingMessage] = asyncio.Queue()
+        old_router = await channel.get_queue(topology.ROUTER_IN)
+        await old_router.consume(got.put)  # the earlier version: lt.router.in only
+        async with hub.pool.acquire() as conn:
+            await reconcile_intake(hub.settings, conn)  # lienthong topology apply
+        async with hub.client("vpcp") as vpcp:
+            await vpcp.send(edoc(G22, [G12], number="1")[1], wait=False)
+        message = await asyncio.wait_for(got.get(), 10)
+        assert message.routing_key == G22
+        assert await queue_depth(hub, topology.intake_queue("vpcp")) == 0
+        assert await hub.pool.fetchval("SELECT count(*) FROM intake_bindings") == 0
