@@ -19,6 +19,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
+from bench.relay import intake_queues_now
 from router import topology
 from router.settings import Settings
 
@@ -31,7 +32,9 @@ async def main() -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    connection = await aio_pika.connect(Settings.from_env().amqp_url)
+    settings = Settings.from_env()
+    queues = await intake_queues_now(settings)
+    connection = await aio_pika.connect(settings.amqp_url)
     async with connection:
         consume = await connection.channel()
         await consume.set_qos(prefetch_count=400)
@@ -39,7 +42,8 @@ async def main() -> None:
         deliver = await publish.get_exchange(topology.DELIVER)
         receipts = await publish.get_exchange(topology.RECEIPTS)
         inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
-        await (await consume.get_queue(topology.ROUTER_IN)).consume(inbox.put)
+        for name in queues:  # batches in delivery order: one multiple ack is right
+            await (await consume.get_queue(name)).consume(inbox.put)
         while not stop.is_set():
             try:
                 batch = [await asyncio.wait_for(inbox.get(), 0.5)]

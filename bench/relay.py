@@ -20,14 +20,16 @@ import json
 import signal
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import aio_pika
+import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
 
 from adapters.endpoints import connect_first
 from router import topology
+from router.directory import intake_queues
 from router.settings import Settings
 
 __all__ = ["relay"]
@@ -41,9 +43,22 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+async def intake_queues_now(settings: Settings) -> list[str]:
+    """The intake queues the routers would consume now (lt.router.in and every gateway's):
+    a relay takes from all of them, in delivery order."""
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        listed = await intake_queues.consumed_queues(conn)
+    finally:
+        await conn.close()
+    return [name for name, draining in listed.items() if not draining]
+
+
 async def relay(amqp_url: str, stop: asyncio.Event, *, batch_size: int = 200,
-                batch_wait_ms: int = 20) -> int:
-    """Relay until ``stop`` is set; returns the number of messages relayed."""
+                batch_wait_ms: int = 20, queues: Sequence[str] = (topology.ROUTER_IN,)) -> int:
+    """Relay until ``stop`` is set; returns the number of messages relayed. One ack with
+    ``multiple=True`` per batch is right across ``queues``: batches are taken in delivery
+    order."""
     connection = await connect_first(amqp_url, timeout=30)  # a cluster: its first node
     relayed = 0
     async with connection:
@@ -57,8 +72,8 @@ async def relay(amqp_url: str, stop: asyncio.Event, *, batch_size: int = 200,
         async def on_message(message: AbstractIncomingMessage) -> None:
             inbox.put_nowait(message)
 
-        queue = await consume.get_queue(topology.ROUTER_IN)
-        await queue.consume(on_message)
+        for name in queues:
+            await (await consume.get_queue(name)).consume(on_message)
         while not stop.is_set():
             try:
                 first = await asyncio.wait_for(inbox.get(), timeout=0.5)
@@ -112,7 +127,7 @@ async def _main() -> None:
     settings = Settings.from_env()
     await relay(
         settings.amqp_url, stop, batch_size=settings.batch_size,
-        batch_wait_ms=settings.batch_wait_ms,
+        batch_wait_ms=settings.batch_wait_ms, queues=await intake_queues_now(settings),
     )
 
 

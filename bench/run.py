@@ -306,6 +306,9 @@ class _Bench:
         self.by_id = {g.id: g for g in env.gateways}
         self.inboxes = [topology.inbox_queue(g.id) for g in env.gateways]
         self.receipt_queues = [topology.receipts_queue(g.id) for g in env.gateways]
+        # where submitted packages wait: lt.router.in and every gateway's intake queue
+        self.intake = [topology.ROUTER_IN,
+                       *(topology.intake_queue(g.id) for g in env.gateways)]
         self.groups: list[ProcessGroup] = []
         self.profilers: list[Profiler] = []
         self._tag_n = 0
@@ -352,14 +355,19 @@ class _Bench:
                     "lt-bench-notify": s.notify or ""})
                 for s in subs[k:k + chunk]
             ))
-        depth = (await self.traffic.depths([topology.ROUTER_IN]))[topology.ROUTER_IN]
+        depth = await self.waiting()
         if depth != len(subs):
-            raise BenchError(f"pre-filled {len(subs)} packages but lt.router.in holds {depth}")
+            raise BenchError(f"pre-filled {len(subs)} packages but the intake queues hold "
+                             f"{depth}")
+
+    async def waiting(self) -> int:
+        """Packages waiting for routers, in every intake queue."""
+        return sum((await self.traffic.depths(self.intake)).values())
 
     async def drain(self, kind: Kind, n: int, subs: Sequence[_Submission],
                     profile: Path | None = None) -> _Drain:
         """Pre-fill, start ``n`` processes, time until every copy and receipt is queued."""
-        await self.traffic.purge([*self.inboxes, *self.receipt_queues, topology.ROUTER_IN])
+        await self.traffic.purge([*self.inboxes, *self.receipt_queues, *self.intake])
         await self.prefill(subs)
         want_inbox: Counter[str] = Counter()
         want_receipts: Counter[str] = Counter()
@@ -402,7 +410,7 @@ class _Bench:
 
     async def _wait_consumers(self, group: ProcessGroup, n: int) -> None:
         deadline = time.monotonic() + 60
-        while await self.traffic.consumers(topology.ROUTER_IN) < n:
+        while min((await self.traffic.consumers_of(self.intake)).values()) < n:
             self._check_alive(group)
             if time.monotonic() > deadline:
                 raise BenchError(f"{group.kind} did not start consuming in 60 s "
@@ -424,7 +432,7 @@ class _Bench:
             if now >= next_memory:
                 group.memory()
                 next_memory = now + 0.5
-            left = (await self.traffic.depths([topology.ROUTER_IN]))[topology.ROUTER_IN]
+            left = await self.waiting()
             done = 0
             if left == 0:
                 depths = await self.traffic.depths([*self.receipt_queues, *self.inboxes])
@@ -464,7 +472,7 @@ class _Bench:
     async def latency(self, n: int) -> dict[str, Any]:
         cfg = self.config
         self.say(f"router ×{n}: {cfg.rate:.0f} packages/s offered for {cfg.duration:.0f} s")
-        await self.traffic.purge([*self.inboxes, *self.receipt_queues, topology.ROUTER_IN])
+        await self.traffic.purge([*self.inboxes, *self.receipt_queues, *self.intake])
         # documents are at most every package; in steady state a quarter of them
         docs = self.documents(int(cfg.rate * cfg.duration) + 1)
         by_doc = {d.document_id: d for d in docs}

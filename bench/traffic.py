@@ -148,15 +148,22 @@ class Traffic:
 
     async def depths(self, names: Sequence[str]) -> dict[str, int]:
         """Ready messages per queue (exact, from passive declares)."""
-        async def declare(ch: AbstractChannel, name: str) -> int:
-            ok = await ch.queue_declare(name, passive=True)
-            return int(ok.message_count or 0)
-
-        return dict(zip(names, await self._spread(names, declare), strict=True))
+        return await self._declared(names, "message_count")
 
     async def consumers(self, name: str) -> int:
         ok = await self._observers[0].queue_declare(name, passive=True)
         return int(ok.consumer_count or 0)
+
+    async def consumers_of(self, names: Sequence[str]) -> dict[str, int]:
+        """Consumers per queue (from passive declares)."""
+        return await self._declared(names, "consumer_count")
+
+    async def _declared(self, names: Sequence[str], count: str) -> dict[str, int]:
+        async def declare(ch: AbstractChannel, name: str) -> int:
+            ok = await ch.queue_declare(name, passive=True)
+            return int(getattr(ok, count) or 0)
+
+        return dict(zip(names, await self._spread(names, declare), strict=True))
 
     async def purge(self, names: Sequence[str]) -> None:
         async def purge(ch: AbstractChannel, name: str) -> None:

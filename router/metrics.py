@@ -55,6 +55,8 @@ __all__ = [
     "GATEWAY_OLDEST",
     "GATEWAY_QUEUE_DEPTH",
     "GAUGES_REFRESHED",
+    "INTAKE_HELD_BYTES",
+    "INTAKE_PAUSES",
     "NOT_ARRIVED",
     "OUTAGE_WAITS",
     "OVERDUE",
@@ -123,7 +125,8 @@ DELIVERIES = Gauge(
 )
 GATEWAY_QUEUE_DEPTH = Gauge(
     "lienthong_gateway_queue_depth",
-    "Messages in a gateway's queue (ready + unacknowledged)",
+    "Messages in a gateway's queue (ready + unacknowledged): inbox, receipts, or intake "
+    "(what it submitted, waiting for the routers)",
     ["gateway", "queue"],
 )
 GATEWAY_CONSUMERS = Gauge(
@@ -157,6 +160,15 @@ OUTAGE_WAITS = Counter(
     "lienthong_router_outage_waits_total",
     "Batches held and tried again while the broker refused or a service was away",
     ["cause"],
+)
+INTAKE_PAUSES = Counter(
+    "lienthong_router_intake_pauses_total",
+    "Times a router stopped taking from its intake queues: it held more unacknowledged "
+    "bytes than LIENTHONG_INFLIGHT_MAX_BYTES",
+)
+INTAKE_HELD_BYTES = Gauge(
+    "lienthong_router_intake_held_bytes",
+    "Bytes of packages a router holds unacknowledged (waiting for a batch or in one)",
 )
 PUBLISH_CHANNEL_RENEWALS = Counter(
     "lienthong_router_channel_renewals_total",

@@ -195,9 +195,17 @@ class Settings:
         kind="int", low=1024 * 1024, high=4 * 1024**3)
     inflight_max_bytes: int = _var(
         "LIENTHONG_INFLIGHT_MAX_BYTES", 2 * 1024**3,
-        "bytes a router may hold unacknowledged: its prefetch is this divided by the broker's "
-        "maximum message size (at least 2, at most 2 x batch size); 1 MiB to 64 GiB",
+        "bytes a router may hold unacknowledged: its prefetch on each intake queue is this "
+        "divided by the broker's maximum message size (at least 2, at most 2 x batch size), "
+        "and it stops taking from every intake queue while it holds more than this; it holds "
+        "at most this plus what the queues had already sent when it stopped (at most one "
+        "prefetch per queue with messages waiting); 1 MiB to 64 GiB",
         kind="int", low=1024 * 1024, high=64 * 1024**3)
+    intake_refresh_seconds: float = _var(
+        "LIENTHONG_INTAKE_REFRESH_SECONDS", 10.0,
+        "how often a router starts consuming gateways' new intake queues and one router "
+        "reconciles their bindings with the directory; 0.1 to 3600",
+        kind="float", low=0.1, high=3600)
     receipts_max_length: int = _var(
         "LIENTHONG_RECEIPTS_MAX_LENGTH", 10_000,
         "a gateway's receipts queue keeps at most this many receipts (policy "

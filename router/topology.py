@@ -4,7 +4,14 @@ r"""The AMQP topology of the axis, declared idempotently.
 name                   type    role
 =====================  ======  =====================================================
 lt.submit              topic   gateways publish here; routing key = sender agency code
-lt.router.in           quorum  bound to lt.submit with ``#``; routers consume it
+lt.intake              topic   bound from lt.submit with ``#`` (exchange to exchange);
+                               alternate exchange lt.intake.other
+lt.router.in.<id>      quorum  a gateway's intake queue, bound on lt.intake with the keys
+                               its topic permission admits (router.directory.intake);
+                               routers consume every intake queue, fairly
+lt.intake.other        fanout  alternate exchange of lt.intake: keys no gateway's intake
+                               queue is bound for
+lt.router.in           quorum  bound to lt.intake.other; routers consume it
 lt.deliver             direct  routers publish copies; key = recipient gateway id
 lt.receipts            direct  routers publish receipts and events; key = gateway id
 lt.gw.<id>.inbox       quorum  a gateway's documents and status packages
@@ -28,6 +35,33 @@ lt.transfer            quorum  bound to lt.replay (key ``transfer``): large pack
 lt.transfer.chunks     quorum  bound to lt.replay (key ``chunk``): the chunks of uploads
 =====================  ======  =====================================================
 
+Intake queues are a fairness measure only: one gateway's burst waits in its own queue
+while routers take from every queue in turn. Correctness never depends on the bindings (a
+package in any intake queue is routed the same way; who sent it is the AMQP ``user_id``);
+a gateway whose keys overlap another's has no intake queue of its own (its packages reach
+``lt.router.in``), so one gateway's packages are always in one queue, in order.
+
+Upgrading a running hub (``lienthong topology apply``, :func:`declare_core`), in this
+order, so no package is lost:
+
+====  ==========================================================================
+step  what
+====  ==========================================================================
+1     declare lt.intake.other, bind lt.router.in to it; declare lt.intake (its
+      alternate exchange lt.intake.other)
+2     bind lt.intake to lt.submit with ``#``: from now on a package reaches
+      lt.router.in twice (the old binding and the new path)
+3     unbind lt.router.in from lt.submit: once again one copy. A package published
+      between 2 and 3 is routed twice; the ledger's dedup makes the second a
+      ``duplicate`` (the same as a gateway sending it again), never a loss
+4     gateways' intake queues are declared, and bound only once a router consumes
+      them (router.directory.intake_queues): routers of the earlier version, which
+      consume lt.router.in alone, go on routing everything until new ones start
+====  ==========================================================================
+
+``lt.submit`` keeps its arguments (its alternate exchange ``lt.unroutable`` cannot be
+changed in place; with ``#`` to lt.intake it is never used any more).
+
 ``lt.deliver`` has no alternate exchange on purpose: routers publish copies with
 ``mandatory`` and learn at once, from the broker's return, that a recipient's inbox is
 missing; the delivery is then marked undeliverable in the ledger.
@@ -40,8 +74,9 @@ live queues, without deleting anything:
 =====================  ==============================  ==================================
 policy                 pattern                         definition
 =====================  ==============================  ==================================
-lt-router-in           ``^lt\.router\.in$``            delivery-limit (setting), dead
-                                                       letters to lt.dead at least once
+lt-router-in           ``^lt\.router\.in(\..+)?$``    delivery-limit (setting), dead
+                                                       letters to lt.dead at least once;
+                                                       lt.router.in and every intake queue
 lt-gateway-inbox       ``^lt\.gw\..+\.inbox$``         the same, for every inbox
 lt-parking             ``^lt\.parking$``               delivery-limit 10, dead letters to
                                                        lt.quarantine: a parked message that
@@ -79,6 +114,8 @@ from schemas.wire_names import (  # the names are the contract's, shared with th
     DELIVER,
     DIRECTORY,
     DIRECTORY_KEY,
+    INTAKE,
+    INTAKE_OTHER,
     PARKING,
     QUARANTINE,
     RECEIPTS,
@@ -91,6 +128,8 @@ from schemas.wire_names import (  # the names are the contract's, shared with th
     SUBMIT,
     UNROUTABLE,
     inbox_queue,
+    intake_queue,
+    is_intake_queue,
     receipts_queue,
 )
 
@@ -104,6 +143,8 @@ __all__ = [
     "DELIVER",
     "DIRECTORY",
     "DIRECTORY_KEY",
+    "INTAKE",
+    "INTAKE_OTHER",
     "PARKING",
     "QUARANTINE",
     "RECEIPTS",
@@ -119,8 +160,11 @@ __all__ = [
     "apply_policies",
     "declare_core",
     "declare_gateway",
+    "declare_intake_queue",
     "delete_gateway_queues",
     "inbox_queue",
+    "intake_queue",
+    "is_intake_queue",
     "policies",
     "receipts_queue",
 ]
@@ -165,7 +209,7 @@ def policies(
         "overflow": "reject-publish",  # what at-least-once dead-lettering requires
     }
     return [
-        Policy("lt-router-in", r"^lt\.router\.in$",
+        Policy("lt-router-in", r"^lt\.router\.in(\..+)?$",
                {"delivery-limit": delivery_limit, **dead_letters}),
         Policy("lt-gateway-inbox", r"^lt\.gw\..+\.inbox$",
                {"delivery-limit": GATEWAY_DELIVERY_LIMIT, **dead_letters}),
@@ -233,7 +277,16 @@ async def declare_core(channel: AbstractChannel) -> None:
         SUBMIT, ExchangeType.TOPIC, durable=True, arguments={"alternate-exchange": UNROUTABLE}
     )
     router_in = await _quorum_queue(channel, ROUTER_IN)
-    await router_in.bind(submit, routing_key="#")
+    # gateways' intake queues on lt.intake; what none takes reaches lt.router.in. The
+    # order keeps a running hub's packages (see the upgrade table above): the new path
+    # first, then the old binding goes
+    other = await channel.declare_exchange(INTAKE_OTHER, ExchangeType.FANOUT, durable=True)
+    await router_in.bind(other)
+    intake = await channel.declare_exchange(
+        INTAKE, ExchangeType.TOPIC, durable=True, arguments={"alternate-exchange": INTAKE_OTHER}
+    )
+    await intake.bind(submit, routing_key="#")
+    await router_in.unbind(submit, routing_key="#")
 
     await channel.declare_exchange(DELIVER, ExchangeType.DIRECT, durable=True)
     await channel.declare_exchange(
@@ -264,6 +317,11 @@ async def declare_gateway(channel: AbstractChannel, gateway_id: str) -> None:
     await inbox.bind(deliver, routing_key=gateway_id)
     rq = await _quorum_queue(channel, receipts_queue(gateway_id))
     await rq.bind(receipts, routing_key=gateway_id)
+
+
+async def declare_intake_queue(channel: AbstractChannel, gateway_id: str) -> AbstractQueue:
+    """Declare a gateway's intake queue (unbound: router.directory.intake binds it)."""
+    return await _quorum_queue(channel, intake_queue(gateway_id))
 
 
 async def delete_gateway_queues(channel: AbstractChannel, gateway_id: str) -> None:

@@ -35,6 +35,8 @@ __all__ = [
     "DIRECT_REPLY",
     "GATEWAY_QUEUE_PREFIX",
     "HUB_APP_ID",
+    "INTAKE",
+    "INTAKE_OTHER",
     "PACKAGE_CONTENT_TYPE",
     "PACKAGE_TYPES",
     "PARKING",
@@ -57,13 +59,18 @@ __all__ = [
     "AmqpType",
     "Header",
     "inbox_queue",
+    "intake_queue",
+    "is_intake_queue",
     "receipt_message_type",
     "receipts_queue",
 ]
 
 # exchanges and queues ------------------------------------------------------------------
 SUBMIT: Final = "lt.submit"  # topic exchange; gateways publish here
-ROUTER_IN: Final = "lt.router.in"  # the routers' queue, bound to lt.submit with '#'
+# the routers' queue for what no gateway's intake queue takes (lt.intake's alternate)
+ROUTER_IN: Final = "lt.router.in"
+INTAKE: Final = "lt.intake"  # topic exchange bound from lt.submit ('#'): gateways' intake
+INTAKE_OTHER: Final = "lt.intake.other"  # fanout: lt.intake's alternate, to lt.router.in
 DELIVER: Final = "lt.deliver"  # direct exchange: copies, key = recipient gateway id
 RECEIPTS: Final = "lt.receipts"  # direct exchange: receipts and events, key = gateway id
 DEAD: Final = "lt.dead"  # fanout: dead letters of lt.router.in and of every inbox
@@ -94,6 +101,17 @@ GATEWAY_QUEUE_PREFIX: Final = "lt.gw."
 def inbox_queue(gateway_id: str) -> str:
     """A gateway's inbox: the copies of documents and status packages sent to it."""
     return f"{GATEWAY_QUEUE_PREFIX}{gateway_id}.inbox"
+
+
+def intake_queue(gateway_id: str) -> str:
+    """A gateway's intake queue: what it submits, waiting for the routers (bound on
+    ``lt.intake`` with the keys its topic permission admits)."""
+    return f"{ROUTER_IN}.{gateway_id}"
+
+
+def is_intake_queue(name: str) -> bool:
+    """``lt.router.in`` or a gateway's intake queue."""
+    return name == ROUTER_IN or name.startswith(f"{ROUTER_IN}.")
 
 
 def receipts_queue(gateway_id: str) -> str:

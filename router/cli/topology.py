@@ -9,6 +9,7 @@ from router import topology as topo
 from router.broker_admin import BrokerAdmin
 from router.cli._services import connect_db, run_async
 from router.directory import lookup
+from router.directory.provision import reconcile_intake
 from router.directory.registry import sync_gateway_permissions
 from router.settings import Settings
 
@@ -41,9 +42,11 @@ def apply_cmd() -> None:
             async with BrokerAdmin(settings.management_url) as admin:
                 for gid in ids:
                     await sync_gateway_permissions(conn, admin, settings.vhost, gid)
+            await topo.apply(settings, ids)
+            # gateways' intake queues bound with the keys their permissions admit
+            await reconcile_intake(settings, conn)
         finally:
             await conn.close()
-        await topo.apply(settings, ids)
         click.echo(f"topology applied in vhost {settings.vhost!r}: core + {len(ids)} gateways; "
                    f"delivery limit of {topo.ROUTER_IN}: {settings.delivery_limit} "
                    f"(policy lt-router-in); receipts queues keep at most "

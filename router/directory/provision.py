@@ -11,11 +11,14 @@ import asyncpg
 
 from router import amqp, topology
 from router.broker_admin import BrokerAdmin
+from router.directory import intake_queues
 from router.directory import registry as directory
 from router.directory.registry import GatewayCredentials
+from router.ledger import Conn
 from router.settings import Settings
 
-__all__ = ["GatewaySpec", "ensure_core", "provision_gateway", "provision_gateways"]
+__all__ = ["GatewaySpec", "ensure_core", "provision_gateway", "provision_gateways",
+           "reconcile_intake"]
 
 
 async def ensure_core(settings: Settings, admin: BrokerAdmin) -> None:
@@ -47,18 +50,21 @@ async def provision_gateway(
     async with connection:
         channel = await connection.channel()
         await topology.declare_gateway(channel, gateway_id)
-    return await directory.add_gateway(
-        conn,
-        admin,
-        settings.vhost,
-        gateway_id,
-        name=name,
-        kind=kind,
-        serves=serves,
-        password=password,
-        user_prefix=settings.amqp_user_prefix,
-        actor=actor,
-    )
+        creds = await directory.add_gateway(
+            conn,
+            admin,
+            settings.vhost,
+            gateway_id,
+            name=name,
+            kind=kind,
+            serves=serves,
+            password=password,
+            user_prefix=settings.amqp_user_prefix,
+            actor=actor,
+        )
+        # its intake queue, if it gets one
+        await intake_queues.reconcile(conn, channel, wait=True)
+    return creds
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,4 +110,13 @@ async def provision_gateways(
             )
 
     creds = await asyncio.gather(*(account(s) for s in specs))
+    async with pool.acquire() as conn:
+        await reconcile_intake(settings, conn)
     return {c.gateway_id: c for c in creds}
+
+
+async def reconcile_intake(settings: Settings, conn: Conn) -> None:
+    """The gateways' intake queues and bindings, in line with the directory now."""
+    connection = await amqp.connect(settings, "intake-queues", robust=False)
+    async with connection:
+        await intake_queues.reconcile(conn, await connection.channel(), wait=True)

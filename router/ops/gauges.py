@@ -64,12 +64,13 @@ class GaugeRefresher:
             current.add(gid)
             metrics.GATEWAY_QUEUE_DEPTH.labels(gid, "inbox").set(g.inbox.messages)
             metrics.GATEWAY_QUEUE_DEPTH.labels(gid, "receipts").set(g.receipts.messages)
+            metrics.GATEWAY_QUEUE_DEPTH.labels(gid, "intake").set(g.intake.messages)
             metrics.GATEWAY_CONSUMERS.labels(gid).set(
                 g.inbox.consumers if g.inbox_present else 0
             )
             metrics.GATEWAY_OLDEST.labels(gid).set(g.oldest_waiting_seconds or 0.0)
         for gone in self._gateways - current:
-            for queue in ("inbox", "receipts"):
+            for queue in ("inbox", "receipts", "intake"):
                 _remove(metrics.GATEWAY_QUEUE_DEPTH, gone, queue)
             _remove(metrics.GATEWAY_CONSUMERS, gone)
             _remove(metrics.GATEWAY_OLDEST, gone)

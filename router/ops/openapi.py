@@ -138,6 +138,9 @@ def openapi_document() -> dict[str, Any]:
                         "publish_rate": {"type": "number", "description": "msg/s into inbox"},
                         "deliver_rate": {"type": "number", "description": "msg/s to consumer"},
                         "receipts_depth": {"type": "integer"},
+                        "intake_depth": {"type": "integer", "description":
+                                         "packages it submitted waiting in its intake "
+                                         "queue lt.router.in.<id> for the routers"},
                         "oldest_waiting_seconds": {"type": ["number", "null"]},
                         "oldest_unarrived_seconds": {"type": ["number", "null"]},
                         "last_seen": _TIME_OR_NULL,

@@ -4,10 +4,12 @@ Read from the broker (the management API's queue snapshot the gateway table alre
 plus its nodes' alarms) and from the ledger through indexes only, never a scan of every
 delivery:
 
-- routers alive: consumers of ``lt.router.in``; its depth and how long its oldest message
-  has waited (``head_message_timestamp`` when the broker gives it, which it does only for
-  messages carrying an AMQP timestamp on a classic queue; otherwise how long the queue has
-  been seen non-empty without a break — an upper bound, ``oldest_source`` says which);
+- routers alive: consumers of ``lt.router.in``; the depth of every intake queue together
+  (``lt.router.in`` and the gateways' ``lt.router.in.<id>``) and how long the oldest
+  message among them has waited (``head_message_timestamp`` when the broker gives it,
+  which it does only for messages carrying an AMQP timestamp on a classic queue;
+  otherwise how long they have been seen non-empty without a break — an upper bound,
+  ``oldest_source`` says which);
 - unroutable (``lt.unroutable``) and parked (ledger + ``lt.parking``) counts;
 - received → inbox latency p50/p99 over the last ``window`` (deliveries created then:
   ``created_at`` is when the router recorded the package, ``queued_at`` when its copy was
@@ -118,16 +120,20 @@ class HubWatch:
             self.admin.request("GET", "/nodes?columns=name,mem_alarm,disk_free_alarm"),
             self._ledger(today, now - self.thresholds.latency_window),
         )
-        router_in = queues.get(topology.ROUTER_IN) or {}
-        depth = int(router_in.get("messages") or 0)
-        consumers = int(router_in.get("consumers") or 0)
+        # waiting for the routers: lt.router.in and every gateway's intake queue (each
+        # router consumes them all, lt.router.in first: its consumers are the routers)
+        intake = [q for name, q in queues.items() if topology.is_intake_queue(name)]
+        depth = sum(int(q.get("messages") or 0) for q in intake)
+        consumers = int((queues.get(topology.ROUTER_IN) or {}).get("consumers") or 0)
         parked = int(row["parked"] or 0) + int(
             (queues.get(topology.PARKING) or {}).get("messages") or 0)
         unroutable = int((queues.get(topology.UNROUTABLE) or {}).get("messages") or 0)
         growing, parking_growing, since_nonempty = self.sample(depth, parked, time.monotonic())
         oldest, source = None, None
-        head = router_in.get("head_message_timestamp")
-        if depth and isinstance(head, int | float):
+        heads = [float(q["head_message_timestamp"]) for q in intake
+                 if q.get("messages") and isinstance(q.get("head_message_timestamp"), int | float)]
+        head = min(heads, default=None)
+        if depth and head is not None:
             oldest, source = max(0.0, now.timestamp() - float(head)), "broker"
         elif depth and since_nonempty is not None:
             oldest, source = since_nonempty, "since_nonempty"

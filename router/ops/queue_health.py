@@ -11,6 +11,10 @@ backlog        more than ``backlog`` messages wait in the inbox
 ok             otherwise
 =============  ==============================================================================
 
+A gateway's intake queue (``lt.router.in.<id>``: what it submitted, waiting for the
+routers) is shown beside (``intake_depth``); it does not change the gateway's health (the
+routers' own health is the overview's).
+
 "Oldest waiting" comes from the ledger (oldest ``queued_at`` among deliveries still in state
 ``queued``) and is reported only while the inbox holds messages: a gateway that took its
 copies but never answered 01 has nothing waiting, it has deliveries "not arrived" (reported
@@ -30,7 +34,7 @@ from urllib.parse import quote
 import asyncpg
 
 from router.broker_admin import BrokerAdmin
-from router.topology import inbox_queue, receipts_queue
+from router.topology import inbox_queue, intake_queue, receipts_queue
 
 __all__ = [
     "HEALTH_LABELS",
@@ -117,6 +121,7 @@ class GatewayHealth:
     oldest_unarrived_seconds: float | None
     last_seen: datetime | None
     health: str
+    intake: QueueStats = QueueStats()  # what it submitted, waiting for the routers
 
     def as_dict(self) -> dict[str, Any]:
         vi, en = HEALTH_LABELS[self.health]
@@ -133,6 +138,7 @@ class GatewayHealth:
             "publish_rate": round(self.inbox.publish_rate, 3),
             "deliver_rate": round(self.inbox.deliver_rate, 3),
             "receipts_depth": self.receipts.messages,
+            "intake_depth": self.intake.messages,
             "oldest_waiting_seconds": _round(self.oldest_waiting_seconds),
             "oldest_unarrived_seconds": _round(self.oldest_unarrived_seconds),
             "last_seen": self.last_seen.isoformat() if self.last_seen else None,
@@ -227,6 +233,8 @@ async def _join(
             inbox = QueueStats.from_api(raw_inbox) if raw_inbox else QueueStats()
             raw_receipts = queues.get(receipts_queue(gid))
             receipts = QueueStats.from_api(raw_receipts) if raw_receipts else QueueStats()
+            raw_intake = queues.get(intake_queue(gid))
+            intake = QueueStats.from_api(raw_intake) if raw_intake else QueueStats()
             unarrived = float(r["oldest"]) if r["oldest"] is not None else None
             waiting = unarrived if inbox.messages > 0 else None
             last_seen: datetime | None = r["last_consumer_at"]
@@ -252,6 +260,7 @@ async def _join(
                         oldest_waiting=waiting,
                         thresholds=thresholds,
                     ),
+                    intake=intake,
                 )
             )
         if record_presence and seen_now:

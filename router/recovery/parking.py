@@ -85,7 +85,7 @@ def classify(headers: dict[str, Any]) -> tuple[Reason, str, str | None]:
     queue = first.get("queue") or _plain(headers.get("x-first-death-queue"))
     why = first.get("reason") or _plain(headers.get("x-first-death-reason")) or "unknown"
     count = first.get("count")
-    if queue == topology.ROUTER_IN:
+    if topology.is_intake_queue(str(queue or "")):
         return Reason.POISON, f"{why} after {count} deliveries on {queue}", queue
     return Reason.UNDELIVERABLE, f"{why} by the gateway on {queue} (count {count})", queue
 

@@ -1,4 +1,10 @@
-"""The routing worker: consumes ``lt.router.in`` in batches and moves packages on.
+"""The routing worker: consumes the intake queues in batches and moves packages on.
+
+It consumes ``lt.router.in`` and every gateway's intake queue (``lt.router.in.<id>``,
+``router.directory.intake_queues``), new ones as they appear, and builds each batch across
+them in turn (``router.routing.sources``): one gateway's burst does not stand before
+another gateway's document. It stops taking deliveries while it holds more than
+``LIENTHONG_INFLIGHT_MAX_BYTES`` unacknowledged, and takes them again below.
 
 For each batch:
 
@@ -60,7 +66,7 @@ from aio_pika.abc import (
 
 from adapters import wire
 from router import amqp, ledger, metrics, topology
-from router.directory import agency_requests, feed
+from router.directory import agency_requests, feed, intake_queues
 from router.outbox import events as notifications
 from router.outbox import publish as publishing
 from router.outbox.outbox import Outbox
@@ -69,6 +75,7 @@ from router.recovery import deadlines, parking, replay
 from router.requests import RequestServer
 from router.routing import liveness
 from router.routing.batch import BatchPlan, BatchRouter, Copy, Incoming, OutgoingReceipt, derive_id
+from router.routing.sources import Sources
 from router.security import anchors, gateway_changes, posture
 from router.security.signature_gate import SignatureGate
 from router.settings import Settings
@@ -89,6 +96,11 @@ SUSPECT_GROUP = 16  # first retry after a crash: in groups this small
 PARK_AFTER = 3  # a message that took its router down alone this many times is parked
 START_RETRY_SECONDS = 1.0  # a start cut short by a lost node begins again after this
 PIPELINE_DEPTH = 2  # batches in flight at once (suspects: one, alone)
+RESUME_AT = 0.75  # deliveries stopped at the in-flight bytes budget resume below this share
+# while a burst shares the router with a quiet gateway, a batch routes in about this long
+# (what the quiet gateway's next document may wait for): its size follows the time
+# routing has taken per package lately
+SHARED_ROUTE_SECONDS = 0.03
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,14 +263,26 @@ class RouterWorker:
         self._receipts: AbstractExchange | None = None
         self._dead: AbstractExchange | None = None
         self._outbox: Outbox | None = None
-        self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        # what this router holds from its intake queues: one FIFO per queue, fair batches
+        self._sources: Sources[AbstractIncomingMessage] = Sources(
+            size=lambda m: len(m.body), tag=lambda m: (m.channel, m.delivery_tag or 0))
+        self._arrived = asyncio.Event()  # a message joined the sources
         self._hub_user = amqp.hub_user(settings)
         hub_signer(settings)  # an unusable key stops the worker now (unset: a warning)
         self._last_full = False
-        # a message taken from the inbox that did not fit in the batch's bytes
-        self._carry: AbstractIncomingMessage | None = None
         self._consuming = False
-        self._router_in: tuple[AbstractQueue, str] | None = None
+        self._intake_channel: AbstractChannel | None = None
+        self._intake: dict[str, tuple[AbstractQueue, str]] = {}  # queue -> consumer tag
+        self._paused = False  # holding more bytes than the budget: not consuming
+        self._refreshing: asyncio.Task[None] | None = None
+        self._wanted: set[str] = set()  # intake queues to consume (unless paused)
+        self._intake_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.peak_held_bytes = 0
+        # the route step of the batch handed on last: the next batch is taken once it is
+        # done (when it can route at once), so it is made of what waits then, fairly
+        self._routing: asyncio.Future[None] | None = None
+        self._route_each: float | None = None  # seconds per package routed, lately
         self._transfers: asyncpg.Pool | None = None  # large packages' own connections
         self._batches = 0
 
@@ -279,8 +303,7 @@ class RouterWorker:
             await transfers.close()
             return
         async with connection:
-            assert self._router_in is not None and self._outbox is not None
-            queue, tag = self._router_in
+            assert self._outbox is not None
             expiring = asyncio.create_task(expiry_loop(
                 transfers, self._blobs, self._outbox, every=self.settings.sweep_seconds,
                 stop=stop))
@@ -325,8 +348,7 @@ class RouterWorker:
                 expiring.cancel()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(transfers.close(), 10)
-                with contextlib.suppress(Exception):
-                    await queue.cancel(tag)
+                await self._stop_intake()
                 log.info("router.stopped", **self._stats_dict())
 
     async def _start(self, stop: asyncio.Event) -> AbstractRobustConnection | None:
@@ -414,14 +436,20 @@ class RouterWorker:
             await asyncio.wait_for(stop.wait(), seconds)
 
     async def _set_up(self, connection: AbstractRobustConnection) -> None:
-        """Channels, exchanges, the consumers of ``lt.router.in`` and ``lt.parking``, the
+        """Channels, exchanges, the consumers of the intake queues and ``lt.parking``, the
         replay and directory servers. Ready (``/readyz``) only once all of it is done."""
         consume = await connection.channel()
-        # in-flight bytes bounded: prefetch x the broker's maximum message size
+        # in-flight bytes bounded: prefetch x the broker's maximum message size on each
+        # intake queue (quorum queues have no per-channel prefetch), and no consumer at
+        # all while more than the budget is held (_hold_changed)
         await consume.set_qos(prefetch_count=self.settings.prefetch_count)
         await self._open_publishing(connection)
-        queue = await consume.get_queue(topology.ROUTER_IN)
-        self._router_in = (queue, await queue.consume(self._on_message))
+        self._intake_channel = consume
+        self._intake.clear()
+        await self._refresh_intake(connection)
+        if self._refreshing is not None:  # a start begun again: on this connection now
+            self._refreshing.cancel()
+        self._refreshing = asyncio.create_task(self._refresh_loop(connection))
         parking_channel = await connection.channel()
         await parking_channel.set_qos(prefetch_count=20)
         parking = await parking_channel.get_queue(topology.PARKING)
@@ -440,6 +468,88 @@ class RouterWorker:
         # fetches stream a chunk at a time on the transfers' own connections
         await RequestServer(self._transfers, [transfer.route()], prefetch=2).start(connection)
         self._consuming = True
+
+    # intake queues ----------------------------------------------------------------------
+    async def _refresh_intake(self, connection: AbstractRobustConnection) -> None:
+        """Reconcile the gateways' intake queues with the directory (one router at a time),
+        then consume every intake queue the ledger lists: gateways added since included,
+        draining ones (their gateway gone) only while they hold messages."""
+        channel = await connection.channel()
+        try:
+            async with self.pool.acquire() as conn:
+                await intake_queues.reconcile(conn, channel)
+                listed = await intake_queues.consumed_queues(conn)
+            wanted = {name for name, gone in listed.items() if not gone}
+            for name in (name for name, gone in listed.items() if gone):
+                counts = await intake_queues.queue_counts(channel, name)
+                if counts is not None and (counts[0] or self._sources.waiting(name)):
+                    wanted.add(name)  # else empty: left alone, deleted once long empty
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
+        self._wanted = wanted
+        await self._converge()
+
+    async def _refresh_loop(self, connection: AbstractRobustConnection) -> None:
+        every = self.settings.intake_refresh_seconds
+        while True:
+            await asyncio.sleep(every)
+            if connection.is_closed or not connection.connected.is_set():
+                continue  # the robust connection restores the consumers when it is back
+            try:
+                await self._refresh_intake(connection)
+            except Exception as exc:
+                log.warning("router.intake_refresh_failed", error=repr(exc))
+
+    async def _converge(self) -> None:
+        """Consume exactly the wanted intake queues, or none while paused."""
+        async with self._intake_lock:
+            channel = self._intake_channel
+            if channel is None:
+                return
+            target = set() if self._paused else self._wanted
+            for name in sorted(set(self._intake) - target):
+                queue, tag = self._intake.pop(name)
+                with contextlib.suppress(Exception):
+                    await queue.cancel(tag)
+            # lt.router.in last: a consumer there says this router takes from them all
+            for name in sorted(target - set(self._intake),
+                               key=lambda n: (n == topology.ROUTER_IN, n)):
+                queue = await channel.get_queue(name, ensure=False)
+                self._intake[name] = (queue, await queue.consume(
+                    functools.partial(self._on_message, source=name)))
+
+    def _hold_changed(self) -> None:
+        """Stop consuming above the in-flight bytes budget; consume again well below."""
+        held = self._sources.held_bytes
+        self.peak_held_bytes = max(self.peak_held_bytes, held)
+        metrics.INTAKE_HELD_BYTES.set(held)
+        budget = self.settings.inflight_max_bytes
+        pause = held > budget if not self._paused else held > budget * RESUME_AT
+        if pause != self._paused:
+            self._paused = pause
+            if pause:
+                metrics.INTAKE_PAUSES.inc()
+            log.info("router.intake_paused" if pause else "router.intake_resumed",
+                     held_bytes=held, budget=budget)
+            task = asyncio.get_running_loop().create_task(self._converge_now())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _converge_now(self) -> None:
+        """:meth:`_converge` for a pause or a resume; a failure (the connection going away
+        meanwhile) is logged: the next refresh converges again."""
+        try:
+            await self._converge()
+        except Exception as exc:
+            log.warning("router.intake_converge_failed", error=repr(exc))
+
+    async def _stop_intake(self) -> None:
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+        self._wanted = set()
+        with contextlib.suppress(Exception):
+            await self._converge()
 
     def health(self) -> dict[str, object]:
         """What the liveness endpoint shows (``router.routing.liveness``)."""
@@ -486,12 +596,20 @@ class RouterWorker:
             except Exception as exc:
                 log.error("router.sweep_failed", error=repr(exc))
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def _on_message(self, message: AbstractIncomingMessage, *,
+                          source: str = topology.ROUTER_IN) -> None:
+        self._sources.hold(message)
+        self._hold_changed()
         if not message.redelivered and upload_id_of(dict(message.headers or {})):
             # a large package's claim: checked aside first (router.transfer.claims)
-            self._claims.prepare(message, self._incoming(message), self._inbox.put_nowait)
+            self._claims.prepare(message, self._incoming(message),
+                                 functools.partial(self._wait_in, source))
             return
-        self._inbox.put_nowait(message)
+        self._wait_in(source, message)
+
+    def _wait_in(self, source: str, message: AbstractIncomingMessage) -> None:
+        self._sources.put(source, message, time.monotonic())
+        self._arrived.set()
 
     async def _on_parked(self, message: AbstractIncomingMessage) -> None:
         """Copy a dead-lettered message into the ledger for operators, then ack it.
@@ -548,38 +666,38 @@ class RouterWorker:
 
     async def _next_batch(self, stop: asyncio.Event) -> list[AbstractIncomingMessage]:
         """The next batch: up to ``batch_size`` messages and ``batch_max_bytes`` of bodies
-        (a single larger message goes alone); a message that does not fit waits for the
-        next batch."""
-        if self._carry is not None:
-            first, self._carry = self._carry, None
-        else:
+        (a single larger message goes alone), taken fairly across the intake queues
+        (``router.routing.sources``); what does not fit waits, first in its queue.
+
+        Taken only once the batch before it has routed (it could not route earlier: see
+        ``_Turn``): a document that arrives meanwhile from a quiet gateway goes into it
+        rather than wait behind one more batch of another gateway's burst."""
+        await asyncio.sleep(0)  # the batch handed on last starts (and says where it is)
+        if self._routing is not None and not self._routing.done():
+            await asyncio.wait([self._routing])
+        if not self._sources.waiting():
+            self._arrived.clear()
             try:
-                first = await asyncio.wait_for(self._inbox.get(), timeout=0.5)
+                await asyncio.wait_for(self._arrived.wait(), timeout=0.5)
             except TimeoutError:
                 return []
-        batch = [first]
-        size = len(first.body)
         # wait for more only under load (the previous batch was full): at low load a
         # package goes at once instead of waiting batch_wait_ms for company
-        wait = self.settings.batch_wait_ms / 1000 if self._last_full else 0.0
-        deadline = time.monotonic() + wait
-        while len(batch) < self.settings.batch_size:
-            try:
-                nxt = self._inbox.get_nowait()
-            except asyncio.QueueEmpty:
+        size, max_bytes = self.settings.batch_size, self.settings.batch_max_bytes
+        if self._last_full and self._sources.waiting() < size:
+            deadline = time.monotonic() + self.settings.batch_wait_ms / 1000
+            while self._sources.waiting() < size and not stop.is_set():
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or stop.is_set():
+                if remaining <= 0:
                     break
-                try:
-                    nxt = await asyncio.wait_for(self._inbox.get(), timeout=remaining)
-                except TimeoutError:
-                    break
-            if size + len(nxt.body) > self.settings.batch_max_bytes:
-                self._carry = nxt
-                break
-            batch.append(nxt)
-            size += len(nxt.body)
-        self._last_full = len(batch) >= self.settings.batch_size or self._carry is not None
+                self._arrived.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrived.wait(), timeout=remaining)
+        now = time.monotonic()
+        batch = self._sources.take(size, max_bytes, now)
+        if batch:
+            metrics.BATCH_PHASE_SECONDS.labels("wait").observe(self._sources.waited(batch, now))
+        self._last_full = len(batch) >= size or self._sources.waiting() > 0
         return batch
 
     # batches ---------------------------------------------------------------------------
@@ -588,6 +706,8 @@ class RouterWorker:
         turn: _Turn | None = None,
     ) -> None:
         """Route a batch; on an error nothing of it is lost: it goes back to the queue."""
+        if turn is not None:
+            self._routing = turn.done
         try:
             await self._handle(batch, previous, turn)
         except Exception as exc:
@@ -599,6 +719,8 @@ class RouterWorker:
         finally:
             if turn is not None and not turn.done.done():
                 turn.done.set_result(None)
+            self._sources.settle(batch)  # acked, returned or void: no longer held
+            self._hold_changed()
 
     async def _handle(
         self, messages: list[AbstractIncomingMessage],
@@ -637,11 +759,14 @@ class RouterWorker:
             if previous is not None:
                 await asyncio.wait([previous])
             self._claims.forget(fresh)  # this batch's own claims are settled by this ack
-            if self._claims.acked_together(fresh):
-                await fresh[-1].ack(multiple=True)
-            else:  # a claim delivered earlier is still being checked aside
-                for m in fresh:
-                    await m.ack()
+            # one ack with multiple=True covers every earlier delivery of the channel, of
+            # every intake queue: only up to the first one held outside this batch (a
+            # later batch's, one still waiting, a claim checked aside)
+            together, alone = self._sources.ack_split(fresh)
+            if together is not None:
+                await together.ack(multiple=True)
+            for m in alone:
+                await m.ack()
 
     async def _outlasting_outages(
         self,
@@ -731,6 +856,7 @@ class RouterWorker:
         finally:
             if turn is not None and not turn.done.done():
                 turn.done.set_result(None)
+        self._routed_in(time.perf_counter() - turned, len(incoming))
         await self._claims.settle(incoming, plan)
         route_done = time.perf_counter()
         states = await self._publish_copies(plan.copies)
@@ -756,6 +882,17 @@ class RouterWorker:
             plan.outcomes, plan.kinds, routed, queued, len(states) - queued,
             plan.rejection_reasons,
         )
+
+    def _routed_in(self, seconds: float, packages: int) -> None:
+        """A batch of ``packages`` routed in ``seconds``: the size of shared batches
+        follows (``SHARED_ROUTE_SECONDS``), between 8 and the batch size."""
+        if packages < 8:
+            return  # too few to say much about the time per package
+        each = seconds / packages
+        self._route_each = each if self._route_each is None else (
+            0.8 * self._route_each + 0.2 * each)
+        self._sources.shared = max(8, min(self.settings.batch_size,
+                                          int(SHARED_ROUTE_SECONDS / self._route_each)))
 
     def _count(self, plan: BatchPlan) -> None:
         s = self.stats

@@ -62,9 +62,8 @@ class Claims:
         # claims checked aside (prepare), by their AMQP message, until their batch takes them
         self._checked: dict[object, _Checked] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        # every claim taken aside, until its own batch acks or returns it: batches of later
-        # deliveries must not ack it with ``multiple=True`` meanwhile (see acked_together)
-        self._out: dict[object, int] = {}
+        # a claim checked aside is held by the router meanwhile (router.routing.sources):
+        # batches of later deliveries never ack it with ``multiple=True``
 
     def use(self, pool: asyncpg.Pool) -> None:
         """Check claims on ``pool`` (the router's transfer connections) from now on."""
@@ -75,7 +74,6 @@ class Claims:
         """Check a fresh claim aside (its chunks stream for seconds per GiB) and hand the
         message on with ``then`` when done, so the router's batches go on meanwhile. What
         cannot be checked now (PostgreSQL away) is checked again in its batch."""
-        self._out[message] = int(getattr(message, "delivery_tag", 0) or 0)
 
         async def check() -> None:
             try:
@@ -96,18 +94,6 @@ class Claims:
         """``messages`` are settled (acked, returned, or void with their channel)."""
         for m in messages:
             self._checked.pop(m, None)
-            self._out.pop(m, None)
-
-    def acked_together(self, messages: Sequence[object]) -> bool:
-        """Whether a batch of ``messages`` (in delivery order, none of them a claim still
-        out) may be acked with one ``multiple=True`` up to its last: not when a claim taken
-        aside with an earlier delivery tag is still out — that ack would take it too,
-        before it is routed (lost if the router then dies; its own ack later an unknown
-        delivery tag, which closes the channel). Then each message is acked alone."""
-        if not self._out:
-            return True
-        last = int(getattr(messages[-1], "delivery_tag", 0) or 0)
-        return not any(tag < last for tag in self._out.values())
 
     async def resolve(self, batch: Sequence[Incoming],
                       messages: Sequence[object] | None = None) -> None:

@@ -4,7 +4,8 @@ Routers run as processes against the local cluster (``make cluster``) with every
 listing all hosts; senders and recipients use the SDK the same way. While documents flow,
 one fault per test:
 
-(a) kill -9 the RabbitMQ node leading ``lt.router.in``, then bring it back;
+(a) kill -9 the RabbitMQ node leading a sender's intake queue (``lt.router.in.<gateway>``,
+    where its packages wait for the routers), then bring it back;
 (b) stop the RabbitMQ node leading the most gateway inboxes, then bring it back;
 (c) kill -9 the PostgreSQL primary (Patroni and postgres): the synchronous standby takes
     over; the old primary comes back as a standby.
@@ -77,8 +78,9 @@ async def _until_progress(counts: Counts, more: int, timeout: float) -> None:  #
 
 
 async def _settled(hub: Hub) -> bool:
-    """Nothing left in flight: the routers' queue and every inbox are empty."""
-    names = [topology.ROUTER_IN, *(topology.inbox_queue(g) for g in harness.RECIPIENTS)]
+    """Nothing left in flight: the intake queues and every inbox are empty."""
+    names = [topology.ROUTER_IN, *(topology.intake_queue(g) for g in harness.SENDERS),
+             *(topology.inbox_queue(g) for g in harness.RECIPIENTS)]
     depths = [await queue_depth(hub, n) for n in names]
     return not any(depths)
 
@@ -139,8 +141,10 @@ def _assert_goal(report: dict[str, float]) -> None:
 async def test_kill_the_node_leading_the_routers_queue(cluster_hub: Hub,
                                                        cluster: Cluster) -> None:
     async def fault(counts: Counts) -> None:
-        node = await _node_leading(cluster_hub, topology.ROUTER_IN)
-        print(f"  kill -9 node {node}, leader of {topology.ROUTER_IN}, holding "
+        # the senders' packages wait in their intake queues (lt.router.in.<gateway>)
+        queue = topology.intake_queue(next(iter(harness.SENDERS)))
+        node = await _node_leading(cluster_hub, queue)
+        print(f"  kill -9 node {node}, leader of {queue}, holding "
               f"{await _connections_on(cluster_hub, node)} connections", flush=True)
         await asyncio.to_thread(cluster.run, "rabbit-kill", str(node))
         try:

@@ -62,7 +62,7 @@ async def test_bench_runs_every_phase_and_delivers_every_package(
         phases = where["phases"]
         batches = phases["route"]["batches"]
         assert batches > 0
-        for phase in ("turn", "parse", "lookup", "record", "publish", "finish"):
+        for phase in ("wait", "turn", "parse", "lookup", "record", "publish", "finish"):
             assert phases[phase]["batches"] == batches, phase
             assert phases[phase]["mean_ms"] >= 0
         assert phases["record"]["mean_ms"] <= phases["route"]["mean_ms"]

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from adapters.errors import PublishRefused, SendFailed
+from router import topology
 from router.directory.registry import AgencyRow
 from router.settings import Settings
 from schemas import LienthongError, PackageRejected, Reason
@@ -39,7 +40,8 @@ async def test_sdk_refuses_a_package_over_the_limit_and_publishes_nothing(hub: H
         # the same client goes on sending
         _, body = edoc("000.00.00.G22", ["000.00.00.H41"])
         await vpcp.send(body, wait=False)
-    assert await queue_depth(hub, "lt.router.in") == 1  # only the good one
+    # only the good one, waiting in vpcp's intake queue
+    assert await queue_depth(hub, topology.intake_queue("vpcp")) == 1
 
 
 async def test_broker_refusal_is_an_error_with_a_reason_and_the_next_send_is_immediate(

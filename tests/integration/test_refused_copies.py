@@ -10,6 +10,7 @@ one run of the node-kill test. Here the inbox refuses for as long as a test poli
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import aio_pika
 import pytest
@@ -97,7 +98,7 @@ async def _policy_is(hub: Hub, name: str) -> bool:
 
 
 async def test_a_nacked_send_raises_and_the_same_client_sends_again(hub: Hub) -> None:
-    """The SDK side: a send RabbitMQ nacks (``lt.router.in`` refusing, as while it elects a
+    """The SDK side: a send RabbitMQ nacks (the intake queue refusing, as while it elects a
     leader) raises PublishNacked with its reason, and the client, on a new channel, sends
     the same message again once the queue takes messages."""
     await hub.add_gateway("s-nacked", serves=[SENDER])
@@ -105,16 +106,21 @@ async def test_a_nacked_send_raises_and_the_same_client_sends_again(hub: Hub) ->
     await hub.add_agencies([AgencyRow(SENDER, "Gửi"), AgencyRow(RECIPIENT, "Nhận")])
     vhost = hub.settings.vhost
     await hub.admin.put_policy(
-        vhost, "test-refuse-in", pattern=f"^{topology.ROUTER_IN}$".replace(".", r"\."),
+        vhost, "test-refuse-in", pattern=r"^lt\.router\.in(\..+)?$",
         definition={"max-length": 0, "overflow": "reject-publish"}, priority=100)
-    await eventually(lambda: _has_policy(hub, topology.ROUTER_IN, "test-refuse-in"),
-                     timeout=30, what="the refusing policy applied")
+    for queue in (topology.ROUTER_IN, topology.intake_queue("s-nacked")):
+        await eventually(functools.partial(_has_policy, hub, queue, "test-refuse-in"),
+                         timeout=30, what=f"the refusing policy applied to {queue}")
+    # a quorum queue refuses once past max-length: one filler in each intake queue
+    intake = (topology.ROUTER_IN, topology.intake_queue("s-nacked"))
     async with await aio_pika.connect(hub.settings.amqp_url) as conn:
         channel = await conn.channel()
-        await channel.default_exchange.publish(aio_pika.Message(b"filler"),
-                                               routing_key=topology.ROUTER_IN)
-    await eventually(lambda: queue_depth(hub, topology.ROUTER_IN), timeout=30,
-                     what="the filler queued")
+        for queue in intake:
+            await channel.default_exchange.publish(aio_pika.Message(b"filler"),
+                                                   routing_key=queue)
+    for queue in intake:
+        await eventually(functools.partial(queue_depth, hub, queue), timeout=30,
+                         what=f"the filler queued in {queue}")
     sender = hub.client("s-nacked", receipt_timeout=60)
     await sender.connect()
     try:
@@ -122,10 +128,12 @@ async def test_a_nacked_send_raises_and_the_same_client_sends_again(hub: Hub) ->
         with pytest.raises(PublishNacked) as err:
             await sender.send(body, message_id="nacked-1")
         assert err.value.reason is Reason.PUBLISH_NACKED
-        await hub.admin.request("DELETE", f"/queues/{vhost}/{topology.ROUTER_IN}/contents")
+        for queue in intake:
+            await hub.admin.request("DELETE", f"/queues/{vhost}/{queue}/contents")
         await hub.admin.request("DELETE", f"/policies/{vhost}/test-refuse-in")
-        await eventually(lambda: _lacks_policy(hub, topology.ROUTER_IN, "test-refuse-in"),
-                         timeout=30, what="the refusing policy gone")
+        for queue in intake:
+            await eventually(functools.partial(_lacks_policy, hub, queue, "test-refuse-in"),
+                             timeout=30, what=f"the refusing policy gone from {queue}")
         await hub.start_router()
         receipt = await sender.send(body, message_id="nacked-1")
         assert receipt is not None and receipt.type == "accepted", receipt

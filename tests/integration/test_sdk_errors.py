@@ -37,7 +37,7 @@ async def test_a_timed_out_send_is_resent_with_its_message_id(hub: Hub) -> None:
     await _directory(hub)
     _, body = edoc("000.00.00.G22", ["000.00.00.H41"])
     async with hub.client("vpcp", receipt_timeout=1.0) as gw:
-        # no router runs yet: the package waits in lt.router.in, no receipt comes
+        # no router runs yet: the package waits in its intake queue, no receipt comes
         with pytest.raises(ReceiptTimeout) as err:
             await gw.send(body)
         assert isinstance(err.value, TimeoutError)

@@ -319,7 +319,8 @@ async def test_a_file_waits_in_the_outbox_while_no_router_answers(
         doc, body = edoc(NGHEAN, [VPCP])
         _drop(root, "cho.edxml", body)
         deadline = time.monotonic() + 30
-        while await queue_depth(hub, "lt.router.in") < 2:  # sent, unanswered, sent again
+        # sent, unanswered, sent again (waiting in the gateway's intake queue)
+        while await queue_depth(hub, "lt.router.in.lgsp-nghean") < 2:
             assert time.monotonic() < deadline, "the watcher never sent the file"
             await asyncio.sleep(0.1)
         assert _names(root / "outbox", "") == ["cho.edxml"]  # neither sent nor failed

@@ -8,15 +8,18 @@ from typing import Any, cast
 
 from router.routing.intake import RouterWorker
 from router.settings import Settings
+from router.topology import ROUTER_IN
 
 MiB = 1024 * 1024
 
 
-@dataclass
+@dataclass(eq=False)
 class _Delivered:
-    """What the batch assembly looks at: a delivered message's body."""
+    """What the batch assembly looks at: a delivered message's body (and its place)."""
 
     body: bytes
+    delivery_tag: int
+    channel: str = "channel"
 
 
 def _worker(**settings: Any) -> RouterWorker:
@@ -24,8 +27,8 @@ def _worker(**settings: Any) -> RouterWorker:
 
 
 async def _batches(worker: RouterWorker, sizes: list[int]) -> list[list[int]]:
-    for n in sizes:
-        worker._inbox.put_nowait(cast(Any, _Delivered(b"x" * n)))
+    for tag, n in enumerate(sizes, start=1):
+        worker._wait_in(ROUTER_IN, cast(Any, _Delivered(b"x" * n, tag)))
     stop = asyncio.Event()
     out: list[list[int]] = []
     while len(out) < 20:

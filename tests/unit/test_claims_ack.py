@@ -1,6 +1,7 @@
 """A large package's claim is checked aside while later deliveries are routed; until its
 own batch settles it, no batch may ack it with ``multiple=True`` (it would be acked before
-it is routed: lost if the router then dies)."""
+it is routed: lost if the router then dies; its own ack later an unknown delivery tag,
+which closes the channel)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from router.routing.sources import Sources
 from router.transfer.claims import Claims
 from schemas import ParseLimits
 
@@ -24,6 +26,8 @@ class _Claim:
 
 
 async def test_later_batches_ack_one_by_one_while_an_earlier_claim_is_out() -> None:
+    held: Sources[_Delivery] = Sources(size=lambda m: 1,
+                                       tag=lambda m: ("channel", m.delivery_tag))
     claims = Claims(None, None, ParseLimits())  # type: ignore[arg-type]
     checking = asyncio.Event()
     release = asyncio.Event()
@@ -33,23 +37,30 @@ async def test_later_batches_ack_one_by_one_while_an_earlier_claim_is_out() -> N
         await release.wait()
 
     claims.resolve = slow_resolve  # type: ignore[method-assign]
-    handed: list[object] = []
     on = asyncio.Event()
 
-    def hand_on(message: object) -> None:
-        handed.append(message)
+    def hand_on(message: _Delivery) -> None:
+        held.put("lt.router.in", message)
         on.set()
 
+    first = _Delivery(1)
+    held.put("lt.router.in", first)
     claim = _Delivery(2)
+    held.hold(claim)  # delivered: held while it is checked aside
     claims.prepare(claim, _Claim(), hand_on)  # type: ignore[arg-type]
     await checking.wait()
-
-    assert claims.acked_together([_Delivery(1)])  # before the claim: one ack is fine
     later = [_Delivery(3), _Delivery(4), _Delivery(5)]
-    assert not claims.acked_together(later)  # would ack the claim too
+    for m in later:
+        held.put("lt.router.in", m)
+
+    assert held.take(1, 10**9) == [first]
+    assert held.ack_split([first]) == (None, [first])  # before the claim: acked alone
+    held.settle([first])
+    assert held.take(3, 10**9) == later
+    assert held.ack_split(later) == (None, later)  # one by one: the claim is out
     release.set()
     await asyncio.wait_for(on.wait(), 5)
-    assert handed == [claim]
-    assert not claims.acked_together(later)  # handed on, but not yet settled by its batch
-    claims.forget([claim, _Delivery(6)])  # its batch acked it
-    assert claims.acked_together(later)
+    assert held.ack_split(later) == (None, later)  # handed on, but not yet settled
+    assert held.take(3, 10**9) == [claim]
+    held.settle([claim])  # its batch acked it
+    assert held.ack_split(later) == (later[-1], [])
