@@ -39,26 +39,43 @@ def _worst_of(run: dict[str, Any], p: str) -> float | None:
     return max(values) if values else None
 
 
-def _latency_table(result: dict[str, Any]) -> Table:
-    """Every latency run, and where a batch's time went in it (the routers' metrics)."""
+def _latency_tables(result: dict[str, Any]) -> list[Table]:
+    """Per router count: every latency run, where a batch's time went in it (the routers'
+    own metrics) and who used the CPU meanwhile."""
     rate = result["config"].get("rate")
-    table = Table(title=f"latency at {_num(rate)} packages/s offered: every run, and where "
-                        "a batch's time goes (mean ms per batch; the routers' own metrics)",
-                  title_justify="left")
-    phases = ("wait", "turn", "route", "parse", "lookup", "record", "publish", "finish")
-    for col in ("routers", "run", "p50", "p95", "p99", "max", "batch size", *phases):
-        table.add_column(col, justify="right")
+    steps = (("wait", "wait"), ("turn", "turn"), ("route", "route"), ("parse", "· parse"),
+             ("lookup", "· lookup"), ("record", "· record"), ("publish", "publish"),
+             ("finish", "finish"))
+    kinds = (("routers", "routers"), ("rabbitmq", "RabbitMQ"), ("postgresql", "PostgreSQL"),
+             ("bench", "load generator"), ("other", "other"))
+    tables = []
     for run in result["runs"]:
-        for i, one in enumerate(_every(run), start=1):
-            where = one.get("where_time_goes") or {}
-            got = where.get("phases", {})
-            table.add_row(
-                str(run["routers"]), str(i),
-                *(_num(one.get(f"{p}_ms"), "{:.1f}") for p in ("p50", "p95", "p99", "max")),
-                _num(where.get("mean_batch_size"), "{:.1f}"),
-                *(_num(got.get(ph, {}).get("mean_ms"), "{:.2f}") for ph in phases),
-            )
-    return table
+        every = _every(run)
+        n = run["routers"]
+        table = Table(title=f"{n} router{'s' if n > 1 else ''}, {_num(rate)} packages/s "
+                            "offered: every latency run", title_justify="left")
+        table.add_column("")
+        for i in range(1, len(every) + 1):
+            table.add_column(f"run {i}", justify="right")
+        where = [one.get("where_time_goes") or {} for one in every]
+        cpu = [one.get("cpu") or {} for one in every]
+        table.add_row("p50 / p99 (ms)", *(f"{_num(one.get('p50_ms'), '{:.0f}')} / "
+                                          f"{_num(one.get('p99_ms'), '{:.0f}')}"
+                                          for one in every))
+        table.add_row("max (ms)", *(_num(one.get("max_ms"), "{:.0f}") for one in every))
+        table.add_row("packages per batch", *(_num(w.get("mean_batch_size"), "{:.1f}")
+                                              for w in where))
+        for key, label in steps:
+            table.add_row(f"{label} (mean ms per batch)",
+                          *(_num(w.get("phases", {}).get(key, {}).get("mean_ms"), "{:.1f}")
+                            for w in where))
+        for key, label in kinds:
+            table.add_row(f"CPU cores: {label}",
+                          *(_num(c.get("cores", {}).get(key), "{:.2f}") for c in cpu))
+        table.add_row("a task waited for a CPU (share of time)",
+                      *(_num(c.get("cpu_pressure_some"), "{:.0%}") for c in cpu))
+        tables.append(table)
+    return tables
 
 
 def _results_table(result: dict[str, Any]) -> Table:
@@ -156,7 +173,7 @@ def _profile_table(profile: dict[str, Any], top: int = 20) -> Table:
 def render(result: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
     parts: list[Any] = [_results_table(result), _workload_line(result),
-                        _latency_table(result)]
+                        *_latency_tables(result)]
     problems = [p for r in result["runs"]
                 for section in (r["raw_relay"]["edoc"], r["raw_relay"]["status"],
                                 r["router"]["edoc"], r["router"]["status"], r["latency"])

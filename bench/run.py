@@ -52,6 +52,8 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import asyncpg
 from aiormq.abc import DeliveredMessage
 
+from bench.cpu_shares import shares as cpu_shares
+from bench.cpu_shares import snapshot as cpu_snapshot
 from bench.phases import scrape as scrape_phases
 from bench.processes import Kind, ProcessGroup, ProcessMemory, Profiler, summarize_collapsed
 from bench.traffic import Traffic
@@ -531,6 +533,7 @@ class _Bench:
             # inboxes only: receipts are counted in their queues at the end (less CPU here)
             await self.traffic.consume(self.inboxes, on_message)
             start = time.monotonic()
+            cpu_before = cpu_snapshot()
             offered = 0
             next_doc = 0
             next_memory = 0.0
@@ -546,6 +549,8 @@ class _Bench:
                     next_memory = time.monotonic() + 0.5
                 await asyncio.sleep(0.004)
             window = time.monotonic() - start
+            # the CPU while the load was offered (the tail only drains what is left)
+            cpu = cpu_shares(cpu_before, cpu_snapshot(), routers=group.pids)
             # the tail: answer the last documents (same pace), then wait for everything
             tail_deadline = time.monotonic() + max(30.0, cfg.duration)
             tail_start, tail_offered = time.monotonic(), 0
@@ -602,6 +607,7 @@ class _Bench:
             "delivered_ok": not problems,
             "problems": problems,
             "where_time_goes": phases,
+            "cpu": cpu,
             "memory": [m.as_dict() for m in memory],
         }
 

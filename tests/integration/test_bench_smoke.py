@@ -66,9 +66,13 @@ async def test_bench_runs_every_phase_and_delivers_every_package(
             assert phases[phase]["batches"] == batches, phase
             assert phases[phase]["mean_ms"] >= 0
         assert phases["record"]["mean_ms"] <= phases["route"]["mean_ms"]
+        # who used the CPU meanwhile: the router did some work, RabbitMQ too
+        assert one["cpu"]["cores"]["routers"] > 0
+        assert one["cpu"]["cores"]["rabbitmq"] > 0
     out = io.StringIO()
     render(result, Console(file=out, width=200))
-    assert "where a batch's time goes" in out.getvalue()
+    assert "every latency run" in out.getvalue()
+    assert "CPU cores: RabbitMQ" in out.getvalue()
     assert "worst of 2 runs" in out.getvalue()
     # the router's ledger agrees: one delivery per copy, every one of them answered
     docs = await hub.pool.fetchval("SELECT count(*) FROM documents WHERE kind = 'edoc'")

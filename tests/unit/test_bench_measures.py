@@ -9,6 +9,7 @@ import click
 import pytest
 
 from bench.__main__ import _routers
+from bench.cpu_shares import Snapshot, shares, snapshot
 from bench.phases import summarize
 from bench.processes import read_cpu_seconds, read_memory, summarize_collapsed
 from bench.run import _percentiles
@@ -99,3 +100,26 @@ def test_where_time_goes_adds_up_the_routers_histograms() -> None:
     assert got["mean_batch_size"] == 3.0
     # 3 of 100 slower than 5 ms: the 99th percentile is in the next bucket
     assert summarize([router(0.5, 100, 3)])["phases"]["route"]["p99_ms_at_most"] == 10.0
+
+
+def test_cpu_shares_split_the_machine_by_kind_of_process() -> None:
+    before = Snapshot(100.0, {1: ("beam.smp", 10.0), 2: ("postgres", 5.0), 3: ("python", 1.0),
+                              4: ("python", 2.0), 9: ("sshd", 0.0)}, 1_000_000)
+    after = Snapshot(102.0, {1: ("beam.smp", 11.0), 2: ("postgres", 5.5), 3: ("python", 2.0),
+                             4: ("python", 2.4), 5: ("postgres", 0.5), 9: ("sshd", 0.1)},
+                     1_500_000)
+    got = shares(before, after, routers=[3], bench=4)
+    assert got["cores"] == {"bench": 0.2, "other": 0.05, "postgresql": 0.5,
+                            "rabbitmq": 0.5, "routers": 0.5}
+    assert got["total_cores"] == 1.75
+    assert got["cpu_pressure_some"] == 0.25  # 0.5 s of waiting in 2 s
+    # a pid reused by another program counts from zero, never negative
+    reused = Snapshot(102.0, {1: ("bash", 0.3)}, None)
+    assert shares(before, reused, routers=[])["cores"] == {"other": 0.15}
+    assert shares(before, reused, routers=[])["cpu_pressure_some"] is None
+
+
+def test_a_real_snapshot_sees_this_process() -> None:
+    snap = snapshot()
+    assert os.getpid() in snap.cpu
+    assert snap.cpu[os.getpid()][1] > 0
