@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 
 import aiormq
@@ -97,6 +98,12 @@ def bench(
         changes["routers"] = _routers(routers)
     config = BenchConfig.quick(**changes) if quick else BenchConfig(**changes)  # type: ignore[arg-type]
     console = Console(stderr=True)
+    # the bench's own log lines (provisioning 95 gateways, their intake queues) at the
+    # level of the routers it starts: the progress lines say what it is doing
+    from router.logs import configure_logging
+    from router.settings import Settings
+
+    configure_logging(Settings.from_env().bench_log_level, json=False, stream=sys.stderr)
 
     def progress(message: str) -> None:
         console.log(message)
