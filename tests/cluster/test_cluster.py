@@ -152,7 +152,7 @@ async def test_kill_the_node_leading_the_routers_queue(cluster_hub: Hub,
         finally:
             await asyncio.to_thread(cluster.run, "rabbit-start", str(node))
 
-    _assert_goal(await _run(cluster_hub, "kill -9 lt.router.in leader", fault))
+    _assert_goal(await _run(cluster_hub, "kill -9 a sender's intake queue leader", fault))
 
 
 async def test_stop_the_node_leading_most_inboxes(cluster_hub: Hub, cluster: Cluster) -> None:
