@@ -477,7 +477,15 @@ class RouterWorker:
         channel = await connection.channel()
         try:
             async with self.pool.acquire() as conn:
-                await intake_queues.reconcile(conn, channel)
+                try:
+                    await intake_queues.reconcile(conn, channel)
+                except aiormq.exceptions.ChannelNotFoundEntity as exc:
+                    # a hub upgraded without `topology apply`: no lt.intake exchange yet.
+                    # Everything still arrives in lt.router.in: route from there, say why
+                    log.error("router.intake_topology_missing", error=str(exc),
+                              hint="run `lienthong topology apply` (Chạy `lienthong topology "
+                                   "apply` để tạo hàng đợi tiếp nhận của từng cổng)")
+                    channel = await connection.channel()
                 listed = await intake_queues.consumed_queues(conn)
             wanted = {name for name, gone in listed.items() if not gone}
             for name in (name for name, gone in listed.items() if gone):

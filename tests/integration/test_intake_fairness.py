@@ -309,3 +309,27 @@ async def test_during_a_rolling_upgrade_routers_of_the_earlier_version_get_every
         assert message.routing_key == G22
         assert await queue_depth(hub, topology.intake_queue("vpcp")) == 0
         assert await hub.pool.fetchval("SELECT count(*) FROM intake_bindings") == 0
+
+
+async def test_a_router_started_before_topology_apply_routes_from_lt_router_in(
+        hub: Hub) -> None:
+    """Routers upgraded before `lienthong topology apply`: no lt.intake exchange yet. They
+    start (logging router.intake_topology_missing: run `lienthong topology apply`) and
+    route what arrives in lt.router.in, as before (they used to fail to start)."""
+    await _directory(hub)
+    connection = await aio_pika.connect(hub.settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.exchange_delete(topology.INTAKE)
+        await channel.exchange_delete(topology.INTAKE_OTHER)
+        for gid in ("vpcp", "bo-tai-chinh", "lgsp-nghean"):
+            await channel.queue_delete(topology.intake_queue(gid))
+        router_in = await channel.get_queue(topology.ROUTER_IN)
+        await router_in.bind(topology.SUBMIT, routing_key="#")
+    await hub.pool.execute("DELETE FROM intake_queues")
+    await hub.pool.execute("DELETE FROM intake_bindings")
+    await hub.start_router()
+    bodies = [edoc(G22, [G12], number=f"B{i}", attachment=None)[1] for i in range(10)]
+    await _send_all(hub, "vpcp", bodies)
+    await eventually(lambda: _count(hub, G22, len(bodies)), timeout=30,
+                     what="packages routed from lt.router.in")
