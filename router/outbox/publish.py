@@ -130,16 +130,21 @@ async def _publish_together(
               for m, key in items),
             return_exceptions=True,
         )
-    confirmations: list[Any] = []
+    confirmations: list[asyncio.Future[Any]] = []
+    failed: Exception | None = None
     try:
         async with channel.lock:
             for start, end in _chunks(items):
                 await _write_chunk(channel, exchange.name, items[start:end], mandatory,
                                    confirmations)
     except Exception as exc:
-        # what was written is confirmed (or refused) as usual; the rest failed here
-        confirmations += [exc] * (len(items) - len(confirmations))
-    return list(await asyncio.gather(*confirmations, return_exceptions=True))
+        failed = exc
+    # what was written is confirmed (or refused) as usual; the rest failed with the write
+    # (a connection lost midway: its channel's close rejects the confirmations it waits for)
+    outs = list(await asyncio.gather(*confirmations, return_exceptions=True))
+    if failed is not None:
+        outs += [failed] * (len(items) - len(outs))
+    return outs
 
 
 def _chunks(items: Sequence[tuple[Publishable, str]]) -> list[tuple[int, int]]:
@@ -160,7 +165,7 @@ async def _write_chunk(
     exchange: str,
     items: Sequence[tuple[Publishable, str]],
     mandatory: bool,
-    confirmations: list[Any],
+    confirmations: list[asyncio.Future[Any]],
 ) -> None:
     """One write of several messages, then their confirmations registered as
     ``Channel.basic_publish`` registers one (the channel lock is held by the caller)."""

@@ -446,6 +446,10 @@ class RouterWorker:
         await self._open_publishing(connection)
         self._intake_channel = consume
         self._intake.clear()
+        # the intake queues are consumed by name (get_queue without a declaration), so
+        # the robust connection does not restore their consumers: this does, once it has
+        # restored the channels after a broker restart or a lost node
+        connection.reconnect_callbacks.add(self._consume_again)
         await self._refresh_intake(connection)
         if self._refreshing is not None:  # a start begun again: on this connection now
             self._refreshing.cancel()
@@ -508,6 +512,18 @@ class RouterWorker:
                 await self._refresh_intake(connection)
             except Exception as exc:
                 log.warning("router.intake_refresh_failed", error=repr(exc))
+
+    async def _consume_again(self, _connection: object) -> None:
+        """After a reconnection: the consumers of the intake queues are gone with the old
+        channel; consume every wanted queue again on the restored one."""
+        async with self._intake_lock:
+            self._intake.clear()
+        try:
+            await self._converge()
+        except Exception as exc:  # the next refresh converges again
+            log.warning("router.intake_reconsume_failed", error=repr(exc))
+            return
+        log.info("router.intake_consuming_again", queues=len(self._intake))
 
     async def _converge(self) -> None:
         """Consume exactly the wanted intake queues, or none while paused."""
@@ -758,7 +774,7 @@ class RouterWorker:
             except _Abandon:
                 raise
             except Exception as exc:
-                log.error("router.batch_failed", error=repr(exc), size=len(fresh))
+                log.error("router.batch_failed", error=repr(exc), size=len(fresh), exc_info=exc)
                 # back to the queue: they return as suspects, handled a few at a time
                 for m in fresh:
                     await m.nack(requeue=True)

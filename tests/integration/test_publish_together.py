@@ -61,3 +61,29 @@ async def test_confirms_returns_refusals_and_order(hub: Hub) -> None:
             await publish_all(exchange, [(aio_pika.Message(b"third"), "full")],
                               mandatory=True, retries=2)
         assert refused.value.refused == 1
+
+
+async def test_a_write_failing_midway_answers_each_message_with_the_error(hub: Hub) -> None:
+    """What was written before a failed write is confirmed as usual; every message after
+    it gets the write's error as its answer (a connection lost midway, here a routing key
+    the frame cannot carry): an answer per message, never a crash of the whole batch."""
+    connection = await amqp.connect(hub.settings, "test-publish")
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.declare_exchange(
+            f"t.{uuid.uuid4().hex[:6]}", aio_pika.ExchangeType.DIRECT, auto_delete=True)
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(exchange, "in")
+        big = b"x" * WRITE_CHUNK_BYTES  # the first write ends with it
+        items = [(aio_pika.Message(b"a"), "in"), (aio_pika.Message(big), "in"),
+                 (aio_pika.Message(b"b"), "k" * 300), (aio_pika.Message(b"c"), "in")]
+
+        results = await _publish_together(exchange, items, mandatory=True)
+
+        assert [type(r) for r in results] == [aiormq.spec.Basic.Ack, aiormq.spec.Basic.Ack,
+                                              ValueError, ValueError]
+        # refused before anything was written: every message says why
+        alone = await _publish_together(exchange, [(aio_pika.Message(b"d"), "k" * 300)],
+                                        mandatory=True)
+        assert [type(r) for r in alone] == [ValueError]
+        assert await queue.declare() and queue.declaration_result.message_count == 2
