@@ -53,6 +53,22 @@ async def _holds(hub: Hub, queue: str, n: int) -> bool:
     return await queue_depth(hub, queue) == n
 
 
+async def _topology_before_intake_queues(hub: Hub) -> None:
+    """The hub as an earlier version left it: lt.router.in bound to lt.submit with '#',
+    no lt.intake, no gateway intake queue, nothing of them in the ledger."""
+    connection = await aio_pika.connect(hub.settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.exchange_delete(topology.INTAKE)
+        await channel.exchange_delete(topology.INTAKE_OTHER)
+        for gid in ("vpcp", "bo-tai-chinh", "lgsp-nghean"):
+            await channel.queue_delete(topology.intake_queue(gid))
+        router_in = await channel.get_queue(topology.ROUTER_IN)
+        await router_in.bind(topology.SUBMIT, routing_key="#")
+    await hub.pool.execute("DELETE FROM intake_queues")
+    await hub.pool.execute("DELETE FROM intake_bindings")
+
+
 async def _send_all(hub: Hub, gateway: str, bodies: Sequence[bytes]) -> None:
     async with hub.client(gateway) as client:
         for k in range(0, len(bodies), 200):
@@ -169,17 +185,7 @@ async def test_one_gateways_packages_are_decided_in_order_during_a_burst(hub: Hu
 async def test_upgrading_a_running_hub_from_lt_router_in_on_lt_submit_loses_nothing(
         hub: Hub) -> None:
     await _directory(hub)
-    # the topology before intake queues: lt.router.in bound to lt.submit with '#'
-    connection = await aio_pika.connect(hub.settings.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        await channel.exchange_delete(topology.INTAKE)
-        await channel.exchange_delete(topology.INTAKE_OTHER)
-        for gid in ("vpcp", "bo-tai-chinh", "lgsp-nghean"):
-            await channel.queue_delete(topology.intake_queue(gid))
-        router_in = await channel.get_queue(topology.ROUTER_IN)
-        await router_in.bind(topology.SUBMIT, routing_key="#")
-    await hub.pool.execute("DELETE FROM intake_queues")
+    await _topology_before_intake_queues(hub)
     upgraded = asyncio.Event()
     bodies: list[bytes] = []
 
@@ -317,17 +323,7 @@ async def test_a_router_started_before_topology_apply_routes_from_lt_router_in(
     start (logging router.intake_topology_missing: run `lienthong topology apply`) and
     route what arrives in lt.router.in, as before (they used to fail to start)."""
     await _directory(hub)
-    connection = await aio_pika.connect(hub.settings.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        await channel.exchange_delete(topology.INTAKE)
-        await channel.exchange_delete(topology.INTAKE_OTHER)
-        for gid in ("vpcp", "bo-tai-chinh", "lgsp-nghean"):
-            await channel.queue_delete(topology.intake_queue(gid))
-        router_in = await channel.get_queue(topology.ROUTER_IN)
-        await router_in.bind(topology.SUBMIT, routing_key="#")
-    await hub.pool.execute("DELETE FROM intake_queues")
-    await hub.pool.execute("DELETE FROM intake_bindings")
+    await _topology_before_intake_queues(hub)
     await hub.start_router()
     bodies = [edoc(G22, [G12], number=f"B{i}", attachment=None)[1] for i in range(10)]
     await _send_all(hub, "vpcp", bodies)

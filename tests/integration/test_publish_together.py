@@ -10,6 +10,7 @@ import uuid
 import aio_pika
 import aiormq
 import pytest
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, AbstractRobustConnection
 from aiormq.abc import DeliveredMessage
 
 from router import amqp
@@ -22,14 +23,21 @@ from router.outbox.publish import (
 from tests.hub import Hub
 
 
+async def _exchange_with_queue(connection: AbstractRobustConnection) -> tuple[
+        AbstractChannel, AbstractExchange, AbstractQueue]:
+    """A confirming channel, a throwaway exchange, and a queue bound to it with key ``in``."""
+    channel = await connection.channel(publisher_confirms=True)
+    exchange = await channel.declare_exchange(
+        f"t.{uuid.uuid4().hex[:6]}", aio_pika.ExchangeType.DIRECT, auto_delete=True)
+    queue = await channel.declare_queue(exclusive=True)
+    await queue.bind(exchange, "in")
+    return channel, exchange, queue
+
+
 async def test_confirms_returns_refusals_and_order(hub: Hub) -> None:
     connection = await amqp.connect(hub.settings, "test-publish")
     async with connection:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.declare_exchange(
-            f"t.{uuid.uuid4().hex[:6]}", aio_pika.ExchangeType.DIRECT, auto_delete=True)
-        queue = await channel.declare_queue(exclusive=True)
-        await queue.bind(exchange, "in")
+        channel, exchange, queue = await _exchange_with_queue(connection)
         full = await channel.declare_queue(
             exclusive=True, arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
         await full.bind(exchange, "full")
@@ -69,11 +77,7 @@ async def test_a_write_failing_midway_answers_each_message_with_the_error(hub: H
     the frame cannot carry): an answer per message, never a crash of the whole batch."""
     connection = await amqp.connect(hub.settings, "test-publish")
     async with connection:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.declare_exchange(
-            f"t.{uuid.uuid4().hex[:6]}", aio_pika.ExchangeType.DIRECT, auto_delete=True)
-        queue = await channel.declare_queue(exclusive=True)
-        await queue.bind(exchange, "in")
+        _channel, exchange, queue = await _exchange_with_queue(connection)
         big = b"x" * WRITE_CHUNK_BYTES  # the first write ends with it
         items = [(aio_pika.Message(b"a"), "in"), (aio_pika.Message(big), "in"),
                  (aio_pika.Message(b"b"), "k" * 300), (aio_pika.Message(b"c"), "in")]
