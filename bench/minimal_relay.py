@@ -22,6 +22,9 @@ from aio_pika.abc import AbstractIncomingMessage
 from bench.relay import intake_queues_now
 from router import topology
 from router.settings import Settings
+from schemas import wire_names
+
+_MARKS = (wire_names.DOCUMENT_ID, wire_names.SENDER)
 
 
 def _s(value: Any) -> str:
@@ -54,10 +57,12 @@ async def main() -> None:
             sends = []
             for m in batch:
                 h = m.headers
+                # the copy names its document and sender, as a router's does
+                marks = {k: h[k] for k in _MARKS if k in h}
                 for gateway in h["lt-bench-to"] or []:  # type: ignore[union-attr]
                     sends.append(deliver.publish(aio_pika.Message(
-                        m.body, type=m.type, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                        _s(gateway)))
+                        m.body, type=m.type, headers=marks,
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT), _s(gateway)))
                 for gateway in (h["lt-bench-from"], h["lt-bench-notify"]):
                     if gateway:
                         sends.append(receipts.publish(aio_pika.Message(

@@ -74,6 +74,17 @@ def _latency_tables(result: dict[str, Any]) -> list[Table]:
                           *(_num(c.get("cores", {}).get(key), "{:.2f}") for c in cpu))
         table.add_row("a task waited for a CPU (share of time)",
                       *(_num(c.get("cpu_pressure_some"), "{:.0%}") for c in cpu))
+        floor = run.get("latency_floor")
+        if floor:
+            # the same traffic through the minimal relay, just before these runs
+            table.caption = (
+                f"the floor, the same traffic through the minimal relay just before: p50 / "
+                f"p99 {_num(floor.get('p50_ms'), '{:.0f}')} / "
+                f"{_num(floor.get('p99_ms'), '{:.0f}')} ms; RabbitMQ "
+                f"{_num((floor.get('cpu') or {}).get('cores', {}).get('rabbitmq'), '{:.2f}')}"
+                f" cores; a task waited for a CPU "
+                f"{_num((floor.get('cpu') or {}).get('cpu_pressure_some'), '{:.0%}')}")
+            table.caption_justify = "left"
         tables.append(table)
     return tables
 
@@ -133,6 +144,10 @@ def _results_table(result: dict[str, Any]) -> Table:
              for r in runs],
             f"≤ {limits[p]:.0f}" if p in limits else "")
     row("latency max (ms)", [_num(r["latency"]["max_ms"], "{:.1f}") for r in runs])
+    floors = [r.get("latency_floor") or {} for r in runs]
+    row("latency floor: minimal relay p50 / p99 (ms)",
+        [f"{_num(f.get('p50_ms'), '{:.1f}')} / {_num(f.get('p99_ms'), '{:.1f}')}"
+         for f in floors])
     row("  documents p99 / status p99 (ms)",
         [f"{_num(r['latency']['by_kind']['edoc']['p99_ms'], '{:.1f}')} / "
          f"{_num(r['latency']['by_kind']['status']['p99_ms'], '{:.1f}')}" for r in runs])
@@ -176,7 +191,8 @@ def render(result: dict[str, Any], console: Console | None = None) -> None:
                         *_latency_tables(result)]
     problems = [p for r in result["runs"]
                 for section in (r["raw_relay"]["edoc"], r["raw_relay"]["status"],
-                                r["router"]["edoc"], r["router"]["status"], r["latency"])
+                                r["router"]["edoc"], r["router"]["status"], r["latency"],
+                                r.get("latency_floor") or {})
                 for p in section.get("problems", [])]
     if problems:
         parts.append("[red]problems:[/] " + "; ".join(problems[:10]))

@@ -56,6 +56,7 @@ from bench.cpu_shares import shares as cpu_shares
 from bench.cpu_shares import snapshot as cpu_snapshot
 from bench.phases import scrape as scrape_phases
 from bench.processes import Kind, ProcessGroup, ProcessMemory, Profiler, summarize_collapsed
+from bench.relay import HEADER_FROM, HEADER_NOTIFY, HEADER_TO
 from bench.traffic import Traffic
 from bench.workload import BenchDocument, BenchGateway, Workload, bench_directory
 from router import migrate, topology
@@ -63,6 +64,7 @@ from router.broker_admin import BrokerAdmin
 from router.directory.provision import ensure_core, provision_gateway
 from router.directory.registry import AgencyRow, GatewayCredentials, import_agencies
 from router.settings import Settings, child_environment
+from schemas import wire_names
 
 __all__ = [
     "RESULT_KEYS",
@@ -353,8 +355,8 @@ class _Bench:
         for k in range(0, len(subs), chunk):
             await asyncio.gather(*(
                 self.traffic.publish(s.gateway, s.body, kind=s.kind, headers={
-                    "lt-bench-to": list(s.to), "lt-bench-from": s.gateway.id,
-                    "lt-bench-notify": s.notify or ""})
+                    HEADER_TO: list(s.to), HEADER_FROM: s.gateway.id,
+                    HEADER_NOTIFY: s.notify or ""})
                 for s in subs[k:k + chunk]
             ))
         depth = await self.waiting()
@@ -471,9 +473,14 @@ class _Bench:
         }
 
     # latency -----------------------------------------------------------------------------
-    async def latency(self, n: int) -> dict[str, Any]:
+    async def latency(self, n: int, through: Kind = "router") -> dict[str, Any]:
+        """Submit → inbox latency at the offered rate through ``n`` routers, or, with
+        ``through="minimal"``, through the minimal relay: the floor this machine and broker
+        set for the same traffic (no parsing, no ledger), measured the same way."""
         cfg = self.config
-        self.say(f"router ×{n}: {cfg.rate:.0f} packages/s offered for {cfg.duration:.0f} s")
+        relay = through != "router"
+        label = "minimal relay" if relay else "router"
+        self.say(f"{label} ×{n}: {cfg.rate:.0f} packages/s offered for {cfg.duration:.0f} s")
         await self.traffic.purge([*self.inboxes, *self.receipt_queues, *self.intake])
         # documents are at most every package; in steady state a quarter of them
         docs = self.documents(int(cfg.rate * cfg.duration) + 1)
@@ -510,19 +517,23 @@ class _Bench:
                 body = self.workload.status(doc, gw, self.workload.next_answer_code())
                 sent[("status", doc.document_id, gw.agency)] = time.monotonic()
                 expected["status"] += 1
-                confirms.append(asyncio.ensure_future(
-                    self.traffic.publish(gw, body, kind="status")))
+                confirms.append(asyncio.ensure_future(self.traffic.publish(
+                    gw, body, kind="status",
+                    headers=_relay_headers((doc.sender.id,), gw, doc, doc.sender.id)
+                    if relay else None)))
                 return next_doc
             if not new_documents or next_doc >= len(docs):
                 return next_doc
             doc = docs[next_doc]
             sent[("edoc", doc.document_id)] = time.monotonic()
             expected["edoc"] += len(doc.recipients)
-            confirms.append(asyncio.ensure_future(
-                self.traffic.publish(doc.sender, doc.body, kind="edoc")))
+            confirms.append(asyncio.ensure_future(self.traffic.publish(
+                doc.sender, doc.body, kind="edoc",
+                headers=_relay_headers(tuple(r.id for r in doc.recipients), doc.sender, doc,
+                                       None) if relay else None)))
             return next_doc + 1
 
-        group = self.group("router")
+        group = self.group(through)
         group.start(n)
         # the load generator's own full GC passes over the prepared workload would stall
         # its clock for tens of ms and count as routing latency: keep that heap out of them
@@ -610,6 +621,14 @@ class _Bench:
             "cpu": cpu,
             "memory": [m.as_dict() for m in memory],
         }
+
+
+def _relay_headers(to: Sequence[str], sender: BenchGateway, doc: BenchDocument,
+                   notify: str | None) -> dict[str, Any]:
+    """What a relay needs to send a package's messages (``bench.relay``'s headers), and the
+    two headers the router puts on a copy, which the bench's inbox consumer reads."""
+    return {HEADER_TO: list(to), HEADER_FROM: sender.id, HEADER_NOTIFY: notify or "",
+            wire_names.DOCUMENT_ID: doc.document_id, wire_names.SENDER: sender.agency}
 
 
 def _text(value: Any) -> str:
@@ -706,6 +725,8 @@ async def run_in_environment(
             # the yardstick of the raw relay: the plainest relay, same packages, same minute
             minimal = await bench.throughput("minimal", n, docs, statuses)
             routed = await bench.throughput("router", n, docs, statuses)
+            # the floor: the same traffic through the minimal relay, in the same minutes
+            floor = await bench.latency(1, "minimal")
             # consecutive runs: a latency target is met only if every one of them meets it
             latencies = [await bench.latency(n) for _ in range(config.latency_runs)]
             latency = latencies[0]
@@ -726,11 +747,14 @@ async def run_in_environment(
                 "latency": {k: v for k, v in latency.items() if k != "memory"},
                 "latency_runs": [{k: v for k, v in one.items() if k != "memory"}
                                  for one in latencies],
+                "latency_floor": {k: v for k, v in floor.items()
+                                  if k not in ("memory", "where_time_goes")},
                 "memory": _memory_summary(routed["memory"],
                                           *(one["memory"] for one in latencies)),
                 "relay_memory": _memory_summary(raw["memory"]),
                 "delivered_ok": bool(raw["delivered_ok"] and minimal["delivered_ok"]
                                      and routed["delivered_ok"]
+                                     and floor["delivered_ok"]
                                      and all(one["delivered_ok"] for one in latencies)),
             })
             if on_run is not None:

@@ -51,6 +51,13 @@ async def test_bench_runs_every_phase_and_delivers_every_package(
     assert latency["copies_expected"]["status"] > 0
     assert latency["receipts"]["queued"] == latency["receipts"]["expected"]
     assert {"p50_ms", "p95_ms", "p99_ms"} <= set(latency)
+    # the floor: the same traffic through the minimal relay, every copy and receipt there
+    floor = run["latency_floor"]
+    assert floor["problems"] == []
+    assert floor["copies_arrived"] == floor["copies_expected"]
+    assert floor["copies_expected"]["status"] > 0
+    assert floor["receipts"]["queued"] == floor["receipts"]["expected"]
+    assert floor["p50_ms"] is not None
     assert run["memory"]["max_peak_mb"] > 0
     assert run["delivered_ok"] is True
     # both latency runs are kept, each with where its batches' time went, read from the
@@ -74,6 +81,7 @@ async def test_bench_runs_every_phase_and_delivers_every_package(
     assert "every latency run" in out.getvalue()
     assert "CPU cores: RabbitMQ" in out.getvalue()
     assert "worst of 2 runs" in out.getvalue()
+    assert "latency floor: minimal relay" in out.getvalue()
     # the router's ledger agrees: one delivery per copy, every one of them answered
     docs = await hub.pool.fetchval("SELECT count(*) FROM documents WHERE kind = 'edoc'")
     assert docs == 50 + sum(one["submitted"]["edoc"] for one in run["latency_runs"])
