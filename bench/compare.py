@@ -4,13 +4,17 @@ On a shared machine the load of other processes moves ``make bench``'s figures b
 one minute to the next, so a before/after comparison must alternate: this drains the same
 kind of pre-filled queue with router processes started from each tree in turn (a git
 worktree of the commit before, the working tree after), in one bench environment, and
-prints each drain and the medians. ``--burst`` measures fairness instead: a steady
+prints each drain and the medians. ``--latency`` alternates the trees' latency runs
+instead (the paced 300 packages/s of ``make bench``, and the minimal relay's floor once a
+round), with where a batch's time went and the cores each side used. ``--burst`` measures
+fairness instead: a steady
 stream from one gateway alone, then the same stream right behind N documents at once from
 another gateway; the difference of the stream's latency says how long a single document
 waits behind another gateway's burst.
 
     git worktree add --detach ../before <commit>
     python -m bench.compare ../before . --packages 1500 --rounds 3
+    python -m bench.compare ../before . --latency --rounds 5
     python -m bench.compare . --burst 5000 --rate 100 --seconds 10
 
 The routers run as ``python -m router.cli router`` with the tree as working directory, so
@@ -71,6 +75,43 @@ async def _drains(trees: Sequence[Path], packages: int, rounds: int, routers: in
                    f"{statistics.median(r[0] for r in got)}, per status "
                    f"{statistics.median(r[1] for r in got)}; "
                    f"{statistics.median(r[2] for r in got)} packages/s")
+
+
+async def _latencies(trees: Sequence[Path], rounds: int, routers: int, rate: float,
+                     seconds: float) -> None:
+    config = BenchConfig(rate=rate, duration=seconds, log_dir=Path(".bench"))
+    async with bench_environment(Settings.from_env(), bench_directory(95)) as env:
+        b = _Bench(env, config, lambda _m: None)
+        await b.traffic.connect()
+        rows: dict[Path, list[tuple[float, float]]] = {t: [] for t in trees}
+        try:
+            for _ in range(rounds):
+                floor = await b.latency(1, "minimal")
+                click.echo(f"minimal relay (the floor): p50 {floor['p50_ms']} ms, "
+                           f"p99 {floor['p99_ms']} ms")
+                for tree in trees:
+                    processes._REPO = tree
+                    out = await b.latency(routers)
+                    steps = out["where_time_goes"]["phases"]
+                    cores = out["cpu"]["cores"]
+                    rows[tree].append((out["p50_ms"], out["p99_ms"]))
+                    click.echo(
+                        f"{tree}: p50 {out['p50_ms']} ms, p99 {out['p99_ms']} ms; per batch "
+                        f"({out['where_time_goes']['mean_batch_size']} packages) wait "
+                        f"{steps['wait']['mean_ms']}, route {steps['route']['mean_ms']} "
+                        f"(lookup {steps['lookup']['mean_ms']}, record "
+                        f"{steps['record']['mean_ms']}), publish "
+                        f"{steps['publish']['mean_ms']} ms; cores: routers "
+                        f"{cores['routers']}, PostgreSQL {cores['postgresql']}, RabbitMQ "
+                        f"{cores['rabbitmq']}; a task waited for a CPU "
+                        f"{out['cpu']['cpu_pressure_some']:.0%}")
+        finally:
+            b.kill_all()
+            await b.traffic.close()
+    for tree, got in rows.items():
+        click.echo(f"{tree} median of {len(got)}: p50 "
+                   f"{statistics.median(r[0] for r in got)} ms, p99 "
+                   f"{statistics.median(r[1] for r in got)} ms")
 
 
 def _from(sender: BenchGateway, other: BenchGateway, n: int, tag: str,
@@ -179,14 +220,20 @@ async def _burst(tree: Path, routers: int, burst: int, rate: float, seconds: flo
 @click.option("--burst", type=click.IntRange(0), default=0,
               help="Measure fairness instead: this many documents at once from one "
                    "gateway, then --rate/s for --seconds from another (first tree only).")
-@click.option("--rate", type=click.FloatRange(1), default=100.0, show_default=True)
+@click.option("--latency", is_flag=True,
+              help="Alternate the trees' latency runs instead (--rate, default 300/s).")
+@click.option("--rate", type=click.FloatRange(1), default=None,
+              help="Packages/s offered  [default: 100 with --burst, 300 with --latency]")
 @click.option("--seconds", type=click.FloatRange(1), default=10.0, show_default=True)
 def compare(trees: tuple[Path, ...], packages: int, rounds: int, routers: int, burst: int,
-            rate: float, seconds: float) -> None:
-    """Router drains of TREES in turn (CPU ms per package), or the burst figure."""
+            latency: bool, rate: float | None, seconds: float) -> None:
+    """Router drains of TREES in turn (CPU ms per package), their latency runs in turn,
+    or the burst figure."""
     resolved = [t.resolve() for t in trees]
-    if burst:
-        asyncio.run(_burst(resolved[0], routers, burst, rate, seconds))
+    if latency:
+        asyncio.run(_latencies(resolved, rounds, routers, rate or 300.0, seconds))
+    elif burst:
+        asyncio.run(_burst(resolved[0], routers, burst, rate or 100.0, seconds))
     else:
         asyncio.run(_drains(resolved, packages, rounds, routers))
 

@@ -5,7 +5,9 @@ Every router the bench starts serves ``/metrics`` on a port of its own
 ``lienthong_batch_phase_seconds`` (wait, turn, route, publish, finish) and
 ``lienthong_route_step_seconds`` (parse, lookup, record) of each router, adds them up and
 reports, per phase, the batches counted, the mean and the bucket that holds the 99th
-percentile (an upper bound: the histogram keeps buckets, not samples).
+percentile (an upper bound: the histogram keeps buckets, not samples), and how many
+batches were written in one statement or in a transaction under locks
+(``lienthong_batch_writes_total``).
 """
 
 from __future__ import annotations
@@ -32,8 +34,14 @@ def summarize(texts: Sequence[str]) -> dict[str, Any]:
     counts: dict[str, float] = defaultdict(float)
     buckets: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
     size_sum = size_count = 0.0
+    writes: dict[str, int] = defaultdict(int)
     for text in texts:
         for family in text_string_to_metric_families(text):
+            if family.name == "lienthong_batch_writes":
+                for s in family.samples:
+                    if s.name.endswith("_total"):
+                        writes[s.labels["how"]] += int(s.value)
+                continue
             if family.name == "lienthong_batch_size":
                 for s in family.samples:
                     if s.name.endswith("_sum"):
@@ -67,7 +75,8 @@ def summarize(texts: Sequence[str]) -> dict[str, Any]:
             "p99_ms_at_most": None if math.isinf(bound) else round(bound * 1000, 1),
         }
     return {"phases": phases,
-            "mean_batch_size": round(size_sum / size_count, 1) if size_count else None}
+            "mean_batch_size": round(size_sum / size_count, 1) if size_count else None,
+            "writes": dict(writes)}
 
 
 _SCRAPE_TIMEOUT = aiohttp.ClientTimeout(total=5.0)

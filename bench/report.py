@@ -39,6 +39,12 @@ def _worst_of(run: dict[str, Any], p: str) -> float | None:
     return max(values) if values else None
 
 
+def _share_at_once(where: dict[str, Any]) -> str:
+    writes = where.get("writes") or {}
+    total = sum(writes.values())
+    return f"{writes.get('one_statement', 0) / total:.0%}" if total else "–"
+
+
 def _latency_tables(result: dict[str, Any]) -> list[Table]:
     """Per router count: every latency run, where a batch's time went in it (the routers'
     own metrics) and who used the CPU meanwhile."""
@@ -65,6 +71,7 @@ def _latency_tables(result: dict[str, Any]) -> list[Table]:
         table.add_row("max (ms)", *(_num(one.get("max_ms"), "{:.0f}") for one in every))
         table.add_row("packages per batch", *(_num(w.get("mean_batch_size"), "{:.1f}")
                                               for w in where))
+        table.add_row("batches written in one statement", *(_share_at_once(w) for w in where))
         for key, label in steps:
             table.add_row(f"{label} (mean ms per batch)",
                           *(_num(w.get("phases", {}).get(key, {}).get("mean_ms"), "{:.1f}")

@@ -47,6 +47,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 __all__ = [
     "BATCH_PHASE_SECONDS",
     "BATCH_SIZE",
+    "BATCH_WRITES",
     "BUILD_INFO",
     "CERT_EXPIRY",
     "COPIES",
@@ -112,6 +113,13 @@ ROUTE_STEP_SECONDS = Histogram(
     "decisions need, one round trip), record (the batch's ledger transaction)",
     ["step"],
     buckets=_PHASE_BUCKETS,
+)
+BATCH_WRITES = Counter(
+    "lienthong_batch_writes_total",
+    "Batches written to the ledger, by how: one_statement (nothing had changed since the "
+    "look-up), transaction (under locks: a duplicate, a business package closing documents, "
+    "a refused status, or the ledger changed meanwhile)",
+    ["how"],
 )
 COPIES = Counter(
     "lienthong_copies_total",

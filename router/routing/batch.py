@@ -78,7 +78,7 @@ class BatchRouter:
             decisions = decide.decide(batch, parsed, facts, self._gate.check)
             t3 = time.perf_counter()
             done = await record(conn, batch, decisions, plan,
-                                max_body_bytes=self._limits.max_bytes)
+                                max_body_bytes=self._limits.max_bytes, known=facts.deliveries)
             step.labels("record").observe(time.perf_counter() - t3)
         for p in done.accepted:
             plan.outcomes[p.index] = "accepted"

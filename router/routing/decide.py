@@ -144,6 +144,16 @@ class Target:
     edxml_document_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryState:
+    """A delivery a status package may act on, as read (or locked) from the ledger."""
+
+    state: str
+    recall_state: str | None
+    recipient_code: str  # as written in the document's To
+    agency: str  # the recipient agency's canonical code
+
+
 @dataclass(slots=True)
 class Facts:
     """What the ledger knows that the decision needs, looked up once per batch."""
@@ -156,6 +166,10 @@ class Facts:
     # routing key -> the active gateways whose topic permission admits it (looked up only
     # for messages without user_id)
     admitted_by: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # the deliveries of ``targets`` to the batch's agencies, by id, as read without a lock:
+    # what the batch's statuses act on, so that the batch can be written in one statement
+    # that checks them unchanged (``router.routing.record``)
+    deliveries: Mapping[uuid.UUID, DeliveryState] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +180,9 @@ class Wanted:
     codes: list[str]
     document_ids: list[str]
     keys_without_user: list[str]
+    # (DocumentId, agency code) of each delivery a status may act on: to the agency the
+    # status comes from, or to the one it answers for (a sender's own status)
+    deliveries: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -220,6 +237,7 @@ def wanted(
     keys = sorted({m.routing_key for m in batch if not m.amqp_user and not m.wire_error})
     codes: set[str] = set()
     ids: set[str] = set()
+    deliveries: set[tuple[str, str]] = set()
     for msg, p in zip(batch, parsed, strict=True):
         if isinstance(p, PackageRejected) or msg.wire_error:
             continue
@@ -234,7 +252,10 @@ def wanted(
                 codes.add(normalize(pkg.response_for.organ_id))
             if pkg.response_for.document_id:
                 ids.add(pkg.response_for.document_id)
-    return Wanted(users, sorted(codes), sorted(ids), keys)
+                deliveries.update(
+                    (pkg.response_for.document_id, normalize(code))
+                    for code in (pkg.sender.organ_id, pkg.response_for.organ_id) if code)
+    return Wanted(users, sorted(codes), sorted(ids), keys, sorted(deliveries))
 
 
 def answer_gateway(msg: Incoming, facts: Facts) -> str | None:

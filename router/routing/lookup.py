@@ -1,7 +1,9 @@
 """The facts a batch's decisions need, read from the ledger in one round trip.
 
 The sending gateways, every agency code the batch names (by any alias), the documents its
-statuses and business packages refer to, and, only for messages without ``user_id``, which
+statuses and business packages refer to and their deliveries to the batch's agencies (the
+state a status acts on, read without a lock: the batch's one statement writes a status
+only if that state is still the same), and, only for messages without ``user_id``, which
 active gateways' topic permissions admit their routing keys.
 """
 
@@ -14,7 +16,7 @@ from datetime import datetime
 
 from router.directory.registry import gateway_topic_regex
 from router.ledger import Conn
-from router.routing.decide import Agency, Facts, Gateway, Target, Wanted
+from router.routing.decide import Agency, DeliveryState, Facts, Gateway, Target, Wanted
 
 __all__ = ["look_up"]
 
@@ -30,7 +32,15 @@ SELECT
                                              d.sender_code, d.edxml_document_id)
                             ORDER BY d.received_at DESC), '[]')
      FROM documents d
-     WHERE d.kind = 'edoc' AND d.edxml_document_id = ANY($3::text[])) AS targets
+     WHERE d.kind = 'edoc' AND d.edxml_document_id = ANY($3::text[])) AS targets,
+  (SELECT coalesce(json_agg(json_build_array(d.id, d.state, d.recall_state, d.recipient_code,
+                                             a.code)), '[]')
+     FROM (SELECT DISTINCT doc, alias FROM unnest($4::text[], $5::text[]) AS k(doc, alias)) k
+     JOIN documents t ON t.edxml_document_id = k.doc AND t.kind = 'edoc'
+     JOIN agency_aliases al ON al.alias = k.alias
+     -- one probe of the unique key (hub_id, recipient_agency_id) per pair
+     JOIN deliveries d ON d.hub_id = t.hub_id AND d.recipient_agency_id = al.agency_id
+     JOIN agencies a ON a.id = d.recipient_agency_id) AS deliveries
 """
 
 # every active gateway with its served patterns and, of the codes assigned to it, those
@@ -48,7 +58,9 @@ ORDER BY g.id
 
 
 async def look_up(conn: Conn, wanted: Wanted, now: datetime) -> Facts:
-    row = await conn.fetchrow(_LOOKUPS_SQL, wanted.users, wanted.codes, wanted.document_ids)
+    row = await conn.fetchrow(_LOOKUPS_SQL, wanted.users, wanted.codes, wanted.document_ids,
+                              [doc for doc, _ in wanted.deliveries],
+                              [code for _, code in wanted.deliveries])
     assert row is not None
     gateways = {u: Gateway(g, u, st) for g, u, st in json.loads(row["gateways"])}
     agencies = {
@@ -58,6 +70,10 @@ async def look_up(conn: Conn, wanted: Wanted, now: datetime) -> Facts:
     targets: dict[str, list[Target]] = {}
     for hub, agency, gw, code, doc in json.loads(row["targets"]):  # newest first
         targets.setdefault(doc, []).append(Target(uuid.UUID(hub), agency, gw, code, doc))
+    deliveries = {
+        uuid.UUID(i): DeliveryState(state, recall, code, agency)
+        for i, state, recall, code, agency in json.loads(row["deliveries"])
+    }
     admitted: dict[str, list[str]] = {}
     if wanted.keys_without_user:
         for r in await conn.fetch(_ADMITTING_SQL, wanted.keys_without_user):
@@ -66,4 +82,4 @@ async def look_up(conn: Conn, wanted: Wanted, now: datetime) -> Facts:
                 if regex.match(key):
                     admitted.setdefault(key, []).append(r["id"])
     return Facts(now=now, gateways=gateways, agencies=agencies, targets=targets,
-                 admitted_by=admitted)
+                 admitted_by=admitted, deliveries=deliveries)

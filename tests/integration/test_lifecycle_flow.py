@@ -5,12 +5,18 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, time, timedelta
 
+from prometheus_client import REGISTRY
+
 from adapters import GatewayClient
 from router.directory.registry import AgencyRow
 from router.recovery import deadlines
 from router.reporting import statistics
+from router.routing import decide
 from router.routing.batch import BatchPlan, BatchRouter, Incoming
-from schemas import BusinessDocType, ParseLimits, StatusCode
+from router.routing.lookup import look_up
+from router.routing.record import record
+from router.security.signature_gate import SignatureGate
+from schemas import BusinessDocType, ParseLimits, StatusCode, parse_package
 from schemas.receipt import Receipt
 from tests.factory import edoc, status
 from tests.hub import Hub
@@ -252,3 +258,93 @@ async def test_deadlines_with_a_controlled_clock_and_the_report(hub: Hub) -> Non
     assert g12.to_01_median_s is not None and g12.to_01_median_s < 30
     assert g12.to_06_median_s is not None and g12.to_06_median_s >= g12.to_01_median_s
     assert h41.to_01_median_s is None
+
+
+async def test_a_status_decided_on_a_state_that_moved_is_decided_again_under_locks(
+        hub: Hub) -> None:
+    """A batch is written in one statement only if the deliveries its statuses act on are
+    still as the look-up read them. Here another router moves the delivery to ``done``
+    between this batch's look-up and its write: the one statement writes nothing, and the
+    batch is decided again under locks, where its 02 comes after a 06 and is refused."""
+    await _setup(hub)
+    doc, body = edoc("000.00.00.G22", ["000.00.00.H41"])
+    async with hub.client("vpcp") as vpcp:
+        assert (await _send(vpcp, body)).type == "accepted"
+    await hub.stop_routers()
+    limits = ParseLimits()
+
+    def incoming(code: StatusCode) -> Incoming:
+        return Incoming(body=status("000.00.00.H41", doc, code)[1],
+                        amqp_user=hub.credentials["lgsp-nghean"].user,
+                        routing_key="000.00.00.H41", message_id=f"na-{code.value}",
+                        declared_type="status")
+
+    def writes(how: str) -> float:
+        return REGISTRY.get_sample_value("lienthong_batch_writes_total", {"how": how}) or 0.0
+
+    batch = [incoming(C.REFUSED)]
+    parsed = [parse_package(m.body, limits=limits) for m in batch]
+    gate = SignatureGate(hub.pool)
+    async with hub.pool.acquire() as conn:
+        facts = await look_up(conn, decide.wanted(batch, parsed), datetime.now(UTC))
+        await gate.refresh_if_stale([g.id for g in facts.gateways.values()], conn=conn)
+        decisions = decide.decide(batch, parsed, facts, gate.check)
+        assert [s.state for s in facts.deliveries.values()] == ["queued"]
+        # meanwhile another router applies the recipient's 06
+        other = await BatchRouter(hub.pool, limits=limits).route([incoming(C.DONE)])
+        assert other.outcomes == ["accepted"]
+        before = writes("transaction"), writes("one_statement")
+        plan = BatchPlan(outcomes=[""])
+        done = await record(conn, batch, decisions, plan, max_body_bytes=limits.max_bytes,
+                            known=facts.deliveries)
+    assert (writes("transaction"), writes("one_statement")) == (before[0] + 1, before[1])
+    assert done.accepted == []
+    assert plan.outcomes == ["rejected"]
+    assert plan.rejection_reasons == ["ILLEGAL_TRANSITION"]
+    assert [r.receipt.type for r in plan.receipts] == ["rejected"]
+    assert await _state(hub, "000.00.00.H41") == ("done", None)
+    # nothing of the first attempt stayed: no 02 event or document, one audit row for it
+    assert await hub.pool.fetchval(
+        "SELECT count(*) FROM status_events WHERE status_code = '02'") == 0
+    assert await hub.pool.fetchval(
+        "SELECT count(*) FROM documents WHERE status_code = '02'") == 0
+    assert await hub.pool.fetchval(
+        "SELECT count(*) FROM audit_log WHERE action = 'package.rejected'") == 1
+
+
+async def test_a_batch_of_statuses_is_written_in_one_statement(hub: Hub) -> None:
+    """The common case: statuses on deliveries nobody else moved are written at once, with
+    the same rows as under locks (events, states, the sender's delivery events)."""
+    await _setup(hub)
+    doc, body = edoc("000.00.00.G22", ["000.00.00.H41", "000.00.00.G12"])
+    async with hub.client("vpcp") as vpcp:
+        assert (await _send(vpcp, body)).type == "accepted"
+    await hub.stop_routers()
+    before = REGISTRY.get_sample_value("lienthong_batch_writes_total",
+                                       {"how": "one_statement"}) or 0.0
+    batch = [Incoming(body=status(agency, doc, code)[1],
+                      amqp_user=hub.credentials[gateway].user, routing_key=agency,
+                      message_id=f"{gateway}-{code.value}", declared_type="status")
+             for gateway, agency, code in (("lgsp-nghean", "000.00.00.H41", C.ARRIVED),
+                                           ("lgsp-nghean", "000.00.00.H41", C.ACCEPTED),
+                                           ("bo-tai-chinh", "000.00.00.G12", C.DONE))]
+    plan = await BatchRouter(hub.pool, limits=ParseLimits()).route(batch)
+    assert plan.outcomes == ["accepted"] * 3
+    assert REGISTRY.get_sample_value("lienthong_batch_writes_total",
+                                     {"how": "one_statement"}) == before + 1
+    assert await _state(hub, "000.00.00.H41") == ("accepted", None)
+    assert await _state(hub, "000.00.00.G12") == ("done", None)
+    codes = await hub.pool.fetch(
+        "SELECT d.recipient_code, array_agg(e.status_code ORDER BY e.id) AS codes "
+        "FROM status_events e JOIN deliveries d ON d.id = e.delivery_id "
+        "WHERE e.status_code IS NOT NULL GROUP BY 1 ORDER BY 1")
+    assert [(r["recipient_code"], r["codes"]) for r in codes] == [
+        ("000.00.00.G12", ["06"]), ("000.00.00.H41", ["01", "03"])]
+    # the document's sender hears of each change: arrived, accepted, done
+    assert sorted(r.receipt.state or "" for r in plan.receipts
+                  if r.receipt.type == "delivery") == ["accepted", "arrived", "done"]
+    done_at = await hub.pool.fetchval(
+        "SELECT done_at FROM deliveries WHERE recipient_code = '000.00.00.G12'")
+    assert done_at is not None
+    assert await hub.pool.fetchval(
+        "SELECT count(*) FROM audit_log WHERE action = 'status.accepted'") == 3

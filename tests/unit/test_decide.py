@@ -302,3 +302,16 @@ def test_wanted_asks_for_the_keys_of_messages_without_user_only() -> None:
     assert w.keys_without_user == [G22]
     assert w.users == ["u-na"]
     assert {G22, H41} <= set(w.codes)
+
+
+def test_wanted_names_each_delivery_a_status_may_act_on() -> None:
+    """A recipient's status acts on the delivery to itself, a sender's (a recall) on the
+    delivery to the agency it answers for: the look-up reads both, by key."""
+    msgs = [message(status(H41, SENT, StatusCode.ARRIVED)[1], user="u-na", key=H41,
+                    kind="status"),
+            message(status(G22, SENT, StatusCode.RECALL_REQUESTED, to=H41)[1], user="u-vpcp",
+                    key=G22, kind="status"),
+            message(edoc(G22, [H41])[1], user="u-vpcp", key=G22)]
+    w = decide.wanted(msgs, [parse(m.body) for m in msgs])
+    assert set(w.deliveries) == {(SENT.document_id, H41), (SENT.document_id, G22)}
+    assert w.document_ids == [SENT.document_id]
