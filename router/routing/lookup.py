@@ -36,11 +36,17 @@ SELECT
   (SELECT coalesce(json_agg(json_build_array(d.id, d.state, d.recall_state, d.recipient_code,
                                              a.code)), '[]')
      FROM (SELECT DISTINCT doc, alias FROM unnest($4::text[], $5::text[]) AS k(doc, alias)) k
-     JOIN documents t ON t.edxml_document_id = k.doc AND t.kind = 'edoc'
-     JOIN agency_aliases al ON al.alias = k.alias
-     -- one probe of the unique key (hub_id, recipient_agency_id) per pair
-     JOIN deliveries d ON d.hub_id = t.hub_id AND d.recipient_agency_id = al.agency_id
-     JOIN agencies a ON a.id = d.recipient_agency_id) AS deliveries
+     -- one index probe per pair and step, whatever the ledger's size (OFFSET 0 keeps each
+     -- step a probe: the planner may not turn them into a scan of deliveries)
+     CROSS JOIN LATERAL (SELECT t.hub_id FROM documents t
+                         WHERE t.edxml_document_id = k.doc AND t.kind = 'edoc' OFFSET 0) t
+     CROSS JOIN LATERAL (SELECT al.agency_id FROM agency_aliases al
+                         WHERE al.alias = k.alias OFFSET 0) al
+     CROSS JOIN LATERAL (SELECT d.id, d.state, d.recall_state, d.recipient_code
+                         FROM deliveries d
+                         WHERE d.hub_id = t.hub_id AND d.recipient_agency_id = al.agency_id
+                         OFFSET 0) d
+     JOIN agencies a ON a.id = al.agency_id) AS deliveries
 """
 
 # every active gateway with its served patterns and, of the codes assigned to it, those
