@@ -29,7 +29,7 @@ import contextlib
 import math
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import click
@@ -48,70 +48,70 @@ def _pct(values: Sequence[float], p: float) -> float:
     return round(ordered[k] * 1000, 1)
 
 
-async def _drains(trees: Sequence[Path], packages: int, rounds: int, routers: int) -> None:
-    config = BenchConfig(packages=packages, log_dir=Path(".bench"))
+@contextlib.asynccontextmanager
+async def _bench(config: BenchConfig) -> AsyncIterator[_Bench]:
+    """A bench environment, its gateways connected; every process started in it is killed
+    at the end."""
     async with bench_environment(Settings.from_env(), bench_directory(95)) as env:
         b = _Bench(env, config, lambda _m: None)
         await b.traffic.connect()
-        rows: dict[Path, list[tuple[float, float, float]]] = {t: [] for t in trees}
         try:
-            for _ in range(rounds):
-                for tree in trees:
-                    processes._REPO = tree
-                    docs = b.documents(packages)
-                    out = await b.throughput("router", routers, docs,
-                                             b.status_submissions(docs))
-                    row = (out["edoc"]["cpu_ms_per_package"],
-                           out["status"]["cpu_ms_per_package"],
-                           out["total"]["packages_per_s"])
-                    rows[tree].append(row)
-                    click.echo(f"{tree}: CPU ms per document {row[0]}, per status {row[1]}; "
-                               f"{row[2]} packages/s")
+            yield b
         finally:
             b.kill_all()
             await b.traffic.close()
+
+
+def _medians(rows: dict[Path, list[tuple[float, ...]]], labels: Sequence[str]) -> None:
+    """Each tree's median of every column (``labels``: how to print each)."""
     for tree, got in rows.items():
-        click.echo(f"{tree} median of {len(got)}: CPU ms per document "
-                   f"{statistics.median(r[0] for r in got)}, per status "
-                   f"{statistics.median(r[1] for r in got)}; "
-                   f"{statistics.median(r[2] for r in got)} packages/s")
+        values = ", ".join(label.format(statistics.median(r[i] for r in got))
+                           for i, label in enumerate(labels))
+        click.echo(f"{tree} median of {len(got)}: {values}")
+
+
+async def _drains(trees: Sequence[Path], packages: int, rounds: int, routers: int) -> None:
+    rows: dict[Path, list[tuple[float, ...]]] = {t: [] for t in trees}
+    async with _bench(BenchConfig(packages=packages, log_dir=Path(".bench"))) as b:
+        for _ in range(rounds):
+            for tree in trees:
+                processes._REPO = tree
+                docs = b.documents(packages)
+                out = await b.throughput("router", routers, docs, b.status_submissions(docs))
+                row = (out["edoc"]["cpu_ms_per_package"], out["status"]["cpu_ms_per_package"],
+                       out["total"]["packages_per_s"])
+                rows[tree].append(row)
+                click.echo(f"{tree}: CPU ms per document {row[0]}, per status {row[1]}; "
+                           f"{row[2]} packages/s")
+    _medians(rows, ("CPU ms per document {}", "per status {}", "{} packages/s"))
 
 
 async def _latencies(trees: Sequence[Path], rounds: int, routers: int, rate: float,
                      seconds: float) -> None:
+    rows: dict[Path, list[tuple[float, ...]]] = {t: [] for t in trees}
     config = BenchConfig(rate=rate, duration=seconds, log_dir=Path(".bench"))
-    async with bench_environment(Settings.from_env(), bench_directory(95)) as env:
-        b = _Bench(env, config, lambda _m: None)
-        await b.traffic.connect()
-        rows: dict[Path, list[tuple[float, float]]] = {t: [] for t in trees}
-        try:
-            for _ in range(rounds):
-                floor = await b.latency(1, "minimal")
-                click.echo(f"minimal relay (the floor): p50 {floor['p50_ms']} ms, "
-                           f"p99 {floor['p99_ms']} ms")
-                for tree in trees:
-                    processes._REPO = tree
-                    out = await b.latency(routers)
-                    steps = out["where_time_goes"]["phases"]
-                    cores = out["cpu"]["cores"]
-                    rows[tree].append((out["p50_ms"], out["p99_ms"]))
-                    click.echo(
-                        f"{tree}: p50 {out['p50_ms']} ms, p99 {out['p99_ms']} ms; per batch "
-                        f"({out['where_time_goes']['mean_batch_size']} packages) wait "
-                        f"{steps['wait']['mean_ms']}, route {steps['route']['mean_ms']} "
-                        f"(lookup {steps['lookup']['mean_ms']}, record "
-                        f"{steps['record']['mean_ms']}), publish "
-                        f"{steps['publish']['mean_ms']} ms; cores: routers "
-                        f"{cores['routers']}, PostgreSQL {cores['postgresql']}, RabbitMQ "
-                        f"{cores['rabbitmq']}; a task waited for a CPU "
-                        f"{out['cpu']['cpu_pressure_some']:.0%}")
-        finally:
-            b.kill_all()
-            await b.traffic.close()
-    for tree, got in rows.items():
-        click.echo(f"{tree} median of {len(got)}: p50 "
-                   f"{statistics.median(r[0] for r in got)} ms, p99 "
-                   f"{statistics.median(r[1] for r in got)} ms")
+    async with _bench(config) as b:
+        for _ in range(rounds):
+            floor = await b.latency(1, "minimal")
+            click.echo(f"minimal relay (the floor): p50 {floor['p50_ms']} ms, "
+                       f"p99 {floor['p99_ms']} ms")
+            for tree in trees:
+                processes._REPO = tree
+                out = await b.latency(routers)
+                where = out["where_time_goes"]
+                steps = where["phases"]
+                cores = out["cpu"]["cores"]
+                rows[tree].append((out["p50_ms"], out["p99_ms"]))
+                click.echo(
+                    f"{tree}: p50 {out['p50_ms']} ms, p99 {out['p99_ms']} ms; per batch "
+                    f"({where['mean_batch_size']} packages) wait {steps['wait']['mean_ms']}, "
+                    f"route {steps['route']['mean_ms']} (lookup "
+                    f"{steps['lookup']['mean_ms']}, record {steps['record']['mean_ms']}), "
+                    f"publish {steps['publish']['mean_ms']} ms; cores: routers "
+                    f"{cores['routers']}, PostgreSQL {cores['postgresql']}, RabbitMQ "
+                    f"{cores['rabbitmq']}; a task waited for a CPU "
+                    f"{out['cpu']['cpu_pressure_some']:.0%}")
+    _medians(rows, ("p50 {} ms", "p99 {} ms"))
 
 
 def _from(sender: BenchGateway, other: BenchGateway, n: int, tag: str,

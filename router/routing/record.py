@@ -122,31 +122,33 @@ def unnest_insert(table: str, row: type[tuple[Any, ...]], suffix: str = "", *,
     return f"{sql} {suffix}" if suffix else sql
 
 
+def _placeholders(first: int, types: str) -> str:
+    """``$first::t1[], $first+1::t2[], …`` for the space-separated ``types``."""
+    return ", ".join(f"${i}::{t}[]" for i, t in enumerate(types.split(), start=first))
+
+
+def _deliveries_sql(first: int, only_of: str = "") -> str:
+    """The deliveries of the documents of a batch (their columns from ``$first``), each
+    with state ``submitted``; ``only_of``: the CTE of the documents actually inserted."""
+    where = f"WHERE t.h IN (SELECT hub_id FROM {only_of})" if only_of else ""  # noqa: S608
+    return f"""INSERT INTO deliveries (id, hub_id, recipient_agency_id, recipient_code,
+        gateway_id, copy_id, state, due_at, kind)
+    SELECT i, h, a, c, g, cp, 'submitted', du, k
+    FROM unnest({_placeholders(first, "uuid uuid bigint text text uuid date text")})
+         AS t(i, h, a, c, g, cp, du, k) {where}
+    ON CONFLICT DO NOTHING RETURNING id"""  # noqa: S608 (placeholders only)
+
+
 _DOCUMENT_COLUMNS = len(DocumentRow._fields)
 # documents, the deliveries of those inserted (a clash inserts none) and their first event,
 # in one statement: a round trip less per batch (the deliveries' foreign key is checked
 # at the end of the statement, when the documents are there)
 _INSERT_DOCUMENTS = f"""WITH ins AS ({unnest_insert(
     "documents", DocumentRow, "ON CONFLICT (dedup_key) DO NOTHING RETURNING hub_id, dedup_key")}),
-d AS (
-    INSERT INTO deliveries (id, hub_id, recipient_agency_id, recipient_code, gateway_id,
-        copy_id, state, due_at, kind)
-    SELECT i, h, a, c, g, cp, 'submitted', du, k
-    FROM unnest(${_DOCUMENT_COLUMNS + 1}::uuid[], ${_DOCUMENT_COLUMNS + 2}::uuid[],
-                ${_DOCUMENT_COLUMNS + 3}::bigint[], ${_DOCUMENT_COLUMNS + 4}::text[],
-                ${_DOCUMENT_COLUMNS + 5}::text[], ${_DOCUMENT_COLUMNS + 6}::uuid[],
-                ${_DOCUMENT_COLUMNS + 7}::date[], ${_DOCUMENT_COLUMNS + 8}::text[])
-         AS t(i, h, a, c, g, cp, du, k)
-    WHERE t.h IN (SELECT hub_id FROM ins)
-    ON CONFLICT DO NOTHING RETURNING id),
+d AS ({_deliveries_sql(_DOCUMENT_COLUMNS + 1, only_of="ins")}),
 e AS (INSERT INTO status_events (delivery_id, state) SELECT id, 'submitted' FROM d)
 SELECT dedup_key FROM ins"""  # noqa: S608 (identifiers from this module only)
 _REJECTION_COLUMNS = len(RejectionRow._fields)
-
-
-def _placeholders(first: int, types: str) -> str:
-    """``$first::t1[], $first+1::t2[], …`` for the space-separated ``types``."""
-    return ", ".join(f"${i}::{t}[]" for i, t in enumerate(types.split(), start=first))
 
 
 _EVENT_COLUMNS = 8  # status events of the batch's statuses (see _status_changes)
@@ -207,13 +209,7 @@ _N = _A + 4  # how many documents, deliveries and status updates there must be
 # after it, the audit rows last: the chain's head is locked only until the statement ends.
 _RECORD_AT_ONCE = f"""WITH ins AS ({unnest_insert(
     "documents", DocumentRow, "ON CONFLICT (dedup_key) DO NOTHING RETURNING hub_id")}),
-d AS (
-    INSERT INTO deliveries (id, hub_id, recipient_agency_id, recipient_code, gateway_id,
-        copy_id, state, due_at, kind)
-    SELECT i, h, a, c, g, cp, 'submitted', du, k
-    FROM unnest({_placeholders(_D, "uuid uuid bigint text text uuid date text")})
-         AS t(i, h, a, c, g, cp, du, k)
-    ON CONFLICT DO NOTHING RETURNING id),
+d AS ({_deliveries_sql(_D)}),
 e AS (INSERT INTO status_events (delivery_id, state) SELECT id, 'submitted' FROM d),
 se AS ({_status_events_sql(_E)}),
 su AS ({_status_update_sql(_U)} RETURNING d.id),
