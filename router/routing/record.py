@@ -151,6 +151,14 @@ SELECT dedup_key FROM ins"""  # noqa: S608 (identifiers from this module only)
 _REJECTION_COLUMNS = len(RejectionRow._fields)
 
 
+def _audit_sql(first: int) -> str:
+    """The batch's audit rows: actor, action, subject, details (``_audit_rows``)."""
+    return f"""INSERT INTO audit_log (actor, action, subject, details)
+    SELECT a, b, c, d::jsonb
+    FROM unnest({_placeholders(first, "text text text text")}) AS u(a, b, c, d)"""  # noqa: S608
+
+
+_DELIVERY_COLUMNS = 8  # the deliveries of the batch's documents (see _delivery_columns)
 _EVENT_COLUMNS = 8  # status events of the batch's statuses (see _status_changes)
 _UPDATE_COLUMNS = 7  # their deliveries' new state, and the state the decision saw
 
@@ -189,14 +197,10 @@ _APPLY_STATUSES = f"""WITH e AS ({_status_events_sql(1)})
 # last of the transaction: the audit chain's head stays locked only until the commit
 _INSERT_REJECTIONS_AND_AUDIT = f"""WITH r AS ({unnest_insert(
     "rejections", RejectionRow, "ON CONFLICT (id) DO NOTHING")})
-INSERT INTO audit_log (actor, action, subject, details)
-SELECT a, b, c, d::jsonb
-FROM unnest(${_REJECTION_COLUMNS + 1}::text[], ${_REJECTION_COLUMNS + 2}::text[],
-            ${_REJECTION_COLUMNS + 3}::text[], ${_REJECTION_COLUMNS + 4}::text[])
-     AS u(a, b, c, d)"""  # noqa: S608 (identifiers from this module only)
+{_audit_sql(_REJECTION_COLUMNS + 1)}"""
 
 _D = _DOCUMENT_COLUMNS + 1  # the deliveries' columns
-_E = _D + 8  # the statuses' events
+_E = _D + _DELIVERY_COLUMNS  # the statuses' events
 _U = _E + _EVENT_COLUMNS  # the statuses' deliveries
 _R = _U + _UPDATE_COLUMNS  # the rejections
 _A = _R + _REJECTION_COLUMNS  # the audit rows
@@ -214,9 +218,7 @@ e AS (INSERT INTO status_events (delivery_id, state) SELECT id, 'submitted' FROM
 se AS ({_status_events_sql(_E)}),
 su AS ({_status_update_sql(_U)} RETURNING d.id),
 r AS ({unnest_insert("rejections", RejectionRow, "ON CONFLICT (id) DO NOTHING", first=_R)}),
-a AS (INSERT INTO audit_log (actor, action, subject, details)
-      SELECT a, b, c, dt::jsonb
-      FROM unnest({_placeholders(_A, "text text text text")}) AS u(a, b, c, dt))
+a AS ({_audit_sql(_A)})
 SELECT lienthong_batch_whole(
     (SELECT count(*) FROM ins) = ${_N} AND (SELECT count(*) FROM d) = ${_N + 1}
     AND (SELECT count(*) FROM su) = ${_N + 2})"""  # noqa: S608 (identifiers from this module only)
